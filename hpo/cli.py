@@ -1,0 +1,79 @@
+"""`hpo`: validate a sweep file, run a sweep, export the best recipe."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hpo.errors import EXIT_BAD_INPUT, InputError
+from trainers.model_store import ModelError
+
+log = logging.getLogger("hpo")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from hpo.config import load_sweep
+
+    config = load_sweep(args.sweep)
+    print(
+        f"ok: {args.sweep}: {config.recipe.stage}/{config.recipe.method}, "
+        f"{len(config.space.parameters)} parameters from {config.space.path}, "
+        f"{config.budget.trials} trials x up to {config.scheduler.max_steps} steps"
+    )
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from hpo.config import load_sweep
+
+    config = load_sweep(args.sweep)  # every input problem surfaces here, before any side effect
+    from hpo.sweep import run_sweep
+
+    run_dir = run_sweep(config)
+    print(f"run directory: {run_dir}")
+    print(f"best recipe:   {run_dir / 'best' / 'recipe.yaml'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hpo.export import export_best
+
+    if not (args.run_dir / "spec.yaml").is_file():
+        raise InputError([f"{args.run_dir}: spec.yaml not found (give a run directory written by `hpo sweep`)"])
+    print(export_best(args.run_dir))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hpo", description="Hyperparameter optimization for LLM customization.")
+    commands = top.add_subparsers(dest="command", required=True)
+    validate = commands.add_parser("validate", help="check a sweep file; every problem at once, no side effects")
+    validate.add_argument("sweep", type=Path, help="sweep YAML file")
+    validate.set_defaults(run=cmd_validate)
+    sweep = commands.add_parser("sweep", help="run a sweep (embedded Ray, or RAY_ADDRESS when set)")
+    sweep.add_argument("sweep", type=Path, help="sweep YAML file")
+    sweep.set_defaults(run=cmd_sweep)
+    export = commands.add_parser("export", help="write the best recipe of a run directory")
+    export.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
+    export.set_defaults(run=cmd_export)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return args.run(args)
+    except InputError as err:
+        for line in err.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

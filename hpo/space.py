@@ -1,0 +1,131 @@
+"""Search spaces are data: YAML in search_spaces/, validated into typed parameters.
+
+    parameters:
+      learning_rate: {type: float, low: 1.0e-6, high: 1.0e-4, log: true, default: 1.0e-5}
+      lora_rank:     {type: choice, values: [16, 32, 64], default: 32}
+
+Every parameter carries the published default; together the defaults form the first
+trial, so a sweep is never worse than the recipe it started from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from hpo.errors import Problems, unknown_key_message
+from hpo.reader import Reader, check_range, load_yaml
+from trainers.recipe import HYPERPARAMETER_LIMITS, HYPERPARAMETER_NAMES, INTEGER_HYPERPARAMETERS
+
+PARAMETER_TYPES = ("float", "int", "choice")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: int | None = None
+    values: tuple[Any, ...] = ()
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.type == "float":
+            return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
+        if self.type == "int":
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=self.step or 1)
+        return optuna.distributions.CategoricalDistribution(self.values)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: str
+    stage: str
+    method: str
+    parameters: tuple[Parameter, ...]
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        return {p.name: p.distribution() for p in self.parameters}
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.parameters}
+
+
+def load_space(path: Path, problems: Problems | None = None) -> SearchSpace:
+    """Parse and validate a search-space file; problems are collected into `problems`."""
+    own = Problems(path)
+    document = load_yaml(path, own)
+    top = Reader(document, own)
+    stage = top.text("stage", choices=("sft", "cpt", "rft"))
+    method = top.text("method", choices=("lora", "full"))
+    raw_parameters = top.section("parameters", required=True)
+    parameters = []
+    for name in raw_parameters.data:
+        raw_parameters.used.add(name)
+        key = f"parameters.{name}"
+        if name not in HYPERPARAMETER_NAMES:
+            own.add(key, unknown_key_message(name, HYPERPARAMETER_NAMES))
+            continue
+        parameters.append(_parameter(name, Reader(raw_parameters.data[name], own, key)))
+    if document is not None and not parameters and not own:
+        own.add("parameters", "must list at least one parameter")
+    top.finish()
+    if problems is None:
+        own.raise_if_any()
+    else:
+        problems.extend(own)
+    return SearchSpace(str(path), stage, method, tuple(parameters))
+
+
+def _parameter(name: str, spec: Reader) -> Parameter:
+    kind = spec.text("type", choices=PARAMETER_TYPES)
+    if kind == "choice":
+        return _choice(name, spec)
+    integer = kind == "int" or name in INTEGER_HYPERPARAMETERS
+    low = spec.number("low", integer=integer)
+    high = spec.number("high", integer=integer)
+    log = spec.flag("log", False)
+    step = spec.number("step", None, low=1, integer=True) if kind == "int" else None
+    default = spec.number("default", integer=integer)
+    spec.finish()
+    if low is None or high is None:
+        return Parameter(name, kind, default)
+    _check_bounds(name, spec, low, high, log)
+    if default is not None and (default < low or default > high):
+        spec.problems.add(spec.key("default"), f"must lie in [low, high] = [{low:g}, {high:g}], got {default:g}")
+    return Parameter(name, kind, default, low, high, log, step)
+
+
+def _choice(name: str, spec: Reader) -> Parameter:
+    values = spec.raw("values")
+    default = spec.raw("default")
+    spec.finish()
+    if not isinstance(values, list) or not values:
+        spec.problems.add(spec.key("values"), f"must be a non-empty list, got {values!r}")
+        return Parameter(name, "choice", default)
+    limit_low, limit_high, low_open = HYPERPARAMETER_LIMITS.get(name, (None, None, False))
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            spec.problems.add(spec.key("values"), f"must hold numbers, got {value!r}")
+        elif name in INTEGER_HYPERPARAMETERS and not isinstance(value, int):
+            spec.problems.add(spec.key("values"), f"must hold integers, got {value!r}")
+        else:
+            check_range(spec.problems, spec.key("values"), value, limit_low, limit_high, low_open)
+    if default not in values:
+        spec.problems.add(spec.key("default"), f"must be one of the values {values}, got {default!r}")
+    return Parameter(name, "choice", default, values=tuple(values))
+
+
+def _check_bounds(name: str, spec: Reader, low: float, high: float, log: bool) -> None:
+    if low > high:
+        spec.problems.add(spec.key("low"), f"`low <= high` must hold, but got (low={low:g}, high={high:g})")
+    if log and low <= 0:
+        spec.problems.add(spec.key("low"), f"must be > 0 for a log range, got {low:g} (raise it or set log: false)")
+    limit_low, limit_high, low_open = HYPERPARAMETER_LIMITS[name]
+    check_range(spec.problems, spec.key("low"), low, limit_low, limit_high, low_open)
+    check_range(spec.problems, spec.key("high"), high, limit_low, limit_high, low_open)

@@ -1,0 +1,143 @@
+"""One sweep: run directory, baseline, then Ray Tune with the TPE searcher and ASHA.
+
+    run_dir/spec.yaml        resolved config + spec hash + data hashes
+    run_dir/baseline.json    the base model on the probes
+    run_dir/study.journal    the Optuna study (journal file: safe for several processes)
+    run_dir/tune/            Ray Tune's experiment (trial dirs, checkpoints)
+    run_dir/trials.parquet   one row per trial per rung
+    run_dir/best/            recipe.yaml and adapter of the best rung
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+
+import ray
+import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+from hpo.baseline import measure_baseline, write_json
+from hpo.config import SweepConfig, data_hashes
+from hpo.export import export_best
+from hpo.records import RecordCallback, TrialTable
+from hpo.searcher import METRIC, STEP, TPESearcher
+from hpo.trial import run_trial
+
+log = logging.getLogger(__name__)
+CHECKPOINTS_KEPT = 2  # per trial, ranked by objective: the best rung is always kept
+MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its last checkpoint
+
+
+class StopRecordingASHA(ASHAScheduler):
+    """ASHA that remembers which trials it stopped, so the record can say why a trial ended."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stopped_at: dict[str, int] = {}
+
+    def on_trial_result(self, tune_controller, trial, result):
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and not result.get("final"):
+            self.stopped_at[trial.trial_id] = int(result[STEP])
+        return action
+
+
+def make_run_dir(config: SweepConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.output_dir) / f"{config.name}-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+def write_spec(config: SweepConfig, run_dir: Path) -> None:
+    spec = {
+        "spec_hash": config.spec_hash(),
+        "data_sha256": data_hashes(config.recipe.data),
+        "config": config.resolved(),
+    }
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def stop_reason(scheduler: StopRecordingASHA):
+    def reason(trial_id: str, last: dict) -> tuple[str, str]:
+        if last.get("diverged"):
+            return "diverged", str(last.get("violation", ""))
+        if last.get("final"):
+            return "completed", ""
+        if trial_id in scheduler.stopped_at:
+            return "stopped", f"asha: below the rung cutoff at step {scheduler.stopped_at[trial_id]}"
+        return "stopped", f"sweep budget ended at step {last.get(STEP)}"
+
+    return reason
+
+
+def start_ray(config: SweepConfig) -> None:
+    """Join RAY_ADDRESS when set (a cluster); otherwise start Ray embedded on this machine."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS") or None,
+        include_dashboard=False,
+        log_to_driver=os.environ.get("FORGE_HPO_TRIAL_LOGS") == "1",
+        configure_logging=False,
+    )
+
+
+def run_sweep(config: SweepConfig) -> Path:
+    """Run the whole sweep; returns the run directory."""
+    recipe = dataclasses.replace(
+        config.recipe,
+        training=dataclasses.replace(config.recipe.training, threads=max(1, int(config.resources.cpu))),
+    )
+    baseline = measure_baseline(recipe)  # a model that cannot load fails here, before any run dir
+    run_dir = make_run_dir(config)
+    write_spec(config, run_dir)
+    write_json(run_dir / "baseline.json", baseline)
+    log.info("baseline: %s", {k: round(v, 4) for k, v in baseline["metrics"].items()})
+    start_ray(config)
+    scheduler = StopRecordingASHA(
+        time_attr=STEP,
+        metric=METRIC,
+        mode="max",
+        max_t=config.scheduler.max_steps,
+        grace_period=config.scheduler.rung_interval,
+        reduction_factor=config.scheduler.reduction_factor,
+    )
+    searcher = TPESearcher(
+        config.space, run_dir / "study.journal", config.name, config.searcher.seed, config.searcher.startup_trials
+    )
+    table = TrialTable(run_dir / "trials.parquet")
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, recipe=recipe, baseline=baseline["metrics"], objective=config.objective),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=config.budget.trials,
+            max_concurrent_trials=config.budget.concurrency,
+            time_budget_s=config.budget.time_budget_s,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=str(run_dir.resolve()),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=CHECKPOINTS_KEPT, checkpoint_score_attribute=METRIC, checkpoint_score_order="max"
+            ),
+            failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
+            callbacks=[RecordCallback(table, stop_reason(scheduler))],
+            verbose=1,
+        ),
+    )
+    tuner.fit()
+    export_best(run_dir)
+    return run_dir

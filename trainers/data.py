@@ -1,0 +1,83 @@
+"""Reading, checking and mixing the JSONL data a trainer uses.
+
+Domain and general instruction rows are {"prompt", "completion"}; general text rows
+are {"text"}. Checks return problem lines instead of raising so that the engine can
+report every bad file at once before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+PROMPT_FIELDS = ("prompt", "completion")
+TEXT_FIELDS = ("text",)
+MAX_REPORTED_ROWS = 3  # a file with thousands of bad rows still gives a short report
+
+
+def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
+    """All rows of a JSONL file; raises ValueError naming the file and line on bad JSON."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {number}: not valid JSON ({err.msg}); fix or remove the line") from err
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {number}: must be a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def check_rows(
+    path: Path | str,
+    key: str,
+    fields: tuple[str, ...],
+    labels: tuple[str, ...] = (),
+) -> list[str]:
+    """Problem lines for a data file: unreadable, empty, missing fields, labels outside the set."""
+    where = f"{path}: {key}" if key else str(path)
+    if not Path(path).is_file():
+        return [f"{where}: file not found (fix the path)"]
+    try:
+        rows = read_jsonl(path)
+    except ValueError as err:
+        return [f"{where}: {err}"]
+    if not rows:
+        return [f"{where}: the dataset is empty (it needs at least one row)"]
+    problems = []
+    missing = [(n, f) for n, row in enumerate(rows, 1) for f in fields if not isinstance(row.get(f), str)]
+    for number, name in missing[:MAX_REPORTED_ROWS]:
+        problems.append(f"{where}: row {number}: missing string field '{name}' (each row needs {', '.join(fields)})")
+    if labels:
+        allowed = set(labels)
+        strays = [(n, row["completion"]) for n, row in enumerate(rows, 1) if row.get("completion") not in allowed]
+        for number, label in strays[:MAX_REPORTED_ROWS]:
+            problems.append(
+                f"{where}: row {number}: label '{label}' is not in the label set "
+                f"({', '.join(labels)}); fix the row or add the label to task.labels"
+            )
+        if len(strays) > MAX_REPORTED_ROWS:
+            problems.append(f"{where}: {len(strays) - MAX_REPORTED_ROWS} more rows with labels outside the set")
+    return problems
+
+
+def mix(domain: list[dict], general: list[dict], domain_fraction: float, seed: int) -> list[dict]:
+    """Every domain row plus enough general rows that domain rows make up `domain_fraction`.
+
+    General rows are drawn without replacement while they last, then cycled, so a small
+    general pool still reaches the requested ratio. The result is shuffled with `seed`.
+    """
+    rng = random.Random(seed)
+    wanted = round(len(domain) * (1.0 - domain_fraction) / domain_fraction) if general else 0
+    pool = list(general)
+    rng.shuffle(pool)
+    drawn = [pool[i % len(pool)] for i in range(wanted)] if pool else []
+    mixed = list(domain) + drawn
+    rng.shuffle(mixed)
+    return mixed

@@ -1,0 +1,147 @@
+"""Probes shared by the baseline, every rung and the final check.
+
+- domain strict exact match on *generated* text: greedy decoding after the chat
+  template; the parse rule is "strip surrounding whitespace, then the text must equal
+  the label string exactly" (no case folding, no first-word heuristics).
+- general perplexity on held-out text (token-weighted).
+- instruction response NLL (nats per completion token) on held-out instruction pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trainers.data import read_jsonl
+from trainers.recipe import Recipe
+
+GENERATION_BATCH = 16
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """Probe data loaded once per run and reused at every rung."""
+
+    domain: list[dict[str, Any]]
+    general_texts: list[str]
+    instructions: list[dict[str, Any]]
+    labels: tuple[str, ...]
+    max_new_tokens: int
+    max_seq_len: int
+
+
+def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
+    """`domain_split` is "eval" (what the search sees) or "test" (the final, held-out check)."""
+    domain_path = recipe.data.domain_eval if domain_split == "eval" else recipe.data.domain_test
+    if domain_path is None:
+        raise ValueError(f"no data.domain_{domain_split} file in the recipe (add one to score that split)")
+    probes = recipe.probes
+    instructions = read_jsonl(recipe.data.instruction_probe) if recipe.data.instruction_probe else []
+    return ProbeSet(
+        domain=read_jsonl(domain_path)[: probes.domain_examples],
+        general_texts=[row["text"] for row in read_jsonl(recipe.data.general_probe)][: probes.general_passages],
+        instructions=instructions[: probes.instruction_examples],
+        labels=recipe.labels,
+        max_new_tokens=probes.max_new_tokens,
+        max_seq_len=recipe.training.max_seq_len,
+    )
+
+
+def chat_prompt(tokenizer: Any, prompt: str) -> str:
+    messages = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def parse_answer(generated: str) -> str:
+    """The parse rule: surrounding whitespace stripped, nothing else."""
+    return generated.strip()
+
+
+@torch.no_grad()
+def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """Greedy completions after the chat template, decoded without special tokens."""
+    answers: list[str] = []
+    tokenizer.padding_side = "left"
+    for start in range(0, len(prompts), GENERATION_BATCH):
+        texts = [chat_prompt(tokenizer, p) for p in prompts[start : start + GENERATION_BATCH]]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        output = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    return answers
+
+
+def exact_match(model: Any, tokenizer: Any, rows: Sequence[dict], labels: Sequence[str], max_new_tokens: int) -> dict:
+    """Strict exact match, the share of answers that parse to any label, and the predictions."""
+    generated = generate_answers(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens)
+    predictions = [parse_answer(text) for text in generated]
+    expected = [row["completion"] for row in rows]
+    hits = sum(p == e for p, e in zip(predictions, expected))
+    parsed = sum(p in set(labels) for p in predictions)
+    return {
+        "exact_match": hits / len(rows),
+        "parse_rate": parsed / len(rows),
+        "predictions": predictions,
+        "expected": expected,
+    }
+
+
+@torch.no_grad()
+def _sum_nll(model: Any, input_ids: torch.Tensor, scored_from: int) -> tuple[float, int]:
+    """Summed next-token NLL over positions >= `scored_from`, and how many were scored."""
+    logits = model(input_ids=input_ids.to(model.device)).logits[0, :-1].float()
+    targets = input_ids[0, 1:].to(model.device)
+    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")[max(scored_from - 1, 0) :]
+    return float(nll.sum()), int(nll.numel())
+
+
+def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int) -> float:
+    total, count = 0.0, 0
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_len)["input_ids"]
+        if ids.shape[1] < 2:
+            continue
+        nll, n = _sum_nll(model, ids, 1)
+        total, count = total + nll, count + n
+    return math.exp(total / count) if count else math.nan
+
+
+def response_nll(model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int) -> float:
+    """Mean NLL per completion token given the chat-formatted prompt."""
+    total, count = 0.0, 0
+    for row in rows:
+        prompt = tokenizer(chat_prompt(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([(prompt + answer)[:max_len]])
+        if len(prompt) >= ids.shape[1]:
+            continue
+        nll, n = _sum_nll(model, ids, len(prompt))
+        total, count = total + nll, count + n
+    return total / count if count else math.nan
+
+
+def run_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Every probe metric (flat floats) and the domain predictions (for a confusion matrix)."""
+    was_training = model.training
+    model.eval()
+    try:
+        domain = exact_match(model, tokenizer, probes.domain, probes.labels, probes.max_new_tokens)
+        metrics = {
+            "domain_exact_match": domain["exact_match"],
+            "domain_parse_rate": domain["parse_rate"],
+            "general_perplexity": perplexity(model, tokenizer, probes.general_texts, probes.max_seq_len),
+        }
+        if probes.instructions:
+            metrics["instruction_nll"] = response_nll(model, tokenizer, probes.instructions, probes.max_seq_len)
+    finally:
+        model.train(was_training)
+    return metrics, {"predictions": domain["predictions"], "expected": domain["expected"]}

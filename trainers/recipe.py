@@ -1,0 +1,127 @@
+"""The recipe: everything one training run needs, as plain typed values.
+
+A recipe is what a trial trains and what `hpo export` writes; `python -m trainers.sft
+recipe.yaml` runs it standalone. It knows nothing of Ray or Optuna.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Hard limits a value must respect to make sense at all (service limits are stricter
+# and are checked at export). (low, high, low_is_open)
+HYPERPARAMETER_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, 1.0, True),
+    "lora_rank": (1, 1024, False),
+    "lora_alpha": (1, 4096, False),
+    "lora_dropout": (0.0, 0.9, False),
+    "warmup_ratio": (0.0, 0.9, False),
+    "mixing_ratio": (0.0, 1.0, True),
+    "weight_decay": (0.0, 1.0, False),
+}
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """What the search tunes; defaults are the published LoRA SFT service defaults."""
+
+    learning_rate: float = 1e-5
+    lora_rank: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    warmup_ratio: float = 0.15
+    mixing_ratio: float = 0.5  # fraction of domain examples in the training mix
+    weight_decay: float = 0.0
+
+
+HYPERPARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparameters))
+INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha"})
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    domain_train: str
+    domain_eval: str
+    general_mix: str
+    general_probe: str
+    instruction_probe: str | None = None
+    domain_test: str | None = None
+
+
+@dataclass(frozen=True)
+class Training:
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_seq_len: int = 256
+    max_steps: int = 60  # length of the learning-rate schedule
+    stop_at_step: int | None = None  # stop early (a rung of the schedule), None = max_steps
+    rung_interval: int = 20  # probe and report every this many optimizer steps
+    threads: int = 1  # torch intra-op threads; match the CPUs given to the trial
+
+    @property
+    def last_step(self) -> int:
+        return self.stop_at_step or self.max_steps
+
+
+@dataclass(frozen=True)
+class Probes:
+    domain_examples: int = 60
+    general_passages: int = 30
+    instruction_examples: int = 30
+    max_new_tokens: int = 12
+
+
+@dataclass(frozen=True)
+class Recipe:
+    stage: str
+    method: str
+    model: str
+    data: DataPaths
+    labels: tuple[str, ...]
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    training: Training = field(default_factory=Training)
+    probes: Probes = field(default_factory=Probes)
+    seed: int = 0
+
+    def with_hyperparameters(self, values: dict[str, Any]) -> Recipe:
+        return dataclasses.replace(self, hyperparameters=dataclasses.replace(self.hyperparameters, **values))
+
+    def to_dict(self) -> dict[str, Any]:
+        plain = dataclasses.asdict(self)
+        plain["labels"] = list(self.labels)
+        return plain
+
+
+def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
+    """Inverse of `Recipe.to_dict`; unknown keys raise TypeError naming them."""
+    plain = dict(plain)
+    return Recipe(
+        data=DataPaths(**plain.pop("data")),
+        labels=tuple(plain.pop("labels")),
+        hyperparameters=Hyperparameters(**plain.pop("hyperparameters", {})),
+        training=Training(**plain.pop("training", {})),
+        probes=Probes(**plain.pop("probes", {})),
+        **plain,
+    )
+
+
+def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe in a YAML file, and the file's other top-level sections (e.g. `expected`)."""
+    document = yaml.safe_load(Path(path).read_text())
+    try:
+        recipe = recipe_from_dict(document.pop("recipe"))
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: recipe: not a valid recipe ({err}); re-export it with `hpo export`") from err
+    return recipe, document
+
+
+def save_recipe(path: Path, recipe: Recipe, **sections: Any) -> None:
+    document = {"recipe": recipe.to_dict(), **sections}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(document, sort_keys=False))
+    tmp.replace(path)

@@ -1,0 +1,191 @@
+"""Supervised fine-tuning with TRL + PEFT LoRA on a domain/general mix, scored at every rung.
+
+Reads top to bottom: load the base model, build the mixed dataset, train with TRL's
+SFTTrainer (loss on the completion only), and at every rung run the shared probes,
+save the adapter and hand both to `report`. Standalone:
+
+    python -m trainers.sft recipe.yaml [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import PrinterCallback, TrainerCallback, set_seed
+from trl import SFTConfig, SFTTrainer
+
+from trainers.data import mix, read_jsonl
+from trainers.models import load_base, training_dtype
+from trainers.probes import ProbeSet, load_probes, run_probes
+from trainers.recipe import Recipe, load_recipe
+
+log = logging.getLogger(__name__)
+
+# report(step, metrics, checkpoint_dir): the folder is only valid during the call.
+Report = Callable[[int, dict[str, float], Path], None]
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or gradient norm."""
+
+    def __init__(self, step: int, what: str, value: float) -> None:
+        self.step, self.what, self.value = step, what, value
+        super().__init__(f"{what} became {value} at step {step}")
+
+
+def training_rows(recipe: Recipe) -> list[dict]:
+    """Domain rows mixed with general instruction rows, in TRL's conversational prompt-completion form."""
+    domain = read_jsonl(recipe.data.domain_train)
+    general = read_jsonl(recipe.data.general_mix)
+    rows = mix(domain, general, recipe.hyperparameters.mixing_ratio, recipe.seed)
+    return [
+        {
+            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "completion": [{"role": "assistant", "content": row["completion"]}],
+        }
+        for row in rows
+    ]
+
+
+def sft_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
+    hp, training = recipe.hyperparameters, recipe.training
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=training.max_steps,
+        learning_rate=hp.learning_rate,
+        warmup_steps=hp.warmup_ratio,  # a value below 1 is a ratio of max_steps
+        lr_scheduler_type="linear",
+        weight_decay=hp.weight_decay,
+        per_device_train_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.grad_accum,
+        max_length=training.max_seq_len,
+        completion_only_loss=True,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=training_dtype() == torch.bfloat16,
+    )
+
+
+def lora_config(recipe: Recipe) -> LoraConfig:
+    hp = recipe.hyperparameters
+    return LoraConfig(
+        r=hp.lora_rank,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+class RungCallback(TrainerCallback):
+    """Probes, saves and reports at every rung; stops at `stop_at_step`; catches divergence."""
+
+    def __init__(self, recipe: Recipe, probes: ProbeSet, tokenizer, report: Report, work_dir: Path) -> None:
+        self.recipe, self.probes, self.tokenizer, self.report = recipe, probes, tokenizer, report
+        self.work_dir = work_dir
+        self.started = time.perf_counter()
+        self.probe_seconds = 0.0
+        self.window_losses: list[float] = []
+        self.last_metrics: dict[str, float] = {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for what in ("loss", "grad_norm"):
+            value = (logs or {}).get(what)
+            if value is not None and not math.isfinite(value):
+                raise Diverged(state.global_step, what, value)
+        if logs and "loss" in logs:
+            self.window_losses.append(logs["loss"])
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step, training = state.global_step, self.recipe.training
+        if step % training.rung_interval == 0 or step == training.last_step:
+            self.rung(step, state, model)
+        if step >= training.last_step:
+            control.should_training_stop = True
+
+    def rung(self, step: int, state, model) -> None:
+        probe_started = time.perf_counter()
+        metrics, predictions = run_probes(model, self.tokenizer, self.probes)
+        self.probe_seconds += time.perf_counter() - probe_started
+        wall = time.perf_counter() - self.started
+        metrics.update(
+            step=step,
+            epoch=float(state.epoch or 0.0),
+            train_loss=sum(self.window_losses) / max(len(self.window_losses), 1),
+            tokens_seen=float(state.num_input_tokens_seen),
+            train_seconds=wall - self.probe_seconds,
+            probe_seconds=self.probe_seconds,
+            final=float(step >= self.recipe.training.last_step),
+        )
+        self.window_losses = []
+        checkpoint = Path(tempfile.mkdtemp(prefix=f"rung-{step}-", dir=self.work_dir))
+        model.save_pretrained(checkpoint)
+        (checkpoint / "predictions.json").write_text(json.dumps(predictions))
+        (checkpoint / "metrics.json").write_text(json.dumps(metrics))
+        self.report(step, metrics, checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        self.last_metrics = metrics
+
+
+def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[str, float]:
+    """Train `recipe`, reporting every rung; returns the last rung's metrics."""
+    torch.set_num_threads(recipe.training.threads)
+    set_seed(recipe.seed)
+    model, tokenizer = load_base(recipe.model)
+    probes = load_probes(recipe)
+    with tempfile.TemporaryDirectory(prefix="sft-", dir=work_dir) as scratch:
+        callback = RungCallback(recipe, probes, tokenizer, report, Path(scratch))
+        trainer = SFTTrainer(
+            model=model,
+            args=sft_config(recipe, Path(scratch) / "trainer"),
+            train_dataset=Dataset.from_list(training_rows(recipe)),
+            processing_class=tokenizer,
+            peft_config=lora_config(recipe),
+            callbacks=[callback],
+        )
+        trainer.remove_callback(PrinterCallback)  # rungs are reported, not every log line
+        trainer.train()
+    return callback.last_metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainers.sft", description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path, help="recipe YAML (as written by `hpo export`)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the final adapter")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    recipe, _ = load_recipe(args.recipe)
+    out = args.out or args.recipe.parent / "rerun"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def report(step: int, metrics: dict[str, float], checkpoint: Path) -> None:
+        print(json.dumps({"step": step, **metrics}), flush=True)
+        if step >= recipe.training.last_step:
+            shutil.copytree(checkpoint, out / "adapter", dirs_exist_ok=True)
+
+    final = train(recipe, report)
+    (out / "metrics.json").write_text(json.dumps(final, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
