@@ -105,9 +105,7 @@ def word_of(s: dict) -> str:
 
 
 def make_prompt(s: dict, labels: list[str]) -> str:
-    return PROMPT_TEMPLATE.format(
-        word=word_of(s), gloss=s["gloss"], options=", ".join(sorted(labels))
-    )
+    return PROMPT_TEMPLATE.format(word=word_of(s), gloss=s["gloss"], options=", ".join(sorted(labels)))
 
 
 def allocate(counts: dict[str, int], total: int, minimum: int) -> dict[str, int]:
@@ -169,11 +167,7 @@ def build_supersense(synsets: list[dict], files: dict, meta: dict) -> dict:
     # A prompt is (word, gloss); drop synsets whose prompt text is not unique so
     # that no prompt can ever appear in two splits.
     key_count = Counter((word_of(s), s["gloss"]) for s in nouns)
-    eligible = [
-        s
-        for s in nouns
-        if len(s["gloss"]) <= MAX_GLOSS_CHARS and key_count[(word_of(s), s["gloss"])] == 1
-    ]
+    eligible = [s for s in nouns if len(s["gloss"]) <= MAX_GLOSS_CHARS and key_count[(word_of(s), s["gloss"])] == 1]
     eligible.sort(key=synset_id)
     rng = rng_for("wordnet-supersense")
     rng.shuffle(eligible)
@@ -181,9 +175,7 @@ def build_supersense(synsets: list[dict], files: dict, meta: dict) -> dict:
     for s in eligible:
         pool[s["lexname"]].append(s)
 
-    ss25_labels = sorted(
-        lab for lab in {s["lexname"] for s in nouns} if lab != "noun.Tops"
-    )
+    ss25_labels = sorted(lab for lab in {s["lexname"] for s in nouns} if lab != "noun.Tops")
     if len(ss25_labels) != 25:
         raise RuntimeError(f"expected 25 noun labels, found {len(ss25_labels)}")
 
@@ -201,10 +193,7 @@ def build_supersense(synsets: list[dict], files: dict, meta: dict) -> dict:
 
     # 25-way, roughly proportional with a floor per label.
     counts = {lab: len(pool[lab]) for lab in ss25_labels}
-    alloc = {
-        split: allocate(counts, SS25_SIZES[split], SS25_MIN_PER_LABEL[split])
-        for split in SPLITS
-    }
+    alloc = {split: allocate(counts, SS25_SIZES[split], SS25_MIN_PER_LABEL[split]) for split in SPLITS}
     for split in ("test", "validation", "train"):
         rows = []
         for lab in ss25_labels:
@@ -214,10 +203,7 @@ def build_supersense(synsets: list[dict], files: dict, meta: dict) -> dict:
 
     for name, labels in (("supersense3", SS3_LABELS), ("supersense25", ss25_labels)):
         for split in SPLITS:
-            rows = [
-                {"prompt": make_prompt(s, labels), "completion": s["lexname"]}
-                for s in chosen[name][split]
-            ]
+            rows = [{"prompt": make_prompt(s, labels), "completion": s["lexname"]} for s in chosen[name][split]]
             path = f"{name}/{split}.jsonl"
             files[path] = dump_jsonl(rows)
             if name == "supersense3":
@@ -239,9 +225,7 @@ def build_supersense(synsets: list[dict], files: dict, meta: dict) -> dict:
             meta[path] = {
                 "source": SOURCES["wordnet"],
                 "selection": rule,
-                "label_counts": dict(
-                    sorted(Counter(s["lexname"] for s in chosen[name][split]).items())
-                ),
+                "label_counts": dict(sorted(Counter(s["lexname"] for s in chosen[name][split]).items())),
                 "synsets": [synset_id(s) for s in chosen[name][split]],
             }
         files[f"{name}/labels.json"] = dump_json(labels)
@@ -322,9 +306,7 @@ def build_general(shared: Path, files: dict, meta: dict) -> dict:
     slices = {"mix": sorted(eligible[:INSTR_MIX]), "probe": sorted(eligible[INSTR_MIX:need])}
     for part, idx in slices.items():
         path = f"general/instructions_{part}.jsonl"
-        files[path] = dump_jsonl(
-            [{"prompt": pairs[i]["prompt"], "completion": pairs[i]["response"]} for i in idx]
-        )
+        files[path] = dump_jsonl([{"prompt": pairs[i]["prompt"], "completion": pairs[i]["response"]} for i in idx])
         meta[path] = {
             "source": SOURCES["instructions"],
             "selection": (
@@ -457,7 +439,7 @@ match zero-shot and learns it within tens of LoRA steps.
 Same prompt shape; `Options` lists all 25 noun labels (`noun.Tops` is
 excluded). Train 1000, validation 100, test 250; per split the labels are
 roughly proportional to the eligible synsets, with a floor of
-{SS25_MIN_PER_LABEL['train']} (train), {SS25_MIN_PER_LABEL['validation']} (validation) and {SS25_MIN_PER_LABEL['test']} (test) rows per label.
+{SS25_MIN_PER_LABEL["train"]} (train), {SS25_MIN_PER_LABEL["validation"]} (validation) and {SS25_MIN_PER_LABEL["test"]} (test) rows per label.
 The majority label (`{majority}`) is {majority_share:.1%} of the test split, so
 hyperparameters have room to matter. Rows per label:
 
@@ -634,10 +616,13 @@ def check(out: Path, meta: dict, ss25_labels: list[str]) -> None:
 def main() -> None:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shared", type=Path, default=here.parent.parent / "shared" / "data",
-                    help="folder with the shared source files (default: ../shared/data)")
-    ap.add_argument("--out", type=Path, default=here / "data",
-                    help="output folder (default: demo/data)")
+    ap.add_argument(
+        "--shared",
+        type=Path,
+        default=here.parent.parent / "shared" / "data",
+        help="folder with the shared source files (default: ../shared/data)",
+    )
+    ap.add_argument("--out", type=Path, default=here / "data", help="output folder (default: demo/data)")
     args = ap.parse_args()
     shared, out = args.shared, args.out
 

@@ -158,17 +158,17 @@ def _data(top: Reader, base: Path, problems: Problems) -> tuple[DataPaths, tuple
         problems.add("task.labels", "must not repeat a label")
     section = top.section("data", required=True)
     paths = {
-        "domain_train": section.path("domain_train", base, must_exist=False),
-        "domain_eval": section.path("domain_eval", base, must_exist=False),
-        "general_mix": section.path("general_mix", base, must_exist=False),
-        "general_probe": section.path("general_probe", base, must_exist=False),
-        "instruction_probe": section.path("instruction_probe", base, required=False, must_exist=False),
-        "domain_test": section.path("domain_test", base, required=False, must_exist=False),
+        "domain_train": section.path("domain_train", base),
+        "domain_eval": section.path("domain_eval", base),
+        "general_mix": section.path("general_mix", base),
+        "general_probe": section.path("general_probe", base),
+        "instruction_probe": section.path("instruction_probe", base, required=False),
+        "domain_test": section.path("domain_test", base, required=False),
     }
     section.finish()
     fields = {"general_probe": TEXT_FIELDS}
     for key, file in paths.items():
-        if file is not None:
+        if file is not None and file.is_file():
             with_labels = labels if key.startswith("domain") else ()
             problems.extend(check_rows(file, f"data.{key}", fields.get(key, PROMPT_FIELDS), with_labels))
     return DataPaths(**{k: str(v) if v else None for k, v in paths.items()}), labels  # type: ignore[arg-type]
@@ -197,9 +197,7 @@ def _scheduler(section: Reader) -> Scheduler:
     factor = section.number("reduction_factor", 3.0, low=1.0, high=16.0, low_open=True)
     section.finish()
     if interval and max_steps and interval > max_steps:
-        section.problems.add(
-            "scheduler.rung_interval", f"must be <= scheduler.max_steps ({max_steps}), got {interval}"
-        )
+        section.problems.add("scheduler.rung_interval", f"must be <= scheduler.max_steps ({max_steps}), got {interval}")
     return Scheduler(interval or 1, max_steps or 1, factor)
 
 

@@ -18,9 +18,23 @@ from ray.tune import Callback
 
 # Result keys Ray adds that are bookkeeping, not metrics worth a column.
 RAY_KEYS = {
-    "config", "date", "hostname", "node_ip", "pid", "time_this_iter_s", "time_since_restore",
-    "iterations_since_restore", "timestamp", "done", "trial_id", "experiment_tag", "checkpoint_dir_name",
-    "should_checkpoint", "timesteps_total", "episodes_total", "timesteps_since_restore",
+    "config",
+    "date",
+    "hostname",
+    "node_ip",
+    "pid",
+    "time_this_iter_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "timestamp",
+    "done",
+    "trial_id",
+    "experiment_tag",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "timesteps_total",
+    "episodes_total",
+    "timesteps_since_restore",
 }
 RUNNING = "running"
 

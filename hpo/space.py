@@ -38,7 +38,9 @@ class Parameter:
         if self.type == "float":
             return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
         if self.type == "int":
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=self.step or 1)
+            return optuna.distributions.IntDistribution(
+                int(self.low), int(self.high), log=self.log, step=self.step or 1
+            )
         return optuna.distributions.CategoricalDistribution(self.values)
 
 

@@ -1,11 +1,11 @@
 """One sweep: run directory, baseline, then Ray Tune with the TPE searcher and ASHA.
 
-    run_dir/spec.yaml        resolved config + spec hash + data hashes
-    run_dir/baseline.json    the base model on the probes
-    run_dir/study.journal    the Optuna study (journal file: safe for several processes)
-    run_dir/tune/            Ray Tune's experiment (trial dirs, checkpoints)
-    run_dir/trials.parquet   one row per trial per rung
-    run_dir/best/            recipe.yaml and adapter of the best rung
+run_dir/spec.yaml        resolved config + spec hash + data hashes
+run_dir/baseline.json    the base model on the probes
+run_dir/study.journal    the Optuna study (journal file: safe for several processes)
+run_dir/tune/            Ray Tune's experiment (trial dirs, checkpoints)
+run_dir/trials.parquet   one row per trial per rung
+run_dir/best/            recipe.yaml and adapter of the best rung
 """
 
 from __future__ import annotations

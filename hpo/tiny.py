@@ -45,8 +45,7 @@ def sentences(seed: int, count: int) -> list[str]:
     """Simple general-English sentences; different seeds give (mostly) different ones."""
     rng = random.Random(seed)
     return [
-        f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(PLACES)} {rng.choice(TIMES)}."
-        for _ in range(count)
+        f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(PLACES)} {rng.choice(TIMES)}." for _ in range(count)
     ]
 
 

@@ -7,8 +7,6 @@ folder is not available, so the suite still runs on machines without them.
 from __future__ import annotations
 
 import pickle
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +14,6 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 # make the repository root importable when pytest is run without `python -m`
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 from benchmarks.search.lcbench import (  # noqa: E402
     EPOCHS,

@@ -14,10 +14,6 @@ from typing import NamedTuple
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from trainers import model_store
@@ -48,7 +44,10 @@ def make_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
     backend = Tokenizer(WordLevel({t: i for i, t in enumerate(VOCAB)}, unk_token="<unk>"))
     backend.pre_tokenizer = Whitespace()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
         pad_token="</s>",
     )
     tokenizer.chat_template = chat_template
@@ -61,8 +60,14 @@ def make_model():
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, vocab_size=len(VOCAB), bos_token_id=1, eos_token_id=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(VOCAB),
+        bos_token_id=1,
+        eos_token_id=2,
         pad_token_id=2,
     )
     return LlamaForCausalLM(config)
@@ -104,6 +109,7 @@ def fake_gguf(tmp_path, monkeypatch) -> FakeGguf:
 
 # --- local folders -----------------------------------------------------------
 
+
 def test_local_folder_passes_through_and_loads(tiny_folder):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -125,8 +131,9 @@ def test_pathlike_accepted(tiny_folder):
     assert Path(resolve_model(tiny_folder)) == tiny_folder
 
 
-@pytest.mark.parametrize("ref", ["/no/such/model", "./missing-model", "~/missing-model-xyz",
-                                 "missing-model.gguf", "a/b/c"])
+@pytest.mark.parametrize(
+    "ref", ["/no/such/model", "./missing-model", "~/missing-model-xyz", "missing-model.gguf", "a/b/c"]
+)
 def test_missing_path_raises_with_path(ref):
     with pytest.raises(ModelError) as info:
         resolve_model(ref)
@@ -151,6 +158,7 @@ def test_non_gguf_file_raises(tmp_path):
 
 # --- hub ids -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("ref", ["HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"])
 def test_hub_id_returned_unchanged(ref, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -165,6 +173,7 @@ def test_invalid_reference_raises(ref, tmp_path, monkeypatch):
 
 
 # --- GGUF conversion and caching (conversion stubbed) -------------------------
+
 
 def test_gguf_converted_once_and_cached(fake_gguf, tmp_path):
     cache = tmp_path / "cache"
@@ -190,8 +199,8 @@ def test_gguf_cache_key_follows_file(fake_gguf, tmp_path):
 
 def test_default_cache_dir_from_env(fake_gguf, tmp_path, monkeypatch):
     monkeypatch.setenv("FORGE_HPO_CACHE", str(tmp_path / "envcache"))
-    assert default_cache_dir() == tmp_path / "envcache"
-    assert Path(resolve_model(str(fake_gguf.path))).parent == tmp_path / "envcache"
+    assert default_cache_dir() == tmp_path / "envcache" / "models"
+    assert Path(resolve_model(str(fake_gguf.path))).parent == tmp_path / "envcache" / "models"
 
 
 def test_default_cache_dir_in_home(monkeypatch):
@@ -227,9 +236,11 @@ def test_alias_uses_wheel_gguf(monkeypatch, tmp_path, fake_gguf):
 
 # --- atomic save / completeness marker ----------------------------------------
 
+
 def write_file(name: str):
     def build(folder: Path) -> None:
         (folder / name).write_text("data")
+
     return build
 
 
@@ -295,6 +306,7 @@ def test_atomic_save_removes_stale_temp_folders(tmp_path):
 
 # --- chat template -------------------------------------------------------------
 
+
 def test_check_chat_template_accepts_template():
     check_chat_template(make_tokenizer(), "model.name")
 
@@ -312,6 +324,7 @@ def test_check_chat_template_rejects_missing(tiny_folder, tmp_path):
 
 
 # --- real model (slow) ---------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(
@@ -336,9 +349,8 @@ def test_smollm2_conversion(tmp_path):
     assert tokenizer.eos_token == "<|im_end|>"
 
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
-    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer

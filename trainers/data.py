@@ -56,7 +56,11 @@ def check_rows(
         problems.append(f"{where}: row {number}: missing string field '{name}' (each row needs {', '.join(fields)})")
     if labels:
         allowed = set(labels)
-        strays = [(n, row["completion"]) for n, row in enumerate(rows, 1) if row.get("completion") not in allowed]
+        strays = [
+            (n, row["completion"])
+            for n, row in enumerate(rows, 1)
+            if isinstance(row.get("completion"), str) and row["completion"] not in allowed
+        ]
         for number, label in strays[:MAX_REPORTED_ROWS]:
             problems.append(
                 f"{where}: row {number}: label '{label}' is not in the label set "

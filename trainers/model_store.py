@@ -65,14 +65,11 @@ class ModelError(ValueError):
 
 
 def default_cache_dir() -> Path:
-    """Folder holding converted models: ``$FORGE_HPO_CACHE`` or ``~/.cache/forge-hpo/models``.
+    """Folder holding converted models: ``$FORGE_HPO_CACHE/models`` (default ``~/.cache/forge-hpo/models``).
 
     Kept outside the project so that every run and worker shares one conversion.
     """
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "forge-hpo" / "models"
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "forge-hpo").expanduser() / "models"
 
 
 def smollm2_gguf_path() -> Path:
@@ -110,8 +107,7 @@ def resolve_model(ref: str | os.PathLike[str], cache_dir: Path | None = None) ->
     if text.lower() == SMOLLM2:
         return str(_cached_conversion(smollm2_gguf_path(), SMOLLM2, cache_dir))
     if not text:
-        raise ModelError("empty model reference; pass a local folder, a .gguf file, "
-                         f"a hub id or {SMOLLM2!r}")
+        raise ModelError(f"empty model reference; pass a local folder, a .gguf file, a hub id or {SMOLLM2!r}")
 
     path = Path(text).expanduser()
     if path.is_dir():
@@ -123,14 +119,12 @@ def resolve_model(ref: str | os.PathLike[str], cache_dir: Path | None = None) ->
         return str(path.absolute())
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise ModelError(
-                f"model file {path} is not a .gguf file; pass a .gguf file or a folder "
-                "with config.json"
-            )
+            raise ModelError(f"model file {path} is not a .gguf file; pass a .gguf file or a folder with config.json")
         return str(_cached_conversion(path, _slug(path.stem), cache_dir))
     if path.exists():
-        raise ModelError(f"model path {path} is neither a folder nor a file; "
-                         "pass a folder with config.json or a .gguf file")
+        raise ModelError(
+            f"model path {path} is neither a folder nor a file; pass a folder with config.json or a .gguf file"
+        )
 
     if _looks_like_path(text):
         raise ModelError(
@@ -142,8 +136,7 @@ def resolve_model(ref: str | os.PathLike[str], cache_dir: Path | None = None) ->
             f"model reference {text!r} is neither an existing path nor a valid hub id; "
             f"pass a local folder, a .gguf file, an 'owner/name' hub id or {SMOLLM2!r}"
         )
-    logger.info("model %s is not a local path; treating it as a Hugging Face hub id "
-                "(needs network access)", text)
+    logger.info("model %s is not a local path; treating it as a Hugging Face hub id (needs network access)", text)
     return text
 
 
@@ -201,8 +194,7 @@ def _cached_conversion(gguf: Path, name: str, cache_dir: Path | None) -> Path:
     _require_gguf_package(gguf)
     logger.info("converting %s to %s (one-off, takes a while)", gguf, target)
     started = time.monotonic()
-    _atomic_save(lambda tmp: _convert_gguf(gguf, tmp), target,
-                 info={"source": str(gguf), "format": _FORMAT_VERSION})
+    _atomic_save(lambda tmp: _convert_gguf(gguf, tmp), target, info={"source": str(gguf), "format": _FORMAT_VERSION})
     logger.info("converted %s in %.1f s", gguf.name, time.monotonic() - started)
     return target
 
@@ -213,8 +205,7 @@ def _require_gguf_package(gguf: Path) -> None:
         import gguf as _  # noqa: F401
     except ImportError as exc:
         raise ModelError(
-            f"reading {gguf.name} needs the gguf package, which is not importable; "
-            "install it with `pip install gguf`"
+            f"reading {gguf.name} needs the gguf package, which is not importable; install it with `pip install gguf`"
         ) from exc
 
 
@@ -245,8 +236,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     model.save_pretrained(out)
 
 
-def _atomic_save(build: Callable[[Path], None], target: Path,
-                 info: dict[str, Any] | None = None) -> Path:
+def _atomic_save(build: Callable[[Path], None], target: Path, info: dict[str, Any] | None = None) -> Path:
     """Create ``target`` with ``build`` so that readers never see a partial folder.
 
     ``build`` fills a temporary sibling folder; the :data:`COMPLETE_MARKER`

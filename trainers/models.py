@@ -27,7 +27,9 @@ def load_base(ref: str) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=training_dtype())
     except (OSError, ValueError) as err:
-        raise ModelError(f"model '{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id") from err
+        raise ModelError(
+            f"model '{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id"
+        ) from err
     check_chat_template(tokenizer, "model")
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
         # A pad token equal to EOS would be masked out of the labels and the model would

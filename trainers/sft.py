@@ -75,6 +75,7 @@ def sft_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
         seed=recipe.seed,
         data_seed=recipe.seed,
         logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the divergence check, not be smoothed over
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,

@@ -1,0 +1,70 @@
+"""The SFT trainer on the tiny model: LoRA weights really change and the loss goes down."""
+
+import dataclasses
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from hpo.config import load_sweep
+from trainers.data import mix
+from trainers.sft import Diverged, train
+
+
+def tiny_recipe(tiny, **hyperparameters):
+    recipe = load_sweep(tiny / "sweep.yaml").recipe
+    return recipe.with_hyperparameters({"lora_rank": 8, "lora_alpha": 16, **hyperparameters})
+
+
+def test_training_changes_every_lora_weight_and_lowers_the_loss(tiny):
+    recipe = tiny_recipe(tiny, learning_rate=1e-2, mixing_ratio=1.0, warmup_ratio=0.0)
+    recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, max_steps=24, rung_interval=4))
+    rungs = []
+
+    def report(step, metrics, checkpoint):
+        weights = load_file(checkpoint / "adapter_model.safetensors")
+        predictions = json.loads((checkpoint / "predictions.json").read_text())
+        rungs.append((step, metrics, weights, predictions))
+
+    final = train(recipe, report)
+    assert [step for step, *_ in rungs] == [4, 8, 12, 16, 20, 24]
+    first, last = rungs[0][2], rungs[-1][2]
+    assert first.keys() == last.keys() and any("lora_B" in k for k in last)
+    for name in last:
+        assert not (first[name] == last[name]).all(), f"{name} did not change between rungs"
+        if "lora_B" in name:  # PEFT starts B at zero
+            assert last[name].abs().sum() > 0
+    assert rungs[-1][1]["train_loss"] < rungs[0][1]["train_loss"]
+    assert final["step"] == 24 and final["final"] == 1.0
+    assert len(rungs[-1][3]["predictions"]) == recipe.probes.domain_examples
+
+
+def test_stop_at_step_ends_early_on_the_same_schedule(tiny):
+    recipe = tiny_recipe(tiny, learning_rate=3e-3)
+    recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, stop_at_step=8))
+    steps = []
+    final = train(recipe, lambda step, metrics, checkpoint: steps.append(step))
+    assert steps == [4, 8]
+    assert final["final"] == 1.0
+
+
+def test_a_diverging_run_raises_with_its_step(tiny):
+    from safetensors.torch import save_file
+
+    weights_file = tiny / "model" / "model.safetensors"
+    weights = load_file(weights_file)
+    weights["model.norm.weight"][0] = float("inf")  # poisons every forward pass from the first step
+    save_file(weights, weights_file)
+    with pytest.raises(Diverged) as caught:
+        train(tiny_recipe(tiny, learning_rate=1e-3), lambda *args: None)
+    assert caught.value.step == 1 and caught.value.what == "loss"
+
+
+def test_mixing_keeps_every_domain_row_at_the_requested_ratio():
+    domain = [{"d": i} for i in range(30)]
+    general = [{"g": i} for i in range(10)]
+    mixed = mix(domain, general, 0.6, seed=0)
+    assert sum("d" in r for r in mixed) == 30
+    assert sum("g" in r for r in mixed) == 20  # 30 / 0.6 - 30, cycling the 10 general rows
+    assert mix(domain, general, 1.0, seed=0) != domain  # shuffled
+    assert sorted(r["d"] for r in mix(domain, general, 1.0, seed=0)) == list(range(30))

@@ -1,0 +1,98 @@
+"""End to end through the CLI: a real Ray Tune + Optuna TPE + ASHA sweep on the tiny model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+# The exported recipe reruns deterministically on CPU; allow for float summation order only.
+REPRODUCE_TOLERANCE = 1e-6
+
+
+def hpo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_source, tmp_path_factory):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("swept") / "tiny"
+    shutil.copytree(tiny_source, folder)
+    done = hpo("sweep", "sweep.yaml", cwd=folder)
+    (run_dir,) = (folder / "runs").iterdir()
+    return run_dir, done.stdout
+
+
+def test_run_directory_holds_every_record(swept):
+    run_dir, stdout = swept
+    for name in ("spec.yaml", "baseline.json", "trials.parquet", "study.journal", "best/recipe.yaml"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "best" / "adapter" / "adapter_model.safetensors").is_file()
+    assert f"run directory: {run_dir}" in stdout
+    spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
+    assert len(spec["spec_hash"]) == 16 and set(spec["data_sha256"]) >= {"domain_train", "domain_eval"}
+
+
+def test_parquet_has_a_row_for_every_rung_of_every_trial(swept):
+    run_dir, _ = swept
+    rows = pq.read_table(run_dir / "trials.parquet").to_pylist()
+    trials = {}
+    for row in rows:
+        trials.setdefault(row["trial_id"], []).append(row)
+    assert len(trials) == 6
+    for trial_rows in trials.values():
+        steps = [r["step"] for r in trial_rows]
+        assert steps == list(range(4, steps[-1] + 1, 4)), steps  # every rung up to where it ended
+        assert {r["status"] for r in trial_rows} in ({"completed"}, {"stopped"})
+    stopped = [t for t in trials.values() if t[0]["status"] == "stopped"]
+    assert stopped and all(t[0]["stop_reason"].startswith("asha: below the rung cutoff") for t in stopped)
+    assert any(t[-1]["step"] == 16 for t in trials.values())
+    for column in ("param_learning_rate", "domain_exact_match", "general_perplexity", "objective", "domain_lift"):
+        assert all(r[column] is not None for r in rows), column
+
+
+def test_first_trial_is_the_defaults_and_the_best_recipe_is_the_best_row(swept):
+    run_dir, _ = swept
+    rows = pq.read_table(run_dir / "trials.parquet").to_pylist()
+    from hpo.tiny import TINY_SPACE
+
+    defaults = {f"param_{k}": v["default"] for k, v in TINY_SPACE["parameters"].items()}
+    assert any(all(r[k] == v for k, v in defaults.items()) for r in rows)
+    best = yaml.safe_load((run_dir / "best" / "recipe.yaml").read_text())
+    assert best["expected"]["objective"] == max(r["objective"] for r in rows)
+    assert best["recipe"]["training"]["stop_at_step"] == best["expected"]["step"]
+    assert best["provenance"]["trial_id"] == best["expected"]["trial_id"]
+    best_row = next(
+        r for r in rows if r["trial_id"] == best["expected"]["trial_id"] and r["step"] == best["expected"]["step"]
+    )
+    assert best["recipe"]["hyperparameters"]["learning_rate"] == best_row["param_learning_rate"]
+
+
+def test_export_rewrites_the_same_recipe(swept):
+    run_dir, _ = swept
+    before = (run_dir / "best" / "recipe.yaml").read_text()
+    done = hpo("export", str(run_dir), cwd=run_dir)
+    assert done.stdout.strip() == str(run_dir / "best" / "recipe.yaml")
+    assert (run_dir / "best" / "recipe.yaml").read_text() == before
+
+
+def test_exported_recipe_reproduces_the_best_rung_standalone(swept, tmp_path):
+    run_dir, _ = swept
+    recipe = run_dir / "best" / "recipe.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "trainers.sft", str(recipe), "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = yaml.safe_load(recipe.read_text())["expected"]
+    final = json.loads((tmp_path / "metrics.json").read_text())
+    assert final["step"] == expected["step"]
+    for metric in ("domain_exact_match", "general_perplexity", "instruction_nll", "train_loss"):
+        assert final[metric] == pytest.approx(expected[metric], rel=REPRODUCE_TOLERANCE), metric
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
