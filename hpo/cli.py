@@ -7,10 +7,13 @@ import logging
 import sys
 from pathlib import Path
 
+import yaml
+
 from hpo.errors import EXIT_BAD_INPUT, InputError
 from trainers.model_store import ModelError
 
 log = logging.getLogger("hpo")
+SHOWN_METRICS = ("objective", "domain_exact_match", "domain_parse_rate", "general_perplexity", "instruction_nll")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -25,15 +28,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_metrics(title: str, metrics: dict) -> None:
+    shown = {k: metrics[k] for k in SHOWN_METRICS if metrics.get(k) is not None}
+    print(f"{title}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpo.config import load_sweep
 
     config = load_sweep(args.sweep)  # every input problem surfaces here, before any side effect
-    from hpo.sweep import run_sweep
+    from hpo.evaluate import evaluate_best, format_confusion
+    from hpo.live import LiveView
+    from hpo.sweep import prepare, run_sweep
 
-    run_dir = run_sweep(config)
+    print(f"measuring the base model {config.recipe.model} on the probes ...", flush=True)
+    run_dir, baseline = prepare(config)
+    print_metrics("baseline", baseline["metrics"])
+    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+    run_sweep(config, run_dir, baseline, live)
+    recipe = run_dir / "best" / "recipe.yaml"
+    print_metrics("best (validation)", yaml.safe_load(recipe.read_text())["expected"])
+    scores = evaluate_best(run_dir)
+    if scores:
+        print_metrics(f"base (test, {scores['examples']} examples)", scores["base"])
+        print_metrics(f"best (test, {scores['examples']} examples)", scores["best"])
+        print(format_confusion(scores["confusion"]))
     print(f"run directory: {run_dir}")
-    print(f"best recipe:   {run_dir / 'best' / 'recipe.yaml'}")
+    print(f"best recipe:   {recipe}")
     return 0
 
 
@@ -54,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=cmd_validate)
     sweep = commands.add_parser("sweep", help="run a sweep (embedded Ray, or RAY_ADDRESS when set)")
     sweep.add_argument("sweep", type=Path, help="sweep YAML file")
+    sweep.add_argument("--quiet", action="store_true", help="no live view (for CI logs)")
     sweep.set_defaults(run=cmd_sweep)
     export = commands.add_parser("export", help="write the best recipe of a run directory")
     export.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")

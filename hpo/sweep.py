@@ -19,6 +19,7 @@ from pathlib import Path
 import ray
 import yaml
 from ray import tune
+from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from hpo.baseline import measure_baseline, write_json
@@ -27,6 +28,7 @@ from hpo.export import export_best
 from hpo.records import RecordCallback, TrialTable
 from hpo.searcher import METRIC, STEP, TPESearcher
 from hpo.trial import run_trial
+from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
 CHECKPOINTS_KEPT = 2  # per trial, ranked by objective: the best rung is always kept
@@ -89,17 +91,24 @@ def start_ray(config: SweepConfig) -> None:
     )
 
 
-def run_sweep(config: SweepConfig) -> Path:
-    """Run the whole sweep; returns the run directory."""
-    recipe = dataclasses.replace(
-        config.recipe,
-        training=dataclasses.replace(config.recipe.training, threads=max(1, int(config.resources.cpu))),
-    )
-    baseline = measure_baseline(recipe)  # a model that cannot load fails here, before any run dir
+def trial_recipe(config: SweepConfig) -> Recipe:
+    """The base recipe with torch threads matched to the CPUs each trial gets."""
+    threads = max(1, int(config.resources.cpu))
+    return dataclasses.replace(config.recipe, training=dataclasses.replace(config.recipe.training, threads=threads))
+
+
+def prepare(config: SweepConfig) -> tuple[Path, dict]:
+    """Baseline first (a model that cannot load fails here, before any run dir), then the run dir."""
+    baseline = measure_baseline(trial_recipe(config))
     run_dir = make_run_dir(config)
     write_spec(config, run_dir)
     write_json(run_dir / "baseline.json", baseline)
-    log.info("baseline: %s", {k: round(v, 4) for k, v in baseline["metrics"].items()})
+    return run_dir, baseline
+
+
+def run_sweep(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback | None = None) -> Path:
+    """Run the trials of a prepared sweep and export the best rung; returns the run directory."""
+    recipe = trial_recipe(config)
     start_ray(config)
     scheduler = StopRecordingASHA(
         time_attr=STEP,
@@ -134,8 +143,8 @@ def run_sweep(config: SweepConfig) -> Path:
                 num_to_keep=CHECKPOINTS_KEPT, checkpoint_score_attribute=METRIC, checkpoint_score_order="max"
             ),
             failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
-            callbacks=[RecordCallback(table, stop_reason(scheduler))],
-            verbose=1,
+            callbacks=[RecordCallback(table, stop_reason(scheduler)), *([live] if live else [])],
+            verbose=0,
         ),
     )
     tuner.fit()

@@ -36,8 +36,26 @@ def test_run_directory_holds_every_record(swept):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "best" / "adapter" / "adapter_model.safetensors").is_file()
     assert f"run directory: {run_dir}" in stdout
+    lines = stdout.splitlines()
+    baseline_line = next(i for i, line in enumerate(lines) if line.startswith("baseline: "))
+    first_rung = next(i for i, line in enumerate(lines) if " step 4/16: objective" in line)
+    assert baseline_line < first_rung  # the base model is measured before any trial
+    assert "domain_exact_match" in lines[baseline_line] and "general_perplexity" in lines[baseline_line]
+    assert any(line.startswith("best (test, 20 examples): ") for line in lines)
     spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
     assert len(spec["spec_hash"]) == 16 and set(spec["data_sha256"]) >= {"domain_train", "domain_eval"}
+
+
+def test_best_recipe_is_scored_on_the_test_split_with_a_confusion_matrix(swept):
+    run_dir, _ = swept
+    scores = json.loads((run_dir / "best" / "test_scores.json").read_text())
+    assert scores["split"] == "test" and scores["examples"] == 20
+    assert set(scores["base"]) >= {"domain_exact_match", "general_perplexity"}
+    matrix = scores["confusion"]
+    assert set(matrix) == {"animal", "plant", "tool"}
+    assert sum(sum(row.values()) for row in matrix.values()) == 20
+    hits = sum(matrix[label][label] for label in matrix)
+    assert hits / 20 == pytest.approx(scores["best"]["domain_exact_match"])
 
 
 def test_parquet_has_a_row_for_every_rung_of_every_trial(swept):

@@ -35,14 +35,16 @@ class ProbeSet:
 
 
 def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
-    """`domain_split` is "eval" (what the search sees) or "test" (the final, held-out check)."""
+    """`domain_split` is "eval" (what the search sees, capped at probes.domain_examples) or
+    "test" (the final, held-out check, every row)."""
     domain_path = recipe.data.domain_eval if domain_split == "eval" else recipe.data.domain_test
     if domain_path is None:
         raise ValueError(f"no data.domain_{domain_split} file in the recipe (add one to score that split)")
     probes = recipe.probes
     instructions = read_jsonl(recipe.data.instruction_probe) if recipe.data.instruction_probe else []
+    domain = read_jsonl(domain_path)
     return ProbeSet(
-        domain=read_jsonl(domain_path)[: probes.domain_examples],
+        domain=domain[: probes.domain_examples] if domain_split == "eval" else domain,
         general_texts=[row["text"] for row in read_jsonl(recipe.data.general_probe)][: probes.general_passages],
         instructions=instructions[: probes.instruction_examples],
         labels=recipe.labels,

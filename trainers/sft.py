@@ -72,6 +72,7 @@ def sft_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
         gradient_accumulation_steps=training.grad_accum,
         max_length=training.max_seq_len,
         completion_only_loss=True,
+        gradient_checkpointing=False,  # small models: memory is not the limit, the recompute is pure cost
         seed=recipe.seed,
         data_seed=recipe.seed,
         logging_steps=1,

@@ -1,0 +1,56 @@
+"""The best recipe's held-out check: test-split scores next to the base model's, and a confusion matrix.
+
+The search only ever saw the validation split; these numbers are the ones to believe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from peft import PeftModel
+
+from trainers.models import load_base
+from trainers.probes import load_probes, run_probes
+from trainers.recipe import load_recipe
+
+UNPARSED = "(unparsed)"
+
+
+def confusion(expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Rows are true labels, columns predicted labels plus UNPARSED for answers outside the set."""
+    counts = Counter((e, p if p in labels else UNPARSED) for e, p in zip(expected, predicted))
+    columns = [*labels, UNPARSED]
+    return {e: {p: counts[(e, p)] for p in columns} for e in labels}
+
+
+def format_confusion(matrix: dict[str, dict[str, int]]) -> str:
+    columns = list(next(iter(matrix.values())))
+    width = max(len(c) for c in [*columns, *matrix]) + 1
+    lines = ["true \\ predicted".ljust(width) + "".join(c.rjust(width) for c in columns)]
+    lines += [label.ljust(width) + "".join(str(n).rjust(width) for n in row.values()) for label, row in matrix.items()]
+    return "\n".join(lines)
+
+
+def evaluate_best(run_dir: Path) -> dict:
+    """Score base model and best adapter on the test split; writes best/test_scores.json."""
+    best = Path(run_dir) / "best"
+    recipe, _ = load_recipe(best / "recipe.yaml")
+    if recipe.data.domain_test is None or not (best / "adapter").is_dir():
+        return {}
+    probes = load_probes(recipe, domain_split="test")
+    model, tokenizer = load_base(recipe.model)
+    base_metrics, _ = run_probes(model, tokenizer, probes)
+    tuned = PeftModel.from_pretrained(model, str(best / "adapter"))
+    best_metrics, predictions = run_probes(tuned, tokenizer, probes)
+    scores = {
+        "split": "test",
+        "examples": len(probes.domain),
+        "base": base_metrics,
+        "best": best_metrics,
+        "confusion": confusion(predictions["expected"], predictions["predictions"], recipe.labels),
+    }
+    (best / "test_scores.json").write_text(json.dumps(scores, indent=2))
+    return scores
