@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -83,9 +84,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def quiet_libraries() -> None:
+    """Progress bars and INFO chatter from the ML libraries drown the sweep's own lines."""
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # inherited by trial workers too
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_libraries()
     try:
         return args.run(args)
     except InputError as err:

@@ -46,11 +46,16 @@ class TrialTable:
         self.path = Path(path)
         self.rows: dict[tuple[str, int], dict[str, Any]] = {}
         self.status: dict[str, tuple[str, str]] = {}
+        self.started: dict[str, float] = {}  # when the driver started each trial (for overhead)
+
+    def start(self, trial_id: str) -> None:
+        self.started.setdefault(trial_id, time.time())
 
     def add_result(self, trial_id: str, params: dict[str, Any], result: dict[str, Any]) -> None:
         metrics = {k: clean(v) for k, v in result.items() if k not in RAY_KEYS and not isinstance(v, dict)}
         row = {"trial_id": trial_id, **{f"param_{k}": v for k, v in params.items()}, **metrics}
         row["recorded_at"] = time.time()
+        row["trial_started_at"] = self.started.get(trial_id)
         self.rows[(trial_id, int(result["step"]))] = row
         self.status.setdefault(trial_id, (RUNNING, ""))
         self.write()
@@ -85,6 +90,9 @@ class RecordCallback(Callback):
     def __init__(self, table: TrialTable, stop_reason) -> None:
         self.table = table
         self.stop_reason = stop_reason  # (trial_id, last_result) -> (status, reason)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.table.start(trial.trial_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "step" in result:

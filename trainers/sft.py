@@ -106,8 +106,12 @@ class RungCallback(TrainerCallback):
         self.work_dir = work_dir
         self.started = time.perf_counter()
         self.probe_seconds = 0.0
+        self.rung_seconds = 0.0  # probes + checkpoint save + report, all rungs so far
         self.window_losses: list[float] = []
         self.last_metrics: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()  # model load and tokenization are not training time
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         for what in ("loss", "grad_norm"):
@@ -125,16 +129,15 @@ class RungCallback(TrainerCallback):
             control.should_training_stop = True
 
     def rung(self, step: int, state, model) -> None:
-        probe_started = time.perf_counter()
+        rung_started = time.perf_counter()
         metrics, predictions = run_probes(model, self.tokenizer, self.probes)
-        self.probe_seconds += time.perf_counter() - probe_started
-        wall = time.perf_counter() - self.started
+        self.probe_seconds += time.perf_counter() - rung_started
         metrics.update(
             step=step,
             epoch=float(state.epoch or 0.0),
             train_loss=sum(self.window_losses) / max(len(self.window_losses), 1),
             tokens_seen=float(state.num_input_tokens_seen),
-            train_seconds=wall - self.probe_seconds,
+            train_seconds=rung_started - self.started - self.rung_seconds,
             probe_seconds=self.probe_seconds,
             final=float(step >= self.recipe.training.last_step),
         )
@@ -146,6 +149,7 @@ class RungCallback(TrainerCallback):
         self.report(step, metrics, checkpoint)
         shutil.rmtree(checkpoint, ignore_errors=True)
         self.last_metrics = metrics
+        self.rung_seconds += time.perf_counter() - rung_started
 
 
 def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[str, float]:
