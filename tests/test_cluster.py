@@ -1,0 +1,78 @@
+"""A real multi-node Ray cluster on this machine: a head and a worker node on loopback,
+a sweep submitted with `ray job submit`, trials spread over both nodes."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("ray.dashboard", reason="`ray job submit` needs ray[default]")
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cluster_processes(temp_dir: str) -> list[int]:
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+    return [int(line.split()[0]) for line in listing[1:] if temp_dir in line and "ps -eo" not in line]
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Only this test's Ray processes: `ray stop` would also end any other Ray on the machine."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in cluster_processes(temp_dir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+
+
+@pytest.fixture
+def cluster():
+    # Unix socket paths under the temp dir must stay short, so not pytest's tmp_path.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # loopback-only test cluster
+    gcs, dashboard = free_port(), free_port()
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    head = [str(RAY), "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}"]
+    head += ["--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}", *common]
+    try:
+        subprocess.run(head, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [str(RAY), "start", f"--address=127.0.0.1:{gcs}", *common], env=env, check=True, capture_output=True
+        )
+        yield {"env": env, "gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}"}
+    finally:
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_sweep_submitted_as_a_ray_job_runs_trials_on_both_nodes(cluster, tiny):
+    from ray.util.state import list_actors, list_nodes
+
+    assert len(list_nodes(address=cluster["gcs"])) == 2
+    submit = [str(RAY), "job", "submit", "--address", cluster["dashboard"], "--"]
+    submit += [sys.executable, "-m", "hpo", "sweep", str(tiny / "sweep.yaml"), "--quiet"]
+    done = subprocess.run(submit, env=cluster["env"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout + done.stderr
+
+    (run_dir,) = (tiny / "runs").iterdir()
+    rows = pq.read_table(run_dir / "trials.parquet").to_pylist()
+    assert len({r["trial_id"] for r in rows}) == 6
+    assert (run_dir / "best" / "recipe.yaml").is_file()
+    trial_actors = list_actors(address=cluster["gcs"], filters=[("class_name", "=", "ImplicitFunc")], detail=True)
+    assert len({actor.node_id for actor in trial_actors}) == 2
