@@ -1,7 +1,9 @@
 """The base model scored once on the same probes as every trial, before any trial runs.
 
-Cached by (model, probe data, probe settings) so that repeated sweeps over the same
-model and probes pay for it once; each run directory keeps its own baseline.json.
+Cached by (model, start adapter, stage, probe data, probe settings) so that repeated
+sweeps over the same model and probes pay for it once; each run directory keeps its own
+baseline.json. RFT baselines are never cached: the reward is code (or a service) whose
+behaviour the cache cannot see.
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ def baseline_key(recipe: Recipe) -> str:
     digest = hashlib.sha256(model_fingerprint(recipe.model).encode())
     for path in probe_files:
         digest.update(Path(path).read_bytes() if path else b"-")
+    for adapter in recipe.start_adapters:  # an adapter is small: its bytes are its identity
+        for file in sorted(Path(adapter).glob("adapter_*")):
+            digest.update(file.read_bytes())
     settings = [dataclasses.asdict(recipe.probes), recipe.training.max_seq_len, list(recipe.labels)]
+    if recipe.stage != "sft":  # keeps the keys of existing SFT caches
+        settings.append(recipe.stage)
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
 
@@ -47,15 +54,19 @@ def baseline_key(recipe: Recipe) -> str:
 def measure_baseline(recipe: Recipe) -> dict:
     """Baseline metrics (from the cache when the same model and probes were scored before)."""
     cached = cache_dir() / f"{baseline_key(recipe)}.json"
-    if cached.is_file():
+    cacheable = recipe.stage != "rft"
+    if cacheable and cached.is_file():
         baseline = json.loads(cached.read_text())
         log.info("baseline: reused %s", cached)
     else:
-        model, tokenizer = load_base(recipe.model)
+        model, tokenizer = load_base(recipe.model, recipe.start_adapters)
         metrics, predictions = run_probes(model, tokenizer, load_probes(recipe))
         baseline = {"metrics": metrics, "predictions": predictions, "model": recipe.model}
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        write_json(cached, baseline)
+        if recipe.start_adapters:
+            baseline["start_adapters"] = list(recipe.start_adapters)
+        if cacheable:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_json(cached, baseline)
     return baseline
 
 

@@ -1,4 +1,4 @@
-"""`hpo`: validate a sweep file, run a sweep, export the best recipe."""
+"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), export the best recipe, write a report."""
 
 from __future__ import annotations
 
@@ -14,42 +14,73 @@ from hpo.errors import EXIT_BAD_INPUT, InputError
 from trainers.model_store import ModelError
 
 log = logging.getLogger("hpo")
-SHOWN_METRICS = ("objective", "domain_exact_match", "domain_parse_rate", "general_perplexity", "instruction_nll")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.config import load_sweep
+    from hpo.pipeline import describe, is_pipeline, load_pipeline
 
-    config = load_sweep(args.sweep)
-    print(
-        f"ok: {args.sweep}: {config.recipe.stage}/{config.recipe.method}, "
-        f"{len(config.space.parameters)} parameters from {config.space.path}, "
-        f"{config.budget.trials} trials x up to {config.scheduler.max_steps} steps"
-    )
+    configs = load_pipeline(args.sweep).stages if is_pipeline(args.sweep) else (load_sweep(args.sweep),)
+    for config in configs:
+        print(
+            f"ok: {args.sweep}: {config.recipe.stage}/{config.recipe.method}, "
+            f"{len(config.space.parameters)} parameters from {config.space.path}, "
+            f"{config.budget.trials} trials x up to {config.scheduler.max_steps} steps"
+        )
+        for line in describe(config):
+            print(f"  {line}")
     return 0
 
 
 def print_metrics(title: str, metrics: dict) -> None:
-    shown = {k: metrics[k] for k in SHOWN_METRICS if metrics.get(k) is not None}
-    print(f"{title}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()), flush=True)
+    from hpo.pipeline import format_metrics
+
+    print(format_metrics(title, metrics), flush=True)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from hpo.live import LiveView
+    from hpo.pipeline import load_pipeline, run_pipeline
+
+    pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
+
+    def live(config):
+        return None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+
+    run_dir = run_pipeline(pipeline, args.allow_low_reward, lambda line: print(line, flush=True), live)
+    print(f"run directory: {run_dir}")
+    print(f"chain:         {run_dir / 'chain.yaml'}")
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpo.config import load_sweep
+    from hpo.pipeline import check_start, is_pipeline
 
+    if is_pipeline(args.sweep):
+        return cmd_pipeline(args)
     config = load_sweep(args.sweep)  # every input problem surfaces here, before any side effect
+    from hpo.baseline import measure_baseline
     from hpo.evaluate import evaluate_best, format_confusion
     from hpo.live import LiveView
-    from hpo.sweep import prepare, run_sweep
+    from hpo.sweep import prepare, run_sweep, trial_recipe
 
     print(f"measuring the base model {config.recipe.model} on the probes ...", flush=True)
-    run_dir, baseline = prepare(config)
+    baseline = measure_baseline(trial_recipe(config))
     print_metrics("baseline", baseline["metrics"])
+    for line in check_start(config, baseline["metrics"], args.allow_low_reward):  # refuses with exit code 2
+        print(f"warning: {line}", flush=True)
+    if args.baseline_only:
+        return 0
+    run_dir, baseline = prepare(config, baseline)
     live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
     run_sweep(config, run_dir, baseline, live)
     recipe = run_dir / "best" / "recipe.yaml"
-    print_metrics("best (validation)", yaml.safe_load(recipe.read_text())["expected"])
-    scores = evaluate_best(run_dir)
+    exported = yaml.safe_load(recipe.read_text())
+    print_metrics("best (validation)", exported["expected"])
+    for flag in exported.get("service_flags", []):
+        print(f"service: {flag}")
+    scores = evaluate_best(run_dir) if config.recipe.stage == "sft" else {}  # test scores need labels
     if scores:
         print_metrics(f"base (test, {scores['examples']} examples)", scores["base"])
         print_metrics(f"best (test, {scores['examples']} examples)", scores["best"])
@@ -64,7 +95,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not (args.run_dir / "spec.yaml").is_file():
         raise InputError([f"{args.run_dir}: spec.yaml not found (give a run directory written by `hpo sweep`)"])
-    print(export_best(args.run_dir))
+    recipe = export_best(args.run_dir, service_compatible=args.service_compatible or None)
+    print(recipe)
+    from hpo.exports import service_warnings
+
+    for line in service_warnings(recipe.parent):  # TRL/PEFT/service exports sit next to the recipe
+        print(f"warning: {line}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hpo.report import write_report
+
+    page, summary = write_report(args.run_dir)
+    print(f"report:  {page}")
+    print(f"summary: {summary}")
     return 0
 
 
@@ -77,10 +122,26 @@ def parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run a sweep (embedded Ray, or RAY_ADDRESS when set)")
     sweep.add_argument("sweep", type=Path, help="sweep YAML file")
     sweep.add_argument("--quiet", action="store_true", help="no live view (for CI logs)")
+    sweep.add_argument(
+        "--allow-low-reward",
+        action="store_true",
+        help="run RFT even when the base model's positive-reward rate is below the gate (5%%)",
+    )
+    sweep.add_argument(
+        "--baseline-only", action="store_true", help="measure the base model and check the guardrails, then stop"
+    )
     sweep.set_defaults(run=cmd_sweep)
     export = commands.add_parser("export", help="write the best recipe of a run directory")
     export.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
+    export.add_argument(
+        "--service-compatible",
+        action="store_true",
+        help="flag values outside the managed service's ranges (epochs 1-5, LR 1e-6..1e-4, warmup steps 0-100)",
+    )
     export.set_defaults(run=cmd_export)
+    report = commands.add_parser("report", help="write RUN_DIR/report/: an HTML page, PNG plots, a Markdown summary")
+    report.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
+    report.set_defaults(run=cmd_report)
     return top
 
 

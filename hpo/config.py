@@ -1,7 +1,18 @@
 """The sweep file, parsed once into frozen typed config with every problem reported together.
 
 Relative paths in a sweep file are relative to the file itself. `search_space` names a
-file, or a built-in space in search_spaces/ by its stem (e.g. `sft_lora`).
+file, or a built-in space in search_spaces/ by its stem (e.g. `sft_lora`); without it,
+the stage's built-in space (DEFAULT_SPACES). What the data files must hold, and what
+`task` says, depends on the stage:
+
+- sft: {"prompt", "completion"} domain rows, `task.labels`, exact match;
+- cpt: {"text"} domain rows and general mix, held-out domain perplexity;
+- rft: {"prompt", "completion"} domain rows (the completion is the reference handed to
+  the reward), `task.reward`, no general mix.
+
+`training.epochs` (`auto` or a number) sizes the schedule from the data
+(hpo.guardrails.training_plan) instead of `scheduler.max_steps`; ASHA's longest trial is
+then that many steps.
 """
 
 from __future__ import annotations
@@ -9,28 +20,65 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpo.errors import Problems
+from hpo.guardrails import TrainingPlan, domain_rows_per_step, training_plan
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
-from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows
-from trainers.recipe import DataPaths, Probes, Recipe, Training
+from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows, read_jsonl
+from trainers.recipe import (
+    LORA_HYPERPARAMETERS,
+    RFT_HYPERPARAMETERS,
+    DataPaths,
+    Hyperparameters,
+    Probes,
+    Recipe,
+    Reward,
+    Training,
+)
 
 BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
-STAGES = ("sft",)
-METHODS = ("lora",)
+STAGES = ("sft", "cpt", "rft")
+METHODS = ("lora", "full")
+STAGE_METHODS = {"sft": ("lora", "full"), "cpt": ("lora", "full"), "rft": ("lora",)}
+DEFAULT_SPACES = {
+    ("sft", "lora"): "sft_lora",
+    ("sft", "full"): "sft_full",
+    ("cpt", "lora"): "cpt",
+    ("rft", "lora"): "rft",
+}
+STAGE_METRICS = {"sft": "exact_match", "cpt": "perplexity", "rft": "reward"}
 WANDB_MODES = ("offline", "online", "disabled")
+DEFAULT_MAX_KL = 0.5  # nats per token to the reference: far past this the policy has left the start behind
+DEFAULT_MIN_LENGTH_RATIO = 0.5  # reward up while length halves between rungs: reward hacking
 
 
 @dataclass(frozen=True)
 class Objective:
-    """`domain_lift - general_weight * general_regression`, failing past the limit."""
+    """`domain_lift - general_weight * general_regression`, failing past the limits.
+
+    `max_kl` and `min_length_ratio` are RFT's: a rung over the KL limit, or whose training
+    reward rises while the completion length falls below `min_length_ratio` of the previous
+    rung's, fails and stops its trial (None turns either off).
+    """
 
     general_weight: float = 1.0
     max_general_regression: float | None = 0.5
+    max_kl: float | None = None
+    min_length_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """`allow_low_reward`: run RFT on a base below the positive-reward gate anyway.
+    `service_compatible`: flag values outside the managed service's ranges."""
+
+    allow_low_reward: bool = False
+    service_compatible: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +111,9 @@ class Searcher:
 
 @dataclass(frozen=True)
 class Tracking:
-    wandb: str = "disabled"
+    """W&B mirror of the sweep: offline by default (no account, no network; `wandb sync` later)."""
+
+    wandb: str = "offline"
     project: str = "forge-hpo"
 
 
@@ -80,6 +130,8 @@ class SweepConfig:
     searcher: Searcher
     tracking: Tracking
     output_dir: str
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    plan: TrainingPlan | None = None  # set when training.epochs sized the schedule from the data
 
     def resolved(self) -> dict[str, Any]:
         """Plain data for spec.yaml; equal configs give equal dicts."""
@@ -108,35 +160,72 @@ def load_sweep(path: Path | str) -> SweepConfig:
     """Parse and validate a sweep file; raises InputError listing every problem."""
     path = Path(path)
     problems = Problems(path)
-    top = Reader(load_yaml(path, problems), problems)
-    if problems:
+    document = load_yaml(path, problems)
+    problems.raise_if_any()
+    if isinstance(document, dict) and "stages" in document:
+        problems.add("stages", "this file is a pipeline of stages; load it with hpo.pipeline.load_pipeline")
         problems.raise_if_any()
+    config = sweep_from_document(document, path, problems)
+    problems.raise_if_any()
+    return config
+
+
+def sweep_from_document(document: object, path: Path, problems: Problems) -> SweepConfig:
+    """The sweep a parsed document describes; problems are collected, not raised.
+
+    `path` is the file the document came from: relative paths resolve against its folder.
+    """
+    top = Reader(document, problems)
     base = path.parent
     name = top.text("name", path.stem)
     stage = top.text("stage", "sft", choices=STAGES)
     method = top.text("method", "lora", choices=METHODS)
+    stage = stage if stage in STAGES else "sft"  # a bad stage is reported; keep checking the rest as sft
+    if method in METHODS and method not in STAGE_METHODS[stage]:
+        problems.add("method", f"stage {stage} supports {', '.join(STAGE_METHODS[stage])}, got '{method}'")
     model = _model(top, base)
-    data, labels = _data(top, base, problems)
-    scheduler = _scheduler(top.section("scheduler", required=True))
-    training = _training(top.section("training"), scheduler)
+    start_adapters = _start_adapters(top, base)
+    data, labels, reward = _data(top, base, stage, problems)
+    space = _space(top, base, stage, method, problems)
+    training, epochs = _training(top.section("training"))
+    scheduler, plan = _scheduler(top.section("scheduler", required=True), training, epochs, stage, data, space)
+    training = dataclasses.replace(
+        training,
+        max_steps=scheduler.max_steps,
+        rung_interval=scheduler.rung_interval,
+        duplication=plan.duplication if plan else training.duplication or 1,
+    )
     probes = _probes(top.section("probes"))
     seed = top.number("seed", 0, low=0, integer=True)
-    space = _space(top, base, stage, method, problems)
+    _check_generations(problems, stage, training, space)
+    recipe = Recipe(
+        stage,
+        method,
+        model,
+        data,
+        labels,
+        training=training,
+        probes=probes,
+        seed=seed,
+        reward=reward,
+        start_adapters=start_adapters,
+    )
     config = SweepConfig(
         path=str(path.resolve()),
         name=name,
-        recipe=Recipe(stage, method, model, data, labels, training=training, probes=probes, seed=seed),
+        recipe=recipe,
         space=space,
-        objective=_objective(top.section("objective")),
+        objective=_objective(top.section("objective"), stage),
         budget=_budget(top.section("budget", required=True)),
         resources=_resources(top.section("resources")),
         scheduler=scheduler,
         searcher=_searcher(top.section("searcher"), seed),
         tracking=_tracking(top.section("tracking")),
         output_dir=str(top.path("output_dir", base, required=False, must_exist=False) or base / "runs"),
+        guardrails=_guardrails(top.section("guardrails")),
+        plan=plan,
     )
     top.finish()
-    problems.raise_if_any()
     return config
 
 
@@ -149,10 +238,29 @@ def _model(top: Reader, base: Path) -> str:
     return str(local.resolve()) if local.exists() else model
 
 
-def _data(top: Reader, base: Path, problems: Problems) -> tuple[DataPaths, tuple[str, ...]]:
-    task = top.section("task", required=True)
-    labels = task.texts("labels")
-    task.text("metric", "exact_match", choices=("exact_match",))
+def _start_adapters(top: Reader, base: Path) -> tuple[str, ...]:
+    """LoRA adapters (e.g. an earlier sweep's best/adapter) merged into the model, in order, before training."""
+    adapters = []
+    for number, ref in enumerate(top.texts("start_adapters", None)):
+        folder = (base / ref).expanduser().resolve()
+        if not (folder / "adapter_config.json").is_file():
+            top.problems.add(
+                f"start_adapters[{number}]",
+                f"no LoRA adapter at {ref} (resolved to {folder}; give a folder with adapter_config.json)",
+            )
+        adapters.append(str(folder))
+    return tuple(adapters)
+
+
+def _data(top: Reader, base: Path, stage: str, problems: Problems) -> tuple[DataPaths, tuple[str, ...], Reward | None]:
+    task = top.section("task", required=stage != "cpt")
+    labels: tuple[str, ...] = ()
+    if stage == "sft":
+        labels = task.texts("labels")
+    elif stage == "rft":
+        labels = task.texts("labels", None)  # optional: when given, every reference must be one
+    reward = _reward(task.section("reward", required=True), base) if stage == "rft" else None
+    task.text("metric", STAGE_METRICS[stage], choices=(STAGE_METRICS[stage],))
     task.finish()
     if len(set(labels)) != len(labels):
         problems.add("task.labels", "must not repeat a label")
@@ -160,22 +268,70 @@ def _data(top: Reader, base: Path, problems: Problems) -> tuple[DataPaths, tuple
     paths = {
         "domain_train": section.path("domain_train", base),
         "domain_eval": section.path("domain_eval", base),
-        "general_mix": section.path("general_mix", base),
+        "general_mix": section.path("general_mix", base, required=stage != "rft"),
         "general_probe": section.path("general_probe", base),
         "instruction_probe": section.path("instruction_probe", base, required=False),
         "domain_test": section.path("domain_test", base, required=False),
     }
     section.finish()
-    fields = {"general_probe": TEXT_FIELDS}
+    if stage == "rft" and paths["general_mix"] is not None:
+        problems.add(
+            "data.general_mix",
+            "stage rft trains on prompts alone and mixes in no general rows (remove it; "
+            "in a pipeline set `rft: {data: {general_mix: null}}`)",
+        )
+    text_stage = stage == "cpt"
+    fields = {"general_probe": TEXT_FIELDS, "general_mix": TEXT_FIELDS if text_stage else PROMPT_FIELDS}
     for key, file in paths.items():
         if file is not None and file.is_file():
-            with_labels = labels if key.startswith("domain") else ()
-            problems.extend(check_rows(file, f"data.{key}", fields.get(key, PROMPT_FIELDS), with_labels))
-    return DataPaths(**{k: str(v) if v else None for k, v in paths.items()}), labels  # type: ignore[arg-type]
+            domain = key.startswith("domain")
+            expected = (TEXT_FIELDS if text_stage else PROMPT_FIELDS) if domain else fields.get(key, PROMPT_FIELDS)
+            problems.extend(check_rows(file, f"data.{key}", expected, labels if domain else ()))
+    data = DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
+    return data, labels, reward
+
+
+def _reward(section: Reader, base: Path) -> Reward:
+    """`{callable: "package.module:function"}` or `{url: ..., concurrency, timeout_s, retries}`."""
+    name = section.text("callable", None)
+    url = section.text("url", None)
+    reward = Reward(
+        callable=name or None,
+        import_root=str(base.resolve()),
+        url=url or None,
+        concurrency=section.number("concurrency", Reward.concurrency, low=1, integer=True),
+        timeout_s=section.number("timeout_s", Reward.timeout_s, low=0.0, low_open=True),
+        retries=section.number("retries", Reward.retries, low=0, integer=True),
+    )
+    section.finish()
+    if not section.data:
+        return reward  # missing: reported as required by the caller's section()
+    if bool(name) == bool(url):
+        section.problems.add(
+            section.prefix, "must give exactly one of callable or url (e.g. callable: trainers.rewards:exact_match)"
+        )
+    elif url and not url.startswith(("http://", "https://")):
+        section.problems.add(section.key("url"), f"must start with http:// or https://, got '{url}'")
+    elif name:
+        from trainers.rewards import import_callable  # imports torch: only for RFT sweeps
+
+        try:
+            import_callable(name, reward.import_root)
+        except ValueError as err:
+            section.problems.add(section.key("callable"), f"{err} (fix the name, or the module next to the sweep file)")
+    return reward
 
 
 def _space(top: Reader, base: Path, stage: str, method: str, problems: Problems) -> SearchSpace:
-    ref = top.text("search_space", f"{stage}_{method}")
+    default = DEFAULT_SPACES.get((stage, method))
+    if default is None and not top.has("search_space"):
+        builtin = ", ".join(sorted(p.stem for p in BUILTIN_SPACES.glob("*.yaml")))
+        problems.add(
+            "search_space",
+            f"is required for {stage}/{method}: no built-in space (give a .yaml path; built-in: {builtin})",
+        )
+        return SearchSpace("", stage, method, ())
+    ref = top.text("search_space", default)
     candidate = (base / ref).resolve()
     file = candidate if candidate.suffix in (".yaml", ".yml") else BUILTIN_SPACES / f"{ref}.yaml"
     if not file.is_file():
@@ -188,29 +344,107 @@ def _space(top: Reader, base: Path, stage: str, method: str, problems: Problems)
             "search_space",
             f"{file.name} is for {space.stage}/{space.method}, the sweep is {stage}/{method} (pick the matching space)",
         )
+    for parameter in space.parameters:
+        key = f"{Path(space.path).name}: parameters.{parameter.name}"
+        if method == "full" and parameter.name in LORA_HYPERPARAMETERS:
+            problems.add("search_space", f"{key}: method full trains no LoRA adapter (remove it)")
+        if stage != "rft" and parameter.name in RFT_HYPERPARAMETERS:
+            problems.add("search_space", f"{key}: only stage rft uses it (remove it)")
     return space
 
 
-def _scheduler(section: Reader) -> Scheduler:
-    interval = section.number("rung_interval", low=1, integer=True)
-    max_steps = section.number("max_steps", low=1, integer=True)
+def _scheduler(
+    section: Reader, training: Training, epochs: int | str | None, stage: str, data: DataPaths, space: SearchSpace
+) -> tuple[Scheduler, TrainingPlan | None]:
+    """ASHA's settings; with `training.epochs`, max_steps comes from the data size instead."""
+    interval = section.number("rung_interval", None, low=1, integer=True)
+    max_steps = section.number("max_steps", None, low=1, integer=True)
     factor = section.number("reduction_factor", 3.0, low=1.0, high=16.0, low_open=True)
     section.finish()
+    plan = _plan(training, epochs, stage, data, space) if epochs is not None else None
+    if epochs is not None and max_steps is not None:
+        section.problems.add(
+            "scheduler.max_steps",
+            "give scheduler.max_steps or training.epochs, not both (epochs size it from the data)",
+        )
+    elif plan is not None:
+        max_steps = plan.max_steps
+        interval = interval or max(1, math.ceil(max_steps / factor**2))  # three rungs by default
+    elif max_steps is None and epochs is None:
+        section.problems.add(
+            "scheduler.max_steps", "is required (add it, or size it from the data: training.epochs: auto)"
+        )
+    if interval is None and max_steps is not None:
+        section.problems.add("scheduler.rung_interval", "is required (add it)")
     if interval and max_steps and interval > max_steps:
         section.problems.add("scheduler.rung_interval", f"must be <= scheduler.max_steps ({max_steps}), got {interval}")
-    return Scheduler(interval or 1, max_steps or 1, factor)
+    return Scheduler(interval or 1, max_steps or 1, factor), plan
 
 
-def _training(section: Reader, scheduler: Scheduler) -> Training:
+def _plan(
+    training: Training, epochs: int | str, stage: str, data: DataPaths, space: SearchSpace
+) -> TrainingPlan | None:
+    """The data-size plan for `training.epochs` ("auto" or a number of epochs); None if the data is unreadable
+    (that problem is already reported)."""
+    try:
+        examples = len(read_jsonl(data.domain_train)) if Path(data.domain_train).is_file() else 0
+    except ValueError:
+        return None
+    if examples == 0:
+        return None
+    defaults = dataclasses.replace(Hyperparameters(), **{k: v for k, v in space.defaults().items() if v is not None})
+    batch = training.batch_size * training.grad_accum
+    return training_plan(
+        examples,
+        domain_rows_per_step(stage, batch, defaults),  # at the first trial's (the defaults') settings
+        defaults.warmup_ratio,
+        epochs=None if epochs == "auto" else int(epochs),
+        duplication=training.duplication,
+    )
+
+
+def _training(section: Reader) -> tuple[Training, int | str | None]:
+    """Batch and lengths (the schedule is filled in from the scheduler), and `epochs` if given.
+
+    `duplication` stays None unless given, so that a data-size plan can choose it.
+    """
+    epochs = section.raw("epochs", None)
+    if (
+        epochs is not None
+        and epochs != "auto"
+        and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1)
+    ):
+        section.problems.add(section.key("epochs"), f"must be auto or an integer >= 1, got {epochs!r}")
+        epochs = None
     training = Training(
         batch_size=section.number("batch_size", Training.batch_size, low=1, integer=True),
         grad_accum=section.number("grad_accum", Training.grad_accum, low=1, integer=True),
         max_seq_len=section.number("max_seq_len", Training.max_seq_len, low=16, integer=True),
-        max_steps=scheduler.max_steps,
-        rung_interval=scheduler.rung_interval,
+        duplication=section.number("duplication", None, low=1, integer=True),  # type: ignore[arg-type]
     )
     section.finish()
-    return training
+    return training, epochs
+
+
+def _check_generations(problems: Problems, stage: str, training: Training, space: SearchSpace) -> None:
+    """GRPO splits each batch into groups of num_generations answers: every value must divide it."""
+    if stage != "rft":
+        return
+    batch = training.batch_size * training.grad_accum
+    parameter = next((p for p in space.parameters if p.name == "num_generations"), None)
+    if parameter is None:
+        values: tuple = (Hyperparameters.num_generations,)
+    elif parameter.type == "choice":
+        values = parameter.values
+    else:
+        values = tuple(range(int(parameter.low or 2), int(parameter.high or 2) + 1, parameter.step or 1))
+    bad = [v for v in values if isinstance(v, int) and v > 0 and batch % v]
+    if bad:
+        problems.add(
+            "training.batch_size",
+            f"batch_size x grad_accum ({batch}) must be divisible by every num_generations, "
+            f"got {', '.join(map(str, bad))} (change the batch or the space's num_generations values)",
+        )
 
 
 def _probes(section: Reader) -> Probes:
@@ -224,13 +458,31 @@ def _probes(section: Reader) -> Probes:
     return probes
 
 
-def _objective(section: Reader) -> Objective:
+def _objective(section: Reader, stage: str) -> Objective:
+    rft = stage == "rft"
+    for key in ("max_kl", "min_length_ratio"):
+        if not rft and section.has(key):
+            section.used.add(key)
+            section.problems.add(section.key(key), f"only stage rft uses it (remove it; this sweep is {stage})")
     objective = Objective(
         general_weight=section.number("general_weight", Objective.general_weight, low=0.0),
         max_general_regression=section.number("max_general_regression", Objective.max_general_regression, low=0.0),
+        max_kl=section.number("max_kl", DEFAULT_MAX_KL, low=0.0, low_open=True) if rft else None,
+        min_length_ratio=section.number("min_length_ratio", DEFAULT_MIN_LENGTH_RATIO, low=0.0, high=1.0)
+        if rft
+        else None,
     )
     section.finish()
     return objective
+
+
+def _guardrails(section: Reader) -> Guardrails:
+    guardrails = Guardrails(
+        allow_low_reward=section.flag("allow_low_reward", Guardrails.allow_low_reward),
+        service_compatible=section.flag("service_compatible", Guardrails.service_compatible),
+    )
+    section.finish()
+    return guardrails
 
 
 def _budget(section: Reader) -> Budget:

@@ -41,9 +41,12 @@ def evaluate_best(run_dir: Path) -> dict:
     if recipe.data.domain_test is None or not (best / "adapter").is_dir():
         return {}
     probes = load_probes(recipe, domain_split="test")
-    model, tokenizer = load_base(recipe.model)
+    model, tokenizer = load_base(recipe.model, recipe.start_adapters)
     base_metrics, _ = run_probes(model, tokenizer, probes)
-    tuned = PeftModel.from_pretrained(model, str(best / "adapter"))
+    if recipe.method == "full":  # the checkpoint is the whole model
+        tuned, _ = load_base(str(best / "adapter"))
+    else:
+        tuned = PeftModel.from_pretrained(model, str(best / "adapter"))
     best_metrics, predictions = run_probes(tuned, tokenizer, probes)
     scores = {
         "split": "test",

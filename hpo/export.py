@@ -16,6 +16,9 @@ import pyarrow.parquet as pq
 import yaml
 
 from hpo.errors import InputError
+from hpo.exports import write_exports
+from hpo.guardrails import service_flags, service_values
+from trainers.data import read_jsonl
 from trainers.recipe import Recipe, recipe_from_dict, save_recipe
 
 PARAM_PREFIX = "param_"
@@ -57,8 +60,13 @@ def best_recipe(run_dir: Path, row: dict[str, Any]) -> Recipe:
     return dataclasses.replace(recipe.with_hyperparameters(params), training=training)
 
 
-def export_best(run_dir: Path) -> Path:
-    """Write best/recipe.yaml (+ adapter/) and return the recipe's path."""
+def export_best(run_dir: Path, service_compatible: bool | None = None) -> Path:
+    """Write best/recipe.yaml (+ adapter/) and return the recipe's path.
+
+    With `service_compatible` (default: the sweep's guardrails.service_compatible) the
+    recipe also lists `service_flags`: values outside the managed service's ranges, as
+    they are (never clamped).
+    """
     run_dir = Path(run_dir)
     row = best_row(run_dir)
     spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
@@ -69,9 +77,16 @@ def export_best(run_dir: Path) -> Path:
     if checkpoint is not None:
         shutil.copytree(checkpoint, best / "adapter", dirs_exist_ok=True)
     expected = {k: v for k, v in row.items() if not k.startswith(PARAM_PREFIX) and v is not None}
+    recipe = best_recipe(run_dir, row)
+    if service_compatible is None:
+        service_compatible = spec["config"].get("guardrails", {}).get("service_compatible", False)
+    flags = {}
+    if service_compatible:
+        examples = len(read_jsonl(recipe.data.domain_train))
+        flags["service_flags"] = service_flags(service_values(recipe, examples))
     save_recipe(
         best / "recipe.yaml",
-        best_recipe(run_dir, row),
+        recipe,
         expected=expected,
         baseline=baseline["metrics"],
         objective=spec["config"]["objective"],
@@ -83,5 +98,7 @@ def export_best(run_dir: Path) -> Path:
             "seed": spec["config"]["recipe"]["seed"],
             "adapter": "adapter" if checkpoint is not None else None,
         },
+        **flags,
     )
+    write_exports(run_dir)  # TRL/PEFT configs, service hyperparameters, alternatives (hpo.exports)
     return best / "recipe.yaml"

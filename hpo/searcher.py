@@ -1,10 +1,22 @@
 """Optuna TPE as a Ray Tune searcher, owning how multi-fidelity results reach the sampler.
 
-Each rung's objective is reported to the Optuna trial as an intermediate value at its
-training step. A trial that ASHA stops early is told to Optuna as *pruned* (with those
-intermediate values), never as complete with a low-fidelity score; a trial that fails
-is told as failed. The study lives in a journal file, safe for several processes, so
-a resumed sweep keeps what the sampler learnt.
+Every reported rung is recorded on the Optuna trial as an intermediate value at its
+training step (including the result ASHA stopped the trial on, which Ray hands only to
+`on_trial_complete`). A trial that ran to the end is told as complete, one that ASHA
+stopped early as *pruned*, one that failed as failed. The study lives in a journal
+file, safe for several processes, so a resumed sweep keeps what the sampler learnt.
+
+How the sampler learns from those records is the seam between searcher and scheduler:
+
+- ``seam="rung"`` (the default): `RungTPESampler`, BOHB-style. TPE is fit at one
+  fidelity, the highest ASHA rung that at least `min_observations` trials have reached,
+  on every trial's value *at that rung*; trials that never reached it (stopped lower, or
+  still running) count only as examples of where not to look. Low-fidelity scores are
+  never compared with high-fidelity ones, and a trial that went deep only because it
+  started early (ASHA promotes freely while its rungs are nearly empty) gets no credit.
+- ``seam="pruned"``: Optuna's own wiring, a plain `TPESampler` over complete and pruned
+  trials (pruned ones ranked by how far they got, then by their last value). Kept for
+  comparison; `benchmarks/search` measures both on LCBench learning curves.
 """
 
 from __future__ import annotations
@@ -12,30 +24,153 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.search_space import IntersectionSearchSpace
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
+from hpo.scheduler import METRIC, STEP
 from hpo.space import SearchSpace
 
 log = logging.getLogger(__name__)
-METRIC = "objective"
-STEP = "step"
+SEAMS = ("rung", "pruned")
+MODEL_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
-def open_study(journal: Path, name: str, seed: int, startup_trials: int) -> optuna.Study:
-    """The sweep's study (created or re-opened) with a seeded TPE sampler."""
-    sampler = optuna.samplers.TPESampler(
-        seed=seed,
-        n_startup_trials=startup_trials,
-        multivariate=True,
-        constant_liar=True,  # concurrent trials: running ones count as pessimistic guesses
-    )
+def model_rung(trials: Sequence[FrozenTrial], rungs: Sequence[int], min_observations: int) -> int | None:
+    """The highest rung with a recorded value from at least `min_observations` trials, if any.
+
+    With no rungs given, every reported step is a candidate.
+    """
+    counts: dict[int, int] = {}
+    for trial in trials:
+        for step in trial.intermediate_values:
+            counts[step] = counts.get(step, 0) + 1
+    candidates = rungs or counts
+    eligible = [step for step in candidates if counts.get(step, 0) >= min_observations]
+    return max(eligible, default=None)
+
+
+class RungView:
+    """An in-memory study of the sweep seen at one rung, kept in step with the sweep's trials.
+
+    A trial with a value at the rung is complete with that value; every other trial is
+    left running, which TPE's constant liar counts among the bad examples and never
+    among the good ones. A rung value, once recorded, never changes, so the view only
+    ever adds trials or completes running ones.
+    """
+
+    def __init__(self, step: int, direction: optuna.study.StudyDirection, sampler: TPESampler) -> None:
+        self.step = step
+        self.study = optuna.create_study(direction=direction, sampler=sampler)
+        self.numbers: dict[int, int] = {}  # sweep trial number -> view trial number
+        self.valued: set[int] = set()  # sweep trial numbers complete in the view
+        self.size = 0  # trials in the view, probes included
+
+    def sync(self, trials: Sequence[FrozenTrial]) -> None:
+        added = []
+        for trial in trials:
+            value = trial.intermediate_values.get(self.step)
+            if trial.number not in self.numbers:
+                self.numbers[trial.number] = self.size + len(added)
+                state = TrialState.RUNNING if value is None else TrialState.COMPLETE
+                added.append(
+                    optuna.trial.create_trial(
+                        state=state, value=value, params=trial.params, distributions=trial.distributions
+                    )
+                )
+            elif value is not None and trial.number not in self.valued:
+                self.study.tell(self.numbers[trial.number], value)
+            if value is not None:
+                self.valued.add(trial.number)
+        self.study.add_trials(added)
+        self.size += len(added)
+
+    def sample(self, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        proposal = self.study.ask(search_space)
+        self.study.tell(proposal.number, state=TrialState.FAIL)  # a probe, not an observation
+        self.size += 1
+        return dict(proposal.params)
+
+
+class RungTPESampler(BaseSampler):
+    """Multivariate TPE fit at the highest rung that enough trials have reached (BOHB-style).
+
+    Until the lowest rung holds `min_observations` values, configurations are drawn at
+    random. Afterwards TPE's good/bad split is made among the trials that reached the
+    chosen rung, by their value there; the trials that did not reach it (stopped below
+    it, or still running) join the bad examples.
+    """
+
+    def __init__(self, rungs: Sequence[int], min_observations: int, seed: int) -> None:
+        if min_observations < 1:
+            raise ValueError(f"min_observations must be >= 1, got {min_observations}")
+        self.rungs = tuple(sorted(rungs))
+        self.min_observations = min_observations
+        self._random = RandomSampler(seed=seed)
+        self._tpe = TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=0)
+        self._search_space = IntersectionSearchSpace(include_pruned=True)
+        self._view: RungView | None = None
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+        self._tpe.reseed_rng()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        space = self._search_space.calculate(study)
+        return {name: distribution for name, distribution in space.items() if not distribution.single()}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        others = [t for t in study.get_trials(deepcopy=False, states=MODEL_STATES) if t.number != trial.number]
+        step = model_rung(others, self.rungs, self.min_observations)
+        if step is None:
+            return {}
+        if self._view is None or self._view.step != step:
+            self._view = RungView(step, study.direction, self._tpe)
+        self._view.sync(others)
+        return self._view.sample(search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._random.before_trial(study, trial)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._random.after_trial(study, trial, state, values)
+
+
+def make_sampler(seam: str, seed: int, startup_trials: int, rungs: Sequence[int], min_observations: int) -> BaseSampler:
+    if seam == "rung":
+        return RungTPESampler(rungs, min_observations, seed)
+    if seam == "pruned":
+        return TPESampler(
+            seed=seed,
+            n_startup_trials=startup_trials,
+            multivariate=True,
+            constant_liar=True,  # concurrent trials: running ones count as pessimistic guesses
+        )
+    raise ValueError(f"seam must be one of {SEAMS}, got {seam!r}")
+
+
+def open_study(journal: Path, name: str, sampler: BaseSampler) -> optuna.Study:
+    """The sweep's study (created or re-opened) in its journal file."""
     storage = JournalStorage(JournalFileBackend(str(journal)))
     return optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
@@ -43,22 +178,46 @@ def open_study(journal: Path, name: str, seed: int, startup_trials: int) -> optu
 
 
 class TPESearcher(Searcher):
-    """Suggests configs from an Optuna study; the first suggestion is the space's defaults."""
+    """Suggests configs from an Optuna study; the first suggestion is the space's defaults.
 
-    def __init__(self, space: SearchSpace, journal: Path, study_name: str, seed: int, startup_trials: int) -> None:
+    `rungs` are the steps ASHA judges trials at (`hpo.scheduler.asha_rungs`); the rung seam
+    fits its model at one of them. `min_observations` (default: the larger of
+    `startup_trials` and the number of parameters + 2) is how many values a rung needs
+    before the model is fit there.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        journal: Path,
+        study_name: str,
+        seed: int,
+        startup_trials: int,
+        *,
+        rungs: Sequence[int] = (),
+        seam: str = "rung",
+        min_observations: int | None = None,
+    ) -> None:
         super().__init__(metric=METRIC, mode="max")
+        if seam not in SEAMS:
+            raise ValueError(f"seam must be one of {SEAMS}, got {seam!r}")
         self.space = space
         self.journal = Path(journal)
         self.study_name = study_name
         self.seed = seed
         self.startup_trials = startup_trials
+        self.rungs = tuple(rungs)
+        self.seam = seam
+        self.min_observations = min_observations or max(startup_trials, len(space.parameters) + 2)
         self.live: dict[str, optuna.Trial] = {}  # Ray trial id -> its running Optuna trial
+        self.last_step: dict[str, int] = {}  # Ray trial id -> the last step recorded on it
         self._study: optuna.Study | None = None
 
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            self._study = open_study(self.journal, self.study_name, self.seed, self.startup_trials)
+            sampler = make_sampler(self.seam, self.seed, self.startup_trials, self.rungs, self.min_observations)
+            self._study = open_study(self.journal, self.study_name, sampler)
             if not self._study.trials:
                 self._study.enqueue_trial(self.space.defaults())
         return self._study
@@ -72,20 +231,35 @@ class TPESearcher(Searcher):
         return dict(trial.params)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        value = result.get(METRIC)
         trial = self.live.get(trial_id)
-        if trial is not None and value is not None and math.isfinite(value):
-            trial.report(float(value), int(result[STEP]))
+        if trial is not None:
+            self._record(trial_id, trial, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
+        if result and not error:
+            self._record(trial_id, trial, result)  # the result ASHA stopped it on reaches only this hook
+        self.last_step.pop(trial_id, None)
         state, value = completion(result, error)
         self.study.tell(trial.number, value, state=state, skip_if_finished=True)
 
+    def _record(self, trial_id: str, trial: optuna.Trial, result: dict) -> None:
+        """One intermediate value per step; Ray may hand the same result to two hooks."""
+        value = result.get(METRIC)
+        step = result.get(STEP)
+        if value is None or step is None or not math.isfinite(value):
+            return
+        if int(step) > self.last_step.get(trial_id, -1):
+            trial.report(float(value), int(step))
+            self.last_step[trial_id] = int(step)
+
     def get_state(self) -> dict:
-        return {"numbers": {trial_id: trial.number for trial_id, trial in self.live.items()}}
+        return {
+            "numbers": {trial_id: trial.number for trial_id, trial in self.live.items()},
+            "last_step": dict(self.last_step),
+        }
 
     def set_state(self, state: dict) -> None:
         """Re-attach running trials to their Optuna trials after a restart."""
@@ -94,6 +268,7 @@ class TPESearcher(Searcher):
             trial_id: optuna.Trial(self.study, storage.get_trial_id_from_study_id_trial_number(self.study._study_id, n))
             for trial_id, n in state["numbers"].items()
         }
+        self.last_step = dict(state.get("last_step", {}))
 
     def save(self, checkpoint_path: str) -> None:
         Path(checkpoint_path).write_bytes(pickle.dumps(self.get_state()))
@@ -105,12 +280,21 @@ class TPESearcher(Searcher):
         state = dict(self.__dict__)
         state["_study"] = None  # re-opened from the journal file where it is needed
         state["live"] = {}  # Optuna trials hold the study; set_state re-attaches them
+        state["last_step"] = {}
         return state
 
 
 def completion(result: dict | None, error: bool) -> tuple[TrialState, float | None]:
-    """How a finished Ray trial is told to Optuna: complete, pruned (stopped early) or failed."""
-    if error or not result or result.get(METRIC) is None or not math.isfinite(result[METRIC]):
+    """How a finished Ray trial is told to Optuna: complete, pruned (stopped early) or failed.
+
+    No result without an error is a trial stopped before it reported again (a paused
+    trial that a scheduler drops): pruned, with whatever it recorded.
+    """
+    if error:
+        return TrialState.FAIL, None
+    if not result:
+        return TrialState.PRUNED, None
+    if result.get(METRIC) is None or not math.isfinite(result[METRIC]):
         return TrialState.FAIL, None
     if result.get("final"):
         return TrialState.COMPLETE, float(result[METRIC])

@@ -20,33 +20,20 @@ import ray
 import yaml
 from ray import tune
 from ray.tune import Callback
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from hpo.baseline import measure_baseline, write_json
 from hpo.config import SweepConfig, data_hashes
 from hpo.export import export_best
 from hpo.records import RecordCallback, TrialTable
-from hpo.searcher import METRIC, STEP, TPESearcher
+from hpo.scheduler import METRIC, STEP, StopRecordingASHA, asha_rungs, make_asha
+from hpo.searcher import TPESearcher
+from hpo.tracking import wandb_mirror
 from hpo.trial import run_trial
 from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
 CHECKPOINTS_KEPT = 2  # per trial, ranked by objective: the best rung is always kept
 MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its last checkpoint
-
-
-class StopRecordingASHA(ASHAScheduler):
-    """ASHA that remembers which trials it stopped, so the record can say why a trial ended."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.stopped_at: dict[str, int] = {}
-
-    def on_trial_result(self, tune_controller, trial, result):
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and not result.get("final"):
-            self.stopped_at[trial.trial_id] = int(result[STEP])
-        return action
 
 
 def make_run_dir(config: SweepConfig) -> Path:
@@ -69,6 +56,10 @@ def stop_reason(scheduler: StopRecordingASHA):
     def reason(trial_id: str, last: dict) -> tuple[str, str]:
         if last.get("diverged"):
             return "diverged", str(last.get("violation", ""))
+        if last.get("failed"):  # e.g. the reward endpoint kept failing
+            return "error", str(last.get("violation", ""))
+        if last.get("guardrail"):  # e.g. RFT's KL over its limit, or a reward blow-up
+            return "stopped", f"guardrail: {last.get('violation', '')}"
         if last.get("final"):
             return "completed", ""
         if trial_id in scheduler.stopped_at:
@@ -97,10 +88,17 @@ def trial_recipe(config: SweepConfig) -> Recipe:
     return dataclasses.replace(config.recipe, training=dataclasses.replace(config.recipe.training, threads=threads))
 
 
-def prepare(config: SweepConfig) -> tuple[Path, dict]:
-    """Baseline first (a model that cannot load fails here, before any run dir), then the run dir."""
-    baseline = measure_baseline(trial_recipe(config))
-    run_dir = make_run_dir(config)
+def prepare(config: SweepConfig, baseline: dict | None = None, run_dir: Path | None = None) -> tuple[Path, dict]:
+    """Baseline first (a model that cannot load fails here, before any run dir), then the run dir.
+
+    A baseline measured already (to gate the sweep on it) is reused; `run_dir` puts the
+    run in a given folder (a pipeline's stage) instead of a new stamped one.
+    """
+    baseline = baseline or measure_baseline(trial_recipe(config))
+    if run_dir is None:
+        run_dir = make_run_dir(config)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=False)
     write_spec(config, run_dir)
     write_json(run_dir / "baseline.json", baseline)
     return run_dir, baseline
@@ -110,18 +108,18 @@ def run_sweep(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback
     """Run the trials of a prepared sweep and export the best rung; returns the run directory."""
     recipe = trial_recipe(config)
     start_ray(config)
-    scheduler = StopRecordingASHA(
-        time_attr=STEP,
-        metric=METRIC,
-        mode="max",
-        max_t=config.scheduler.max_steps,
-        grace_period=config.scheduler.rung_interval,
-        reduction_factor=config.scheduler.reduction_factor,
-    )
+    scheduler = make_asha(config.scheduler.max_steps, config.scheduler.rung_interval, config.scheduler.reduction_factor)
+    rungs = asha_rungs(config.scheduler.rung_interval, config.scheduler.max_steps, config.scheduler.reduction_factor)
     searcher = TPESearcher(
-        config.space, run_dir / "study.journal", config.name, config.searcher.seed, config.searcher.startup_trials
+        config.space,
+        run_dir / "study.journal",
+        config.name,
+        config.searcher.seed,
+        config.searcher.startup_trials,
+        rungs=rungs,
     )
     table = TrialTable(run_dir / "trials.parquet")
+    mirror = wandb_mirror(config.tracking, run_dir, run_dir.name, stop_reason(scheduler))  # None: W&B disabled
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, recipe=recipe, baseline=baseline["metrics"], objective=config.objective),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
@@ -143,10 +141,16 @@ def run_sweep(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback
                 num_to_keep=CHECKPOINTS_KEPT, checkpoint_score_attribute=METRIC, checkpoint_score_order="max"
             ),
             failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
-            callbacks=[RecordCallback(table, stop_reason(scheduler)), *([live] if live else [])],
+            callbacks=[
+                RecordCallback(table, stop_reason(scheduler)),
+                *([live] if live else []),
+                *([mirror] if mirror else []),
+            ],
             verbose=0,
         ),
     )
     tuner.fit()
     export_best(run_dir)
+    if mirror:
+        mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
     return run_dir

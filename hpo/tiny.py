@@ -2,6 +2,10 @@
 
     python -m hpo.tiny DIR      # then: hpo sweep DIR/sweep.yaml
 
+Next to the SFT sweep it writes one sweep file per stage (sweep_cpt.yaml,
+sweep_sft_full.yaml, sweep_rft.yaml) and a pipeline (pipeline.yaml: SFT, then RFT
+from the best SFT adapter), each with a small space of its own.
+
 The model is a 2-layer Llama with a byte-level BPE tokenizer trained on the data itself
 and a ChatML chat template, so the whole product path runs in minutes on a laptop CPU
 with nothing downloaded.
@@ -182,6 +186,123 @@ TINY_SPACE = {
 }
 
 
+def domain_passages(seed: int, count: int) -> list[dict[str, str]]:
+    """Raw domain text for continued pre-training: what each domain word is."""
+    rng = random.Random(seed)
+    shapes = ["A {w} is a kind of {l}.", "The {w} is an {l} word.", "Everyone knows the {w} is a {l}."]
+    rows = []
+    for _ in range(count):
+        label = rng.choice(LABELS)
+        rows.append({"text": rng.choice(shapes).format(w=rng.choice(WORDS[label]), l=label)})
+    return rows
+
+
+# Stage spaces for the tiny model: wide learning-rate ranges, small adapters (see TINY_SPACE).
+TINY_STAGE_SPACES = {
+    "cpt": {
+        "stage": "cpt",
+        "method": "lora",
+        "parameters": {
+            "learning_rate": {"type": "float", "low": 1.0e-4, "high": 0.1, "log": True, "default": 3.0e-3},
+            "lora_rank": {"type": "choice", "values": [4, 8], "default": 8},
+            "lora_alpha": {"type": "choice", "values": [8, 16], "default": 16},
+            "mixing_ratio": {"type": "float", "low": 0.5, "high": 1.0, "default": 0.7},
+        },
+    },
+    "cpt_full": {
+        "stage": "cpt",
+        "method": "full",
+        "parameters": {
+            "learning_rate": {"type": "float", "low": 1.0e-4, "high": 0.01, "log": True, "default": 1.0e-3},
+            "mixing_ratio": {"type": "float", "low": 0.5, "high": 1.0, "default": 0.7},
+        },
+    },
+    "sft_full": {
+        "stage": "sft",
+        "method": "full",
+        "parameters": {
+            "learning_rate": {"type": "float", "low": 1.0e-4, "high": 0.05, "log": True, "default": 1.0e-3},
+            "warmup_ratio": {"type": "float", "low": 0.0, "high": 0.3, "default": 0.1},
+            "mixing_ratio": {"type": "float", "low": 0.5, "high": 1.0, "default": 0.7},
+        },
+    },
+    "rft": {
+        "stage": "rft",
+        "method": "lora",
+        "parameters": {
+            "learning_rate": {"type": "float", "low": 1.0e-4, "high": 0.05, "log": True, "default": 3.0e-3},
+            "beta": {"type": "float", "low": 0.01, "high": 0.5, "log": True, "default": 0.04},
+            "num_generations": {"type": "choice", "values": [2, 4], "default": 4},
+            "lora_rank": {"type": "choice", "values": [4, 8], "default": 8},
+            "lora_alpha": {"type": "choice", "values": [8, 16], "default": 16},
+        },
+    },
+}
+
+
+def stage_documents(trials: int = 2) -> dict[str, dict]:
+    """The tiny sweep files of every stage, and a pipeline: full-rank CPT, then LoRA SFT, then RFT."""
+    base = sweep_document(trials)
+    base["budget"] = {"trials": trials, "concurrency": 2}
+    base["scheduler"] = {"rung_interval": 4, "max_steps": 8, "reduction_factor": 2}
+    cpt = {
+        **base,
+        "name": "tiny-cpt",
+        "stage": "cpt",
+        "data": {
+            "domain_train": "data/cpt_train.jsonl",
+            "domain_eval": "data/cpt_eval.jsonl",
+            "general_mix": "data/general_text.jsonl",
+            "general_probe": "data/general_probe.jsonl",
+        },
+        "search_space": "space_cpt.yaml",
+    }
+    del cpt["task"]
+    rft_task = {"reward": {"callable": "trainers.rewards:exact_match"}}
+    rft_data = {k: v for k, v in base["data"].items() if k != "general_mix"}
+    rft = {
+        **base,
+        "name": "tiny-rft",
+        "stage": "rft",
+        "task": rft_task,
+        "data": rft_data,
+        "search_space": "space_rft.yaml",
+        "objective": {**base["objective"], "max_kl": 2.0},  # the tiny model moves fast at its learning rates
+    }
+    full = {**base, "name": "tiny-sft-full", "method": "full", "search_space": "space_sft_full.yaml"}
+    pipeline = {key: value for key, value in base.items() if key not in ("stage", "method", "search_space")}
+    pipeline["task"] = {"labels": list(LABELS)}  # each stage's own metric (exact match, then reward)
+    pipeline.update(
+        name="tiny-chain",
+        stages=["cpt", "sft", "rft"],
+        cpt={
+            "method": "full",
+            "search_space": "space_cpt_full.yaml",
+            "data": {**cpt["data"], "domain_test": None},
+            "task": None,
+        },
+        sft={"search_space": "space.yaml"},
+        rft={
+            "search_space": "space_rft.yaml",
+            "data": {"general_mix": None},
+            "task": rft_task,
+            "objective": {"max_kl": 2.0},
+        },
+    )
+    return {"sweep_cpt": cpt, "sweep_rft": rft, "sweep_sft_full": full, "pipeline": pipeline}
+
+
+def make_stage_examples(folder: Path, trials: int = 2) -> None:
+    """CPT data, the stage spaces and the stage sweep files, next to make_example's files."""
+    write_jsonl(folder / "data" / "cpt_train.jsonl", domain_passages(7, 120))
+    write_jsonl(folder / "data" / "cpt_eval.jsonl", domain_passages(8, 20))
+    write_jsonl(folder / "data" / "general_text.jsonl", [{"text": s} for s in sentences(9, 40)])
+    for name, space in TINY_STAGE_SPACES.items():
+        (folder / f"space_{name}.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    for name, document in stage_documents(trials).items():
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
 def make_example(folder: Path, trials: int = 6) -> Path:
     """Write model/, data/, space.yaml and sweep.yaml into `folder`; returns the sweep file."""
     folder = Path(folder)
@@ -202,6 +323,7 @@ def make_example(folder: Path, trials: int = 6) -> Path:
     (folder / "space.yaml").write_text(yaml.safe_dump(TINY_SPACE, sort_keys=False))
     sweep = folder / "sweep.yaml"
     sweep.write_text(yaml.safe_dump(sweep_document(trials), sort_keys=False))
+    make_stage_examples(folder)
     return sweep
 
 

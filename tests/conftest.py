@@ -36,3 +36,20 @@ def tiny(tiny_source: Path, tmp_path: Path) -> Path:
     target = tmp_path / "tiny"
     shutil.copytree(tiny_source, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished `hpo sweep --quiet` of the tiny example (W&B offline, the default), shared by the report,
+    export and tracking tests. Tests may write report/ and re-export best/; nothing else changes it."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("tiny-run") / "tiny"
+    shutil.copytree(tiny_source, folder)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "sweep", "sweep.yaml", "--quiet"], cwd=folder, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (folder / "runs").iterdir()
+    return run_dir

@@ -48,4 +48,4 @@ def test_state_survives_a_pickle_round_trip_and_reopens_the_journal(tmp_path):
     clone.restore(str(tmp_path / "searcher.pkl"))
     clone.on_trial_complete("a", {"step": 4, "objective": 0.6, "final": 1.0})
     (trial,) = clone.study.trials
-    assert trial.state == TrialState.COMPLETE and trial.intermediate_values == {2: 0.5}
+    assert trial.state == TrialState.COMPLETE and trial.intermediate_values == {2: 0.5, 4: 0.6}

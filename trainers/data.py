@@ -85,3 +85,8 @@ def mix(domain: list[dict], general: list[dict], domain_fraction: float, seed: i
     mixed = list(domain) + drawn
     rng.shuffle(mixed)
     return mixed
+
+
+def duplicate(rows: list[dict], copies: int) -> list[dict]:
+    """`copies` of every row: more passes over a small data set within one epoch's schedule."""
+    return [row for _ in range(copies) for row in rows]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainers.model_store import ModelError, check_chat_template, resolve_model
@@ -20,8 +22,12 @@ def training_dtype() -> torch.dtype:
     return torch.float32
 
 
-def load_base(ref: str) -> tuple[Any, Any]:
-    """The base model (on the GPU if there is one) and its tokenizer, with a pad token."""
+def load_base(ref: str, start_adapters: Sequence[str] = ()) -> tuple[Any, Any]:
+    """The base model (on the GPU if there is one) and its tokenizer, with a pad token.
+
+    `start_adapters` are LoRA adapters (earlier stages' best) merged into the weights in
+    order, so the model starts, and is measured, where those stages ended.
+    """
     folder = resolve_model(ref)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -39,6 +45,8 @@ def load_base(ref: str) -> tuple[Any, Any]:
         else:
             tokenizer.add_special_tokens({"pad_token": "<pad>"})
             model.resize_token_embeddings(len(tokenizer))
+    for adapter in start_adapters:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model, tokenizer

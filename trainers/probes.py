@@ -5,13 +5,18 @@
   the label string exactly" (no case folding, no first-word heuristics).
 - general perplexity on held-out text (token-weighted).
 - instruction response NLL (nats per completion token) on held-out instruction pairs.
+- domain perplexity on held-out domain text (stage cpt).
+- reward on held-out prompts (stage rft): greedy answers scored by the sweep's reward,
+  giving the mean reward, the positive-reward rate and the mean answer length in tokens.
+
+Which domain probe runs follows the recipe's stage; the general probes always run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,12 +31,14 @@ GENERATION_BATCH = 16
 class ProbeSet:
     """Probe data loaded once per run and reused at every rung."""
 
-    domain: list[dict[str, Any]]
+    domain: list[dict[str, Any]]  # {"prompt", "completion"} rows (sft, rft) or {"text"} rows (cpt)
     general_texts: list[str]
     instructions: list[dict[str, Any]]
     labels: tuple[str, ...]
     max_new_tokens: int
     max_seq_len: int
+    stage: str = "sft"
+    reward: Callable[..., list[float]] | None = field(default=None, compare=False)  # stage rft
 
 
 def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
@@ -43,6 +50,11 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
     probes = recipe.probes
     instructions = read_jsonl(recipe.data.instruction_probe) if recipe.data.instruction_probe else []
     domain = read_jsonl(domain_path)
+    reward = None
+    if recipe.stage == "rft" and recipe.reward is not None:
+        from trainers.rewards import load_reward  # rewards parse answers with this module's rule
+
+        reward = load_reward(recipe.reward)
     return ProbeSet(
         domain=domain[: probes.domain_examples] if domain_split == "eval" else domain,
         general_texts=[row["text"] for row in read_jsonl(recipe.data.general_probe)][: probes.general_passages],
@@ -50,6 +62,8 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
         labels=recipe.labels,
         max_new_tokens=probes.max_new_tokens,
         max_seq_len=recipe.training.max_seq_len,
+        stage=recipe.stage,
+        reward=reward,
     )
 
 
@@ -131,19 +145,56 @@ def response_nll(model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int)
     return total / count if count else math.nan
 
 
-def run_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list[str]]]:
+def reward_probe(model: Any, tokenizer: Any, rows: Sequence[dict], reward: Callable, max_new_tokens: int) -> dict:
+    """Greedy answers to held-out prompts scored by the reward, called as GRPO calls it.
+
+    Prompts and answers go in chat form, the row's `completion` as `reference`, and the
+    row's other fields under their own names.
+    """
+    generated = generate_answers(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens)
+    columns = {key: [row.get(key) for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
+    rewards = reward(
+        prompts=[[{"role": "user", "content": row["prompt"]}] for row in rows],
+        completions=[[{"role": "assistant", "content": text}] for text in generated],
+        reference=[row["completion"] for row in rows],
+        **columns,
+    )
+    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in generated]
+    return {
+        "reward_mean": sum(rewards) / len(rewards),
+        "positive_reward_rate": sum(r > 0 for r in rewards) / len(rewards),
+        "response_length": sum(lengths) / len(lengths),
+        "predictions": generated,
+        "expected": [row["completion"] for row in rows],
+        "rewards": [float(r) for r in rewards],
+    }
+
+
+def domain_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """The stage's domain metrics and, for answer-generating stages, the answers themselves."""
+    if probes.stage == "cpt":
+        texts = [row["text"] for row in probes.domain]
+        return {"domain_perplexity": perplexity(model, tokenizer, texts, probes.max_seq_len)}, {}
+    if probes.stage == "rft":
+        if probes.reward is None:
+            raise ValueError("stage rft needs a reward to probe with (task.reward in the sweep file)")
+        scored = reward_probe(model, tokenizer, probes.domain, probes.reward, probes.max_new_tokens)
+        metrics = {k: scored[k] for k in ("reward_mean", "positive_reward_rate", "response_length")}
+        return metrics, {k: scored[k] for k in ("predictions", "expected", "rewards")}
+    domain = exact_match(model, tokenizer, probes.domain, probes.labels, probes.max_new_tokens)
+    metrics = {"domain_exact_match": domain["exact_match"], "domain_parse_rate": domain["parse_rate"]}
+    return metrics, {"predictions": domain["predictions"], "expected": domain["expected"]}
+
+
+def run_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
     """Every probe metric (flat floats) and the domain predictions (for a confusion matrix)."""
     was_training = model.training
     model.eval()
     try:
-        domain = exact_match(model, tokenizer, probes.domain, probes.labels, probes.max_new_tokens)
-        metrics = {
-            "domain_exact_match": domain["exact_match"],
-            "domain_parse_rate": domain["parse_rate"],
-            "general_perplexity": perplexity(model, tokenizer, probes.general_texts, probes.max_seq_len),
-        }
+        metrics, predictions = domain_probe(model, tokenizer, probes)
+        metrics["general_perplexity"] = perplexity(model, tokenizer, probes.general_texts, probes.max_seq_len)
         if probes.instructions:
             metrics["instruction_nll"] = response_nll(model, tokenizer, probes.instructions, probes.max_seq_len)
     finally:
         model.train(was_training)
-    return metrics, {"predictions": domain["predictions"], "expected": domain["expected"]}
+    return metrics, predictions

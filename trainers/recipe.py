@@ -1,7 +1,8 @@
 """The recipe: everything one training run needs, as plain typed values.
 
-A recipe is what a trial trains and what `hpo export` writes; `python -m trainers.sft
-recipe.yaml` runs it standalone. It knows nothing of Ray or Optuna.
+A recipe is what a trial trains and what `hpo export` writes; `python -m trainers
+recipe.yaml` runs it standalone with the trainer of its stage (`trainers.sft`,
+`trainers.cpt` or `trainers.rft`). It knows nothing of Ray or Optuna.
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ HYPERPARAMETER_LIMITS: dict[str, tuple[float, float, bool]] = {
     "warmup_ratio": (0.0, 0.9, False),
     "mixing_ratio": (0.0, 1.0, True),
     "weight_decay": (0.0, 1.0, False),
+    "beta": (0.0, 10.0, True),  # GRPO's KL coefficient; 0 would drop the reference model and its KL
+    "num_generations": (2, 64, False),  # GRPO compares completions within a group: at least two
+    "temperature": (0.0, 2.0, True),  # GRPO's sampling temperature; 0 would make every answer in a group the same
 }
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """What the search tunes; defaults are the published LoRA SFT service defaults."""
+    """What the search tunes; defaults are the published LoRA SFT service defaults.
+
+    `beta`, `num_generations` and `temperature` are GRPO's (stage rft), unused by the other stages.
+    """
 
     learning_rate: float = 1e-5
     lora_rank: int = 32
@@ -37,17 +44,24 @@ class Hyperparameters:
     warmup_ratio: float = 0.15
     mixing_ratio: float = 0.5  # fraction of domain examples in the training mix
     weight_decay: float = 0.0
+    beta: float = 0.04  # KL coefficient (the GRPO paper's value)
+    num_generations: int = 4  # completions sampled per prompt
+    temperature: float = 1.0  # sampling temperature of those completions
 
 
 HYPERPARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparameters))
-INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha"})
+INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "num_generations"})
+LORA_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "lora_dropout"})
+RFT_HYPERPARAMETERS = frozenset({"beta", "num_generations", "temperature"})
 
 
 @dataclass(frozen=True)
 class DataPaths:
+    """Domain rows are {"prompt", "completion"} (sft, rft) or {"text"} (cpt); rft mixes nothing in."""
+
     domain_train: str
     domain_eval: str
-    general_mix: str
+    general_mix: str | None
     general_probe: str
     instruction_probe: str | None = None
     domain_test: str | None = None
@@ -62,6 +76,7 @@ class Training:
     stop_at_step: int | None = None  # stop early (a rung of the schedule), None = max_steps
     rung_interval: int = 20  # probe and report every this many optimizer steps
     threads: int = 1  # torch intra-op threads; match the CPUs given to the trial
+    duplication: int = 1  # copies of each domain row in the training set (small data sets)
 
     @property
     def last_step(self) -> int:
@@ -77,9 +92,27 @@ class Probes:
 
 
 @dataclass(frozen=True)
+class Reward:
+    """Where an RFT reward comes from: a Python callable, or an HTTP endpoint.
+
+    `callable` is "package.module:function", imported with `import_root` (the sweep
+    file's folder) first on the path. `url` receives a JSON POST per completion and
+    answers {"reward": float}; at most `concurrency` requests are in flight, each gets
+    `timeout_s` and `retries` more attempts before the trial fails.
+    """
+
+    callable: str | None = None
+    import_root: str | None = None
+    url: str | None = None
+    concurrency: int = 4
+    timeout_s: float = 10.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
 class Recipe:
-    stage: str
-    method: str
+    stage: str  # sft | cpt | rft
+    method: str  # lora | full
     model: str
     data: DataPaths
     labels: tuple[str, ...]
@@ -87,6 +120,8 @@ class Recipe:
     training: Training = field(default_factory=Training)
     probes: Probes = field(default_factory=Probes)
     seed: int = 0
+    reward: Reward | None = None  # stage rft only
+    start_adapters: tuple[str, ...] = ()  # LoRA adapters merged into the base, in order, before training
 
     def with_hyperparameters(self, values: dict[str, Any]) -> Recipe:
         return dataclasses.replace(self, hyperparameters=dataclasses.replace(self.hyperparameters, **values))
@@ -94,6 +129,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         plain = dataclasses.asdict(self)
         plain["labels"] = list(self.labels)
+        plain["start_adapters"] = list(self.start_adapters)
         return plain
 
 
@@ -103,9 +139,11 @@ def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
     return Recipe(
         data=DataPaths(**plain.pop("data")),
         labels=tuple(plain.pop("labels")),
+        start_adapters=tuple(plain.pop("start_adapters", ())),
         hyperparameters=Hyperparameters(**plain.pop("hyperparameters", {})),
         training=Training(**plain.pop("training", {})),
         probes=Probes(**plain.pop("probes", {})),
+        reward=Reward(**reward) if (reward := plain.pop("reward", None)) else None,
         **plain,
     )
 

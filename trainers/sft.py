@@ -2,9 +2,13 @@
 
 Reads top to bottom: load the base model, build the mixed dataset, train with TRL's
 SFTTrainer (loss on the completion only), and at every rung run the shared probes,
-save the adapter and hand both to `report`. Standalone:
+save the adapter and hand both to `report`. `method: full` trains every weight instead
+of a LoRA adapter; the rung's checkpoint is then the whole model. Standalone:
 
     python -m trainers.sft recipe.yaml [--out DIR]
+
+The rung loop here (`RungCallback`, `Report`, `Diverged`, `run_standalone`) is the one
+every trainer uses, so that all stages report, stop and diverge the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -26,15 +30,18 @@ from peft import LoraConfig
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from trainers.data import mix, read_jsonl
+from trainers.data import duplicate, mix, read_jsonl
 from trainers.models import load_base, training_dtype
 from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe, load_recipe
 
 log = logging.getLogger(__name__)
 
-# report(step, metrics, checkpoint_dir): the folder is only valid during the call.
-Report = Callable[[int, dict[str, float], Path], None]
+# report(step, metrics, checkpoint_dir) -> stop: the folder is only valid during the call;
+# a true answer stops training after this rung (e.g. a guardrail tripped).
+Report = Callable[[int, dict[str, float], Path], bool | None]
+# Trainer log keys averaged over each rung's window, and the metric names they get.
+LOSS_WINDOW = {"loss": "train_loss"}
 
 
 class Diverged(RuntimeError):
@@ -47,8 +54,8 @@ class Diverged(RuntimeError):
 
 def training_rows(recipe: Recipe) -> list[dict]:
     """Domain rows mixed with general instruction rows, in TRL's conversational prompt-completion form."""
-    domain = read_jsonl(recipe.data.domain_train)
-    general = read_jsonl(recipe.data.general_mix)
+    domain = duplicate(read_jsonl(recipe.data.domain_train), recipe.training.duplication)
+    general = read_jsonl(recipe.data.general_mix) if recipe.data.general_mix else []
     rows = mix(domain, general, recipe.hyperparameters.mixing_ratio, recipe.seed)
     return [
         {
@@ -98,16 +105,36 @@ def lora_config(recipe: Recipe) -> LoraConfig:
     )
 
 
-class RungCallback(TrainerCallback):
-    """Probes, saves and reports at every rung; stops at `stop_at_step`; catches divergence."""
+def adapter_config(recipe: Recipe) -> LoraConfig | None:
+    """The LoRA adapter to train, or None for `method: full` (every weight trains)."""
+    return lora_config(recipe) if recipe.method == "lora" else None
 
-    def __init__(self, recipe: Recipe, probes: ProbeSet, tokenizer, report: Report, work_dir: Path) -> None:
+
+class RungCallback(TrainerCallback):
+    """Probes, saves and reports at every rung; stops at `stop_at_step` or when `report` says so;
+    catches divergence.
+
+    `window` maps trainer log keys to metric names averaged over each rung's window
+    (e.g. GRPO's "kl"); `extra` adds metrics the trainer collects itself.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        probes: ProbeSet,
+        tokenizer,
+        report: Report,
+        work_dir: Path,
+        window: Mapping[str, str] = LOSS_WINDOW,
+        extra: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
         self.recipe, self.probes, self.tokenizer, self.report = recipe, probes, tokenizer, report
         self.work_dir = work_dir
+        self.window_names, self.extra = dict(window), extra
         self.started = time.perf_counter()
         self.probe_seconds = 0.0
         self.rung_seconds = 0.0  # probes + checkpoint save + report, all rungs so far
-        self.window_losses: list[float] = []
+        self.window: dict[str, list[float]] = {name: [] for name in self.window_names.values()}
         self.last_metrics: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -118,45 +145,57 @@ class RungCallback(TrainerCallback):
             value = (logs or {}).get(what)
             if value is not None and not math.isfinite(value):
                 raise Diverged(state.global_step, what, value)
-        if logs and "loss" in logs:
-            self.window_losses.append(logs["loss"])
+        for key, name in self.window_names.items():
+            if (logs or {}).get(key) is not None:
+                self.window[name].append(float(logs[key]))
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step, training = state.global_step, self.recipe.training
+        stop = False
         if step % training.rung_interval == 0 or step == training.last_step:
-            self.rung(step, state, model)
-        if step >= training.last_step:
+            stop = self.rung(step, state, model)
+        if stop or step >= training.last_step:
             control.should_training_stop = True
 
-    def rung(self, step: int, state, model) -> None:
+    def window_means(self) -> dict[str, float]:
+        """Each window metric's mean since the last rung; train_loss is 0.0 before any loss is logged."""
+        means = {name: sum(values) / len(values) for name, values in self.window.items() if values}
+        means.setdefault("train_loss", 0.0)
+        self.window = {name: [] for name in self.window}
+        return means
+
+    def rung(self, step: int, state, model) -> bool:
         rung_started = time.perf_counter()
         metrics, predictions = run_probes(model, self.tokenizer, self.probes)
         self.probe_seconds += time.perf_counter() - rung_started
         metrics.update(
             step=step,
             epoch=float(state.epoch or 0.0),
-            train_loss=sum(self.window_losses) / max(len(self.window_losses), 1),
+            **self.window_means(),
+            **(self.extra() if self.extra else {}),
             tokens_seen=float(state.num_input_tokens_seen),
             train_seconds=rung_started - self.started - self.rung_seconds,
             probe_seconds=self.probe_seconds,
             final=float(step >= self.recipe.training.last_step),
         )
-        self.window_losses = []
         checkpoint = Path(tempfile.mkdtemp(prefix=f"rung-{step}-", dir=self.work_dir))
         model.save_pretrained(checkpoint)
+        if self.recipe.method == "full":  # the checkpoint is a whole model: make it loadable on its own
+            self.tokenizer.save_pretrained(checkpoint)
         (checkpoint / "predictions.json").write_text(json.dumps(predictions))
         (checkpoint / "metrics.json").write_text(json.dumps(metrics))
-        self.report(step, metrics, checkpoint)
+        stop = self.report(step, metrics, checkpoint)
         shutil.rmtree(checkpoint, ignore_errors=True)
         self.last_metrics = metrics
         self.rung_seconds += time.perf_counter() - rung_started
+        return bool(stop)
 
 
 def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[str, float]:
     """Train `recipe`, reporting every rung; returns the last rung's metrics."""
     torch.set_num_threads(recipe.training.threads)
     set_seed(recipe.seed)
-    model, tokenizer = load_base(recipe.model)
+    model, tokenizer = load_base(recipe.model, recipe.start_adapters)
     probes = load_probes(recipe)
     with tempfile.TemporaryDirectory(prefix="sft-", dir=work_dir) as scratch:
         callback = RungCallback(recipe, probes, tokenizer, report, Path(scratch))
@@ -165,7 +204,7 @@ def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[
             args=sft_config(recipe, Path(scratch) / "trainer"),
             train_dataset=Dataset.from_list(training_rows(recipe)),
             processing_class=tokenizer,
-            peft_config=lora_config(recipe),
+            peft_config=adapter_config(recipe),
             callbacks=[callback],
         )
         trainer.remove_callback(PrinterCallback)  # rungs are reported, not every log line
@@ -173,13 +212,22 @@ def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[
     return callback.last_metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainers.sft", description=__doc__.splitlines()[0])
+def run_standalone(train_recipe: Callable[[Recipe, Report], dict], stage: str, argv: list[str] | None) -> int:
+    """`python -m trainers.<stage> recipe.yaml --out DIR`: one rung per line, then DIR/metrics.json
+    and DIR/adapter/ (the last rung's adapter, or whole model for `method: full`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m trainers.{stage}", description=f"Rerun a {stage} recipe.")
     parser.add_argument("recipe", type=Path, help="recipe YAML (as written by `hpo export`)")
     parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the final adapter")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     recipe, _ = load_recipe(args.recipe)
+    if recipe.stage != stage:
+        print(
+            f"error: {args.recipe}: recipe.stage must be {stage} for this trainer, got {recipe.stage} "
+            f"(run it with python -m trainers.{recipe.stage}, or python -m trainers)",
+            file=sys.stderr,
+        )
+        return 2
     out = args.out or args.recipe.parent / "rerun"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -188,9 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         if step >= recipe.training.last_step:
             shutil.copytree(checkpoint, out / "adapter", dirs_exist_ok=True)
 
-    final = train(recipe, report)
+    final = train_recipe(recipe, report)
     (out / "metrics.json").write_text(json.dumps(final, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_standalone(train, "sft", argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""A simulated-time backend: Ray Tune's trial loop with LCBench curves instead of training.
+
+The searcher and scheduler are the real objects a sweep uses (a `ray.tune.search.Searcher`
+and a `ray.tune.schedulers.TrialScheduler`); only the executor is simulated. The calls
+follow Ray's TuneController: a result goes to `scheduler.on_trial_result` first and
+reaches `searcher.on_trial_result` only when the scheduler does not stop the trial; a
+stopped or finished trial ends with `scheduler.on_trial_complete` and
+`searcher.on_trial_complete(result=last result)`; a paused trial that a scheduler drops
+gets `on_trial_remove` and `searcher.on_trial_complete` without a result. A free worker
+runs what `scheduler.choose_trial_to_run` picks, else a new trial from
+`searcher.suggest`, at the moment it frees up, so with several workers the searcher
+suggests while other trials are still running.
+
+Each epoch of a trial takes its surrogate time (`time_cummax` differences); events are
+processed in simulated-time order. Compute is counted in epochs.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from benchmarks.search.problem import Curve
+from hpo.scheduler import METRIC, STEP
+
+
+@dataclass(eq=False)
+class SimTrial:
+    """What Ray's schedulers read from a Trial, plus the simulation's own bookkeeping."""
+
+    trial_id: str
+    config: dict
+    curve: Curve
+    status: str = Trial.PENDING
+    is_saving: bool = False
+    last_result: dict = field(default_factory=dict)
+    epochs: int = 0
+
+    def __str__(self) -> str:
+        return self.trial_id
+
+    def result(self) -> dict:
+        epoch = self.epochs
+        return {
+            METRIC: float(self.curve.accuracy[epoch - 1]),
+            STEP: epoch,
+            "training_iteration": epoch,
+            "final": 1.0 if epoch == len(self.curve.accuracy) else 0.0,
+            "trial_id": self.trial_id,
+        }
+
+
+@dataclass
+class Trace:
+    """What one run observed: the incumbent after each improvement, and how the run went."""
+
+    epochs: list[int] = field(default_factory=list)  # cumulative epochs at each improvement
+    values: list[float] = field(default_factory=list)  # the incumbent from then on
+    trials: int = 0
+    simulated_seconds: float = 0.0
+    max_running: int = 0
+    suggested_while_running: int = 0  # suggestions made while another trial was mid-training
+
+    def observe(self, spent: int, value: float) -> None:
+        if not self.values or value > self.values[-1]:
+            self.epochs.append(spent)
+            self.values.append(value)
+
+
+class SimController:
+    """The part of Ray's TuneController that schedulers call back into."""
+
+    def __init__(self, searcher: Searcher, scheduler: TrialScheduler, curve_of: Callable[[dict], Curve]) -> None:
+        self.searcher = searcher
+        self.scheduler = scheduler
+        self.curve_of = curve_of
+        self.trials: list[SimTrial] = []
+
+    def get_trials(self) -> list[SimTrial]:
+        return self.trials
+
+    def add_trial(self) -> SimTrial | None:
+        trial_id = f"{len(self.trials):05d}"
+        config = self.searcher.suggest(trial_id)
+        if config is None:
+            return None
+        trial = SimTrial(trial_id, config, self.curve_of(config))
+        self.trials.append(trial)
+        self.scheduler.on_trial_add(self, trial)
+        return trial
+
+    def stop_trial(self, trial: SimTrial) -> None:
+        if trial.status in (Trial.ERROR, Trial.TERMINATED):
+            return
+        if trial.status in (Trial.PENDING, Trial.PAUSED):
+            self.scheduler.on_trial_remove(self, trial)
+            self.searcher.on_trial_complete(trial.trial_id)
+        else:
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+            self.searcher.on_trial_complete(trial.trial_id, result=trial.last_result)
+        trial.status = Trial.TERMINATED
+
+
+def next_trial(controller: SimController, pending: int) -> SimTrial | None:
+    """What a free worker runs: the scheduler's pick, else a freshly suggested trial.
+
+    `pending` trials are suggested ahead of need, as Ray keeps a queue of pending trials;
+    synchronous Hyperband needs its brackets filled before it can halve them.
+    """
+    while sum(t.status == Trial.PENDING for t in controller.trials) < pending:
+        if controller.add_trial() is None:
+            break
+    trial = controller.scheduler.choose_trial_to_run(controller)
+    if trial is None and controller.add_trial() is not None:
+        trial = controller.scheduler.choose_trial_to_run(controller)
+    return trial
+
+
+def simulate(
+    searcher: Searcher,
+    scheduler: TrialScheduler,
+    curve_of: Callable[[dict], Curve],
+    budget_epochs: int,
+    workers: int,
+    pending: int = 0,
+) -> Trace:
+    """Run trials on `workers` simulated workers until `budget_epochs` epochs are spent."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    controller = SimController(searcher, scheduler, curve_of)
+    trace = Trace()
+    events: list[tuple[float, int, SimTrial]] = []  # (time its next epoch ends, tie-break, trial)
+    running: set[SimTrial] = set()
+    clock, spent, order = 0.0, 0, 0
+
+    def start(trial: SimTrial) -> None:
+        nonlocal order
+        trial.status = Trial.RUNNING
+        running.add(trial)
+        heapq.heappush(events, (clock + float(trial.curve.epoch_seconds[trial.epochs]), order, trial))
+        order += 1
+
+    while spent < budget_epochs:
+        while len(running) < workers:
+            known = len(controller.trials)
+            trial = next_trial(controller, pending)
+            if trial is None:
+                break
+            if running and len(controller.trials) > known:
+                trace.suggested_while_running += 1
+            start(trial)
+        trace.max_running = max(trace.max_running, len(running))
+        if not events:
+            break
+        clock, _, trial = heapq.heappop(events)
+        trial.epochs += 1
+        spent += 1
+        result = trial.result()
+        trace.observe(spent, result[METRIC])
+        decision = scheduler.on_trial_result(controller, trial, result)
+        if decision != TrialScheduler.STOP:
+            searcher.on_trial_result(trial.trial_id, result)
+        trial.last_result = result
+        running.discard(trial)
+        if decision == TrialScheduler.STOP or result["final"]:
+            controller.stop_trial(trial)
+        elif decision == TrialScheduler.PAUSE:
+            trial.status = Trial.PAUSED
+        else:
+            start(trial)
+    trace.trials = len(controller.trials)
+    trace.simulated_seconds = clock
+    return trace

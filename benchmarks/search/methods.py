@@ -1,0 +1,141 @@
+"""The methods compared: ours and its peers, each a real Ray searcher paired with a real scheduler.
+
+ours                 TPESearcher (rung seam) + the engine's ASHA: what `hpo sweep` runs
+random               random search, every trial trained in full
+tpe                  TPESearcher with Optuna's own wiring, every trial trained in full
+random+asha          random search + the engine's ASHA
+random+hyperband     random search + Ray's HyperBandScheduler
+tpe+hyperband        TPESearcher (Optuna's wiring) + Ray's HyperBandScheduler
+tpe+median           TPESearcher (Optuna's wiring) + Optuna's MedianPruner, as Optuna runs it
+ray-optuna+asha      Ray's stock OptunaSearch + the engine's ASHA: a stopped trial is told
+                     to TPE as complete with its last (low-fidelity) value
+tpe+asha (pruned)    TPESearcher (Optuna's wiring) + ASHA: stopped trials told as pruned;
+                     the engine's wiring before the rung seam, kept as an ablation
+
+All ASHA schedulers share one configuration: rungs at epochs 3, 9, 27, max 52 (see
+GRACE_EPOCHS; `--grace` changes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.samplers import RandomSampler
+from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from benchmarks.search.lcbench import N_EPOCHS
+from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
+from hpo.searcher import TPESearcher
+from hpo.space import SearchSpace
+
+# ASHA's first rung. On LCBench the accuracy after one epoch says almost nothing about
+# the final one (rank correlation with the best-epoch accuracy -0.24..0.27 over the 8
+# development tasks; after 3 epochs 0.67..0.89), so every ASHA-family method starts
+# judging at epoch 3. Trials still report every epoch.
+GRACE_EPOCHS = 3
+REDUCTION_FACTOR = 3
+STARTUP_TRIALS = 10  # Optuna's default before TPE models the space
+# Ray's Hyperband halves a bracket once it holds its full count of trials; with one trial
+# suggested at a time (Ray's default for a searcher) no bracket ever fills and Hyperband
+# never stops anything. Suggesting up to the largest bracket's size ahead lets it work.
+HYPERBAND_PENDING = 34
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    searcher: str  # ours | tpe | random | ray-optuna
+    scheduler: str  # fifo | asha | hyperband | median
+    workers: int = 1
+    pending: int = 0  # trials suggested ahead of need (see backend.next_trial)
+
+    @property
+    def key(self) -> str:
+        return self.name if self.workers == 1 else f"{self.name} x{self.workers}"
+
+
+OURS = Method("ours", "ours", "asha")
+PEERS = (
+    Method("random", "random", "fifo"),
+    Method("tpe", "tpe", "fifo"),
+    Method("random+asha", "random", "asha"),
+    Method("random+hyperband", "random", "hyperband", pending=HYPERBAND_PENDING),
+    Method("tpe+hyperband", "tpe", "hyperband", pending=HYPERBAND_PENDING),
+    Method("tpe+median", "tpe", "median"),
+    Method("ray-optuna+asha", "ray-optuna", "asha"),
+)
+ABLATIONS = (Method("tpe+asha (pruned)", "tpe", "asha"),)
+PARALLEL = (Method("ours", "ours", "asha", workers=4), Method("random+asha", "random", "asha", workers=4))
+ALL = (OURS, *PEERS, *ABLATIONS, *PARALLEL)
+BASELINE = "random"  # the budget fraction is measured against full random search's final incumbent
+
+
+class RandomSearcher(Searcher):
+    """Random search over the engine's SearchSpace (Optuna's RandomSampler)."""
+
+    def __init__(self, space: SearchSpace, seed: int) -> None:
+        super().__init__(metric=METRIC, mode="max")
+        self.distributions = space.distributions()
+        self.sampler = RandomSampler(seed=seed)
+        self.study = optuna.create_study(study_name="random", direction="maximize", sampler=self.sampler)
+
+    def suggest(self, trial_id: str) -> dict:
+        trial = self.study.ask(self.distributions)
+        self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # random search learns nothing
+        return dict(trial.params)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+
+class MedianPruning(FIFOScheduler):
+    """Optuna's MedianPruner on the TPESearcher's study, as `trial.should_prune()` would run it.
+
+    Optuna's loop reports a value and then asks the pruner; here the result is recorded
+    on the searcher's trial first (the searcher ignores the same step when Ray hands it on).
+    """
+
+    def __init__(self, searcher: TPESearcher) -> None:
+        super().__init__()
+        self.searcher = searcher
+        self.pruner = optuna.pruners.MedianPruner()
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        self.searcher.on_trial_result(trial.trial_id, result)
+        study = self.searcher.study
+        record = study.get_trials(deepcopy=False)[self.searcher.live[trial.trial_id].number]
+        return TrialScheduler.STOP if self.pruner.prune(study, record) else TrialScheduler.CONTINUE
+
+
+def make_searcher(kind: str, space: SearchSpace, seed: int, workdir: Path, grace: int = GRACE_EPOCHS) -> Searcher:
+    rungs = asha_rungs(grace, N_EPOCHS, REDUCTION_FACTOR)
+    journal = workdir / "study.journal"
+    if kind == "ours":
+        return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs)
+    if kind == "tpe":
+        return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs, seam="pruned")
+    if kind == "random":
+        return RandomSearcher(space, seed)
+    if kind == "ray-optuna":
+        return OptunaSearch(space=space.distributions(), metric=METRIC, mode="max", seed=seed)
+    raise ValueError(f"searcher must be one of ours, tpe, random, ray-optuna; got {kind!r}")
+
+
+def make_scheduler(kind: str, searcher: Searcher, grace: int = GRACE_EPOCHS) -> TrialScheduler:
+    if kind == "fifo":
+        return FIFOScheduler()
+    if kind == "asha":
+        return make_asha(N_EPOCHS, grace, REDUCTION_FACTOR)
+    if kind == "hyperband":
+        return HyperBandScheduler(
+            time_attr=STEP, metric=METRIC, mode="max", max_t=N_EPOCHS, reduction_factor=REDUCTION_FACTOR
+        )
+    if kind == "median":
+        if not isinstance(searcher, TPESearcher):
+            raise ValueError(f"median pruning needs a TPESearcher, got {type(searcher).__name__}")
+        return MedianPruning(searcher)
+    raise ValueError(f"scheduler must be one of fifo, asha, hyperband, median; got {kind!r}")

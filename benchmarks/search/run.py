@@ -1,0 +1,232 @@
+"""Side-by-side search benchmark on LCBench learning curves.
+
+    python -m benchmarks.search.run --out benchmarks/results/search          # the full table
+    python -m benchmarks.search.run --quick --out benchmarks/results/tmp     # a 1-2 minute smoke run
+
+Every method is a real Ray searcher + scheduler pair (benchmarks.search.methods) driven by
+the simulated-time backend (benchmarks.search.backend); runs are spread over processes.
+Writes results.md (the table), results.json (every run's incumbent trace and the
+summaries) and regret.png to --out, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.search.lcbench import N_EPOCHS, LCBench
+from benchmarks.search.methods import (
+    ALL,
+    BASELINE,
+    GRACE_EPOCHS,
+    OURS,
+    PARALLEL,
+    PEERS,
+    Method,
+    make_scheduler,
+    make_searcher,
+)
+from benchmarks.search.metrics import Run, Summary
+from benchmarks.search.problem import DEV_TASKS, curve, lcbench_space, load_references
+from benchmarks.search.report import fraction, markdown, plot, summaries, write_json
+
+QUICK_TASKS = ("167149",)
+GOAL_FRACTION = 0.12
+GOAL_REGRET = 0.10
+PARALLEL_SLACK = 1.10  # 4 workers may be at most 10% worse than 1
+SCRATCH = (
+    Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+)  # journals: fsync is the simulation's, not the search's, cost
+
+
+@dataclass(frozen=True)
+class Job:
+    method: Method
+    task: str
+    seed: int
+    budget_epochs: int
+    grace: int
+
+
+_bench: LCBench | None = None
+
+
+def _quiet() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune.schedulers.hyperband").setLevel(logging.WARNING)
+
+
+def _init_worker() -> None:
+    global _bench
+    _quiet()
+    _bench = LCBench()
+
+
+def run_job(job: Job) -> Run:
+    """One method on one task with one seed, in a scratch directory for its journal."""
+    bench = _bench if _bench is not None else LCBench()
+    from benchmarks.search.backend import simulate
+
+    np.random.seed(job.seed)  # Ray's ASHA draws its bracket from numpy's global generator
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=SCRATCH, prefix="forge-search-") as scratch:
+        searcher = make_searcher(job.method.searcher, lcbench_space(bench), job.seed, Path(scratch), job.grace)
+        scheduler = make_scheduler(job.method.scheduler, searcher, job.grace)
+        trace = simulate(
+            searcher,
+            scheduler,
+            lambda config: curve(bench, job.task, config),
+            job.budget_epochs,
+            job.method.workers,
+            job.method.pending,
+        )
+    return Run(
+        method=job.method.key,
+        task=job.task,
+        seed=job.seed,
+        epochs=tuple(trace.epochs),
+        values=tuple(trace.values),
+        trials=trace.trials,
+        simulated_seconds=trace.simulated_seconds,
+        max_running=trace.max_running,
+        suggested_while_running=trace.suggested_while_running,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def run_all(jobs: list[Job], processes: int) -> list[Run]:
+    if processes <= 1:
+        _init_worker()
+        return [run_job(job) for job in jobs]
+    # slow (TPE) jobs first so the pool ends together
+    ordered = sorted(jobs, key=lambda j: (j.method.searcher in ("random",), -j.method.workers))
+    context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+    with context.Pool(processes, initializer=_init_worker) as pool:
+        return list(pool.imap_unordered(run_job, ordered, chunksize=1))
+
+
+def comparisons(overall: dict[str, Summary]) -> list[str]:
+    """The goals, checked: ours against every peer, and 4 workers against 1."""
+    ours = overall[OURS.key]
+    lines = ["## Goals", ""]
+    lines.append(
+        f"- ours: budget fraction {fraction(ours.budget_fraction)} (goal <= {GOAL_FRACTION}): "
+        f"{'met' if ours.budget_fraction <= GOAL_FRACTION else 'NOT met'}; regret {ours.regret:.3f} "
+        f"(goal <= {GOAL_REGRET}): {'met' if ours.regret <= GOAL_REGRET else 'NOT met'}"
+    )
+    peers = [overall[m.key] for m in PEERS if m.key in overall]
+    ahead_fraction = all(ours.budget_fraction <= p.budget_fraction for p in peers)
+    ahead_regret = all(ours.regret <= p.regret for p in peers)
+    lines.append(
+        f"- ours ahead of every peer: budget fraction {'yes' if ahead_fraction else 'NO'}, "
+        f"regret {'yes' if ahead_regret else 'NO'}"
+    )
+    for method in PARALLEL:
+        single = overall.get(Method(method.name, method.searcher, method.scheduler).key)
+        multi = overall.get(method.key)
+        if single is None or multi is None:
+            continue
+        ok_fraction = multi.budget_fraction <= PARALLEL_SLACK * single.budget_fraction
+        ok_regret = multi.regret <= PARALLEL_SLACK * single.regret or multi.regret - single.regret <= 0.005
+        lines.append(
+            f"- {method.key} vs 1 worker: budget fraction {fraction(multi.budget_fraction)} vs "
+            f"{fraction(single.budget_fraction)}, regret {multi.regret:.3f} vs {single.regret:.3f}, "
+            f"simulated hours {multi.simulated_hours:.2f} vs {single.simulated_hours:.2f}: "
+            f"{'within 10%' if ok_fraction and ok_regret else 'MORE than 10% worse'}"
+        )
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search"))
+    parser.add_argument("--quick", action="store_true", help="one task, two seeds, a 20-training budget")
+    parser.add_argument("--tasks", default="dev", help="'dev' (the 8 development tasks), 'all' (34) or ids: 3945,7593")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=int, default=50, help="full trainings (52 epochs each) per run")
+    parser.add_argument("--grace", type=int, default=GRACE_EPOCHS, help="ASHA's first rung, in epochs")
+    parser.add_argument("--methods", default="", help="comma-separated method keys (default: all)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tasks, args.seeds, args.budget = ",".join(QUICK_TASKS), 2, 20
+    if args.seeds < 1 or args.budget < 1:
+        parser.error(f"--seeds and --budget must be >= 1, got {args.seeds} and {args.budget}")
+    return args
+
+
+def task_list(spec: str, bench: LCBench) -> list[str]:
+    if spec == "dev":
+        return list(DEV_TASKS)
+    if spec == "all":
+        return list(bench.task_ids)
+    tasks = [t.strip() for t in spec.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in bench.task_ids]
+    if unknown:
+        raise SystemExit(f"--tasks: unknown LCBench task ids {unknown}; valid: {', '.join(bench.task_ids)}")
+    return tasks
+
+
+def method_list(spec: str) -> list[Method]:
+    if not spec:
+        return list(ALL)
+    keys = [k.strip() for k in spec.split(",")]
+    by_key = {m.key: m for m in ALL}
+    unknown = [k for k in keys if k not in by_key]
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; valid: {', '.join(by_key)}")
+    chosen = [by_key[k] for k in keys]
+    if BASELINE not in keys:
+        chosen.append(by_key[BASELINE])  # the target comes from full random search
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _quiet()
+    started = time.perf_counter()
+    bench = LCBench()
+    tasks = task_list(args.tasks, bench)
+    methods = method_list(args.methods)
+    references = load_references(bench, tasks)
+    budget_epochs = args.budget * N_EPOCHS
+    jobs = [Job(m, t, s, budget_epochs, args.grace) for m in methods for t in tasks for s in range(args.seeds)]
+    runs = run_all(jobs, args.jobs)
+    order = {m.key: i for i, m in enumerate(methods)}
+    runs.sort(key=lambda r: (order[r.method], r.task, r.seed))
+    settings = {
+        "tasks": tasks,
+        "seeds": args.seeds,
+        "budget_trainings": args.budget,
+        "asha_grace_epochs": args.grace,
+        "jobs": args.jobs,
+        "wall_minutes": (time.perf_counter() - started) / 60,
+        "run_cpu_minutes": sum(r.wall_seconds for r in runs) / 60,
+    }
+    goal, overall, per_task = summaries(runs, references, BASELINE, budget_epochs)
+    lines = comparisons(overall) if OURS.key in overall else []
+    table = markdown(overall, per_task, settings, lines)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.md").write_text(table)
+    write_json(args.out / "results.json", runs, goal, overall, per_task, references, settings)
+    plot(runs, references, budget_epochs, args.out / "regret.png")
+    print(table)
+    print(f"wrote {args.out / 'results.md'}, results.json, regret.png")
+    return 0 if all(math.isfinite(r.simulated_seconds) for r in runs) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,265 @@
+"""Stage pipelines: sweeps run in order, each stage starting from the best of the one before.
+
+    name: supersense3-chain
+    model: smollm2-135m-instruct
+    stages: [sft, rft]
+    data: {...}            # top-level keys are every stage's settings ...
+    task: {...}
+    sft: {search_space: sft_lora, scheduler: {...}}        # ... and a stage's section overrides them,
+    rft: {data: {general_mix: null}, task: {reward: ...}}  # merged one level deep (null removes a key)
+
+A later stage starts from the earlier stage's best rung: a LoRA adapter is merged into
+the base model (`recipe.start_adapters`) and the stage trains a fresh adapter on top, so
+its baseline, its KL reference and its exported recipe all start where the earlier
+stage ended; a `method: full` stage hands on its whole model (`recipe.model`).
+
+    RUN/pipeline.yaml     the pipeline file as given
+    RUN/stages/<stage>/   each stage's complete run directory (spec, baseline, trials, best/)
+    RUN/chain.yaml        which recipe fed which, and the final recipe
+
+The same module runs a single sweep's gate: `check_start` refuses RFT on a base whose
+positive-reward rate is too low (hpo.guardrails.rft_gate) before any run directory exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+from ray.tune import Callback
+
+from hpo.config import STAGES, SweepConfig, sweep_from_document
+from hpo.errors import InputError, Problems
+from hpo.guardrails import (
+    SERVICE_LIMITS,
+    rft_gate,
+    service_flags,
+    service_values,
+    warmup_before_first_rung,
+    warmup_steps,
+)
+from hpo.objective import DOMAIN_METRICS
+from hpo.reader import load_yaml
+from hpo.records import RUNNING
+from hpo.scheduler import asha_rungs
+from trainers.data import read_jsonl
+
+Say = Callable[[str], object]
+LiveFactory = Callable[[SweepConfig], Callback | None]
+SHARED_ONLY = ("name", "stages", "output_dir")  # pipeline-wide keys a stage section cannot set
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    path: str
+    name: str
+    stages: tuple[SweepConfig, ...]
+    output_dir: str
+
+
+def is_pipeline(path: Path) -> bool:
+    """Whether a sweep file lists `stages` (checked without validating anything else)."""
+    problems = Problems(path)
+    document = load_yaml(Path(path), problems)
+    return isinstance(document, dict) and "stages" in document
+
+
+def stage_document(document: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The sweep document of one stage: top-level keys, overridden one level deep by the stage's section."""
+    merged = {k: v for k, v in document.items() if k not in ("stages", *STAGES)}
+    for key, value in (document.get(stage) or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {k: v for k, v in {**merged[key], **value}.items() if v is not None}
+        else:
+            merged[key] = value
+    merged["name"] = f"{document.get('name') or 'pipeline'}-{stage}"
+    merged["stage"] = stage
+    return merged
+
+
+def load_pipeline(path: Path | str) -> Pipeline:
+    """Parse and validate every stage of a pipeline file; raises InputError listing every problem."""
+    path = Path(path)
+    problems = Problems(path)
+    document = load_yaml(path, problems)
+    problems.raise_if_any()
+    if not isinstance(document, dict):
+        problems.add("(top level)", f"must be a mapping of keys to values, got {type(document).__name__}")
+        problems.raise_if_any()
+    stages = document.get("stages")
+    if not isinstance(stages, list) or not stages or not all(s in STAGES for s in stages):
+        problems.add("stages", f"must be a non-empty list of {', '.join(STAGES)}, got {stages!r}")
+    elif len(set(stages)) != len(stages):
+        problems.add("stages", f"must not repeat a stage, got {stages}")
+    for key in ("stage", *(s for s in STAGES if s in document and s not in (stages or []))):
+        if key in document:
+            problems.add(key, f"is not allowed in a pipeline (stages come from `stages`: {stages})")
+    for stage in stages if isinstance(stages, list) else []:
+        section = document.get(stage) or {}
+        if not isinstance(section, dict):
+            problems.add(stage, f"must be a mapping of the stage's settings, got {type(section).__name__}")
+        for key in (*SHARED_ONLY, "stage"):
+            if isinstance(section, dict) and key in section:
+                problems.add(f"{stage}.{key}", "is pipeline-wide: set it at the top level (remove it here)")
+    problems.raise_if_any()
+    configs = []
+    for stage in stages:
+        stage_problems = Problems(f"{path} [{stage}]")
+        configs.append(sweep_from_document(stage_document(document, stage), path, stage_problems))
+        problems.extend(stage_problems)
+    problems.raise_if_any()
+    output_dir = str(Path(configs[0].output_dir).resolve())
+    return Pipeline(str(path.resolve()), str(document.get("name") or path.stem), tuple(configs), output_dir)
+
+
+def describe(config: SweepConfig) -> list[str]:
+    """Lines `hpo validate` shows for one sweep: the data-size plan and any guardrail warnings."""
+    lines = []
+    plan = config.plan
+    if plan is not None:
+        lines.append(
+            f"training plan: {plan.examples} examples x {plan.duplication} copies x {plan.epochs} epochs "
+            f"= {plan.max_steps} steps (warmup {plan.warmup_steps} steps at the default ratio)"
+        )
+    warmup = next((p for p in config.space.parameters if p.name == "warmup_ratio"), None)
+    if warmup is not None and warmup.high is not None:
+        scheduler = config.scheduler
+        first_rung = asha_rungs(scheduler.rung_interval, scheduler.max_steps, scheduler.reduction_factor)[0]
+        line = warmup_before_first_rung(warmup.high, scheduler.max_steps, first_rung)
+        lines += [f"warning: {line}"] if line else []
+    if config.guardrails.service_compatible:
+        lines += [f"warning: {line}" for line in service_range_flags(config)]
+    return lines
+
+
+def service_range_flags(config: SweepConfig) -> list[str]:
+    """What in a sweep reaches outside the service's limits: the first trial's values (the
+    defaults, on this schedule) and the search ranges. Such trials export with flags."""
+    recipe = config.recipe.with_hyperparameters(config.space.defaults())
+    examples = len(read_jsonl(recipe.data.domain_train))
+    lines = [f"the first trial: {flag}" for flag in service_flags(service_values(recipe, examples))]
+    space = {p.name: p for p in config.space.parameters}
+    low, high = SERVICE_LIMITS["learning_rate"]
+    rate = space.get("learning_rate")
+    if rate is not None and rate.low is not None and rate.high is not None and (rate.low < low or rate.high > high):
+        lines.append(f"learning_rate {rate.low:g}..{rate.high:g} reaches outside the service range {low:g}..{high:g}")
+    warmup = space.get("warmup_ratio")
+    longest = warmup_steps(warmup.high or 0.0, config.scheduler.max_steps) if warmup is not None else 0
+    if longest > SERVICE_LIMITS["warmup_steps"][1]:
+        lines.append(f"warmup up to {longest} steps reaches past the service's {SERVICE_LIMITS['warmup_steps'][1]:g}")
+    return [f"{line} (flagged at export, never clamped)" for line in lines]
+
+
+def check_start(config: SweepConfig, metrics: dict[str, float], allow_low_reward: bool) -> list[str]:
+    """Warnings about the starting model; raises InputError when RFT must not start from it."""
+    if config.recipe.stage != "rft":
+        return []
+    allowed = allow_low_reward or config.guardrails.allow_low_reward
+    refusal, warning = rft_gate(metrics["positive_reward_rate"], config.recipe.probes.domain_examples, allowed)
+    if refusal:
+        raise InputError([f"{config.path}: task.reward: {refusal}"])
+    return [warning] if warning else []
+
+
+def run_stage(
+    config: SweepConfig, run_dir: Path | None, allow_low_reward: bool, say: Say, live: Callback | None
+) -> Path:
+    """Baseline, gate, sweep and export for one stage; returns its run directory."""
+    from hpo.baseline import measure_baseline
+    from hpo.sweep import prepare, run_sweep, trial_recipe
+
+    say(f"measuring the starting model {config.recipe.model} on the {config.recipe.stage} probes ...")
+    baseline = measure_baseline(trial_recipe(config))
+    say(format_metrics("baseline", baseline["metrics"]))
+    for line in check_start(config, baseline["metrics"], allow_low_reward):
+        say(f"warning: {line}")
+    run_dir, baseline = prepare(config, baseline, run_dir)
+    run_sweep(config, run_dir, baseline, live)
+    expected = yaml.safe_load((run_dir / "best" / "recipe.yaml").read_text())["expected"]
+    say(format_metrics("best (validation)", expected))
+    return run_dir
+
+
+def starting_from(config: SweepConfig, previous: SweepConfig, previous_run: Path) -> SweepConfig:
+    """`config` starting from the best rung of the previous stage's run."""
+    best = str((previous_run / "best" / "adapter").resolve())
+    if previous.recipe.method == "full":  # the checkpoint is the whole model, earlier adapters included
+        recipe = dataclasses.replace(config.recipe, model=best, start_adapters=())
+    else:  # the adapter was trained on the previous start: merge that first, then the adapter
+        start = (*previous.recipe.start_adapters, best)
+        recipe = dataclasses.replace(config.recipe, model=previous.recipe.model, start_adapters=start)
+    return dataclasses.replace(config, recipe=recipe)
+
+
+def run_pipeline(pipeline: Pipeline, allow_low_reward: bool, say: Say, live: LiveFactory = lambda config: None) -> Path:
+    """Run every stage in order; returns the pipeline's run directory (with chain.yaml)."""
+    run_dir = Path(pipeline.output_dir) / f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    shutil.copyfile(pipeline.path, run_dir / "pipeline.yaml")
+    chain: list[dict[str, Any]] = []
+    previous: tuple[SweepConfig, Path] | None = None
+    for config in pipeline.stages:
+        if previous is not None:
+            config = starting_from(config, *previous)
+        stage = config.recipe.stage
+        say(f"== stage {stage} ({config.recipe.method}) ==")
+        stage_dir = run_stage(config, run_dir / "stages" / stage, allow_low_reward, say, live(config))
+        chain.append(chain_link(config, stage_dir, run_dir))
+        write_chain(run_dir, chain)
+        if unfinished(stage_dir):  # Ray Tune returns from an interrupt (Ctrl-C) instead of raising
+            say(f"stage {stage} was interrupted with trials unfinished; the stages after it are not run")
+            break
+        previous = (config, stage_dir)
+    return run_dir
+
+
+def unfinished(stage_dir: Path) -> bool:
+    """Whether the stage's record still has trials that never ended."""
+    statuses = pq.read_table(stage_dir / "trials.parquet", columns=["status"]).column("status").to_pylist()
+    return RUNNING in statuses
+
+
+def chain_link(config: SweepConfig, stage_dir: Path, run_dir: Path) -> dict[str, Any]:
+    best = yaml.safe_load((stage_dir / "best" / "recipe.yaml").read_text())
+    shown = ("trial_id", "step", "objective", "domain_lift", DOMAIN_METRICS[config.recipe.stage].name)
+    return {
+        "stage": config.recipe.stage,
+        "method": config.recipe.method,
+        "run_dir": str(stage_dir.relative_to(run_dir)),
+        "started_from": {"model": config.recipe.model, "adapters": list(config.recipe.start_adapters)},
+        "baseline": best["baseline"],
+        "best_recipe": str((stage_dir / "best" / "recipe.yaml").relative_to(run_dir)),
+        "best": {k: best["expected"].get(k) for k in shown},
+    }
+
+
+def write_chain(run_dir: Path, chain: list[dict[str, Any]]) -> None:
+    document = {"stages": chain, "final_recipe": chain[-1]["best_recipe"]}
+    tmp = run_dir / "chain.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(document, sort_keys=False))
+    tmp.replace(run_dir / "chain.yaml")
+
+
+SHOWN_METRICS = (
+    "objective",
+    "domain_exact_match",
+    "domain_parse_rate",
+    "domain_perplexity",
+    "reward_mean",
+    "positive_reward_rate",
+    "response_length",
+    "general_perplexity",
+    "instruction_nll",
+)
+
+
+def format_metrics(title: str, metrics: dict) -> str:
+    shown = {k: metrics[k] for k in SHOWN_METRICS if metrics.get(k) is not None}
+    return f"{title}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
