@@ -9,14 +9,20 @@ file, safe for several processes, so a resumed sweep keeps what the sampler lear
 How the sampler learns from those records is the seam between searcher and scheduler:
 
 - ``seam="rung"`` (the default): `RungTPESampler`, BOHB-style. TPE is fit at one
-  fidelity, the highest ASHA rung that at least `min_observations` trials have reached,
+  fidelity, the highest ASHA rung that at least `startup_trials` trials have reached,
   on every trial's value *at that rung*; trials that never reached it (stopped lower, or
   still running) count only as examples of where not to look. Low-fidelity scores are
   never compared with high-fidelity ones, and a trial that went deep only because it
-  started early (ASHA promotes freely while its rungs are nearly empty) gets no credit.
+  started early gets no credit for depth alone. The model climbs to a higher rung as
+  soon as that rung holds enough values; on LCBench, needing few (5) matched random
+  search's final result sooner than needing 10 or 20 (benchmarks/README.md).
 - ``seam="pruned"``: Optuna's own wiring, a plain `TPESampler` over complete and pruned
   trials (pruned ones ranked by how far they got, then by their last value). Kept for
-  comparison; `benchmarks/search` measures both on LCBench learning curves.
+  comparison.
+
+benchmarks/search measures both, with the engine's `StrictASHA` and Ray's ASHA, against
+random search, Hyperband, median pruning and Ray's OptunaSearch on LCBench learning
+curves; benchmarks/README.md has the command and results/search/results.md the table.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
-from optuna.search_space import IntersectionSearchSpace
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -110,14 +115,16 @@ class RungTPESampler(BaseSampler):
     it, or still running) join the bad examples.
     """
 
-    def __init__(self, rungs: Sequence[int], min_observations: int, seed: int) -> None:
+    def __init__(
+        self, search_space: dict[str, BaseDistribution], rungs: Sequence[int], min_observations: int, seed: int
+    ) -> None:
         if min_observations < 1:
             raise ValueError(f"min_observations must be >= 1, got {min_observations}")
+        self.search_space = {name: d for name, d in search_space.items() if not d.single()}
         self.rungs = tuple(sorted(rungs))
         self.min_observations = min_observations
         self._random = RandomSampler(seed=seed)
         self._tpe = TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=0)
-        self._search_space = IntersectionSearchSpace(include_pruned=True)
         self._view: RungView | None = None
 
     def reseed_rng(self) -> None:
@@ -125,8 +132,7 @@ class RungTPESampler(BaseSampler):
         self._tpe.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        space = self._search_space.calculate(study)
-        return {name: distribution for name, distribution in space.items() if not distribution.single()}
+        return self.search_space  # a sweep's space is fixed: it comes from the search-space file
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -156,9 +162,9 @@ class RungTPESampler(BaseSampler):
         self._random.after_trial(study, trial, state, values)
 
 
-def make_sampler(seam: str, seed: int, startup_trials: int, rungs: Sequence[int], min_observations: int) -> BaseSampler:
+def make_sampler(seam: str, space: SearchSpace, seed: int, startup_trials: int, rungs: Sequence[int]) -> BaseSampler:
     if seam == "rung":
-        return RungTPESampler(rungs, min_observations, seed)
+        return RungTPESampler(space.distributions(), rungs, startup_trials, seed)
     if seam == "pruned":
         return TPESampler(
             seed=seed,
@@ -180,10 +186,10 @@ def open_study(journal: Path, name: str, sampler: BaseSampler) -> optuna.Study:
 class TPESearcher(Searcher):
     """Suggests configs from an Optuna study; the first suggestion is the space's defaults.
 
-    `rungs` are the steps ASHA judges trials at (`hpo.scheduler.asha_rungs`); the rung seam
-    fits its model at one of them. `min_observations` (default: the larger of
-    `startup_trials` and the number of parameters + 2) is how many values a rung needs
-    before the model is fit there.
+    `rungs` are the steps ASHA judges trials at (`hpo.scheduler.asha_rungs`). With the
+    rung seam, `startup_trials` is how many values a rung needs before TPE is fit there:
+    random configurations until the lowest rung holds that many, then the highest rung
+    that does. With Optuna's wiring it is TPE's own count of random trials.
     """
 
     def __init__(
@@ -196,7 +202,6 @@ class TPESearcher(Searcher):
         *,
         rungs: Sequence[int] = (),
         seam: str = "rung",
-        min_observations: int | None = None,
     ) -> None:
         super().__init__(metric=METRIC, mode="max")
         if seam not in SEAMS:
@@ -208,7 +213,6 @@ class TPESearcher(Searcher):
         self.startup_trials = startup_trials
         self.rungs = tuple(rungs)
         self.seam = seam
-        self.min_observations = min_observations or max(startup_trials, len(space.parameters) + 2)
         self.live: dict[str, optuna.Trial] = {}  # Ray trial id -> its running Optuna trial
         self.last_step: dict[str, int] = {}  # Ray trial id -> the last step recorded on it
         self._study: optuna.Study | None = None
@@ -216,7 +220,7 @@ class TPESearcher(Searcher):
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            sampler = make_sampler(self.seam, self.seed, self.startup_trials, self.rungs, self.min_observations)
+            sampler = make_sampler(self.seam, self.space, self.seed, self.startup_trials, self.rungs)
             self._study = open_study(self.journal, self.study_name, sampler)
             if not self._study.trials:
                 self._study.enqueue_trial(self.space.defaults())

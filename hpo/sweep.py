@@ -25,7 +25,7 @@ from hpo.baseline import measure_baseline, write_json
 from hpo.config import SweepConfig, data_hashes
 from hpo.export import export_best
 from hpo.records import RecordCallback, TrialTable
-from hpo.scheduler import METRIC, STEP, StopRecordingASHA, asha_rungs, make_asha
+from hpo.scheduler import METRIC, STEP, StrictASHA, asha_rungs, make_asha
 from hpo.searcher import TPESearcher
 from hpo.tracking import wandb_mirror
 from hpo.trial import run_trial
@@ -52,7 +52,7 @@ def write_spec(config: SweepConfig, run_dir: Path) -> None:
     (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def stop_reason(scheduler: StopRecordingASHA):
+def stop_reason(scheduler: StrictASHA):
     def reason(trial_id: str, last: dict) -> tuple[str, str]:
         if last.get("diverged"):
             return "diverged", str(last.get("violation", ""))

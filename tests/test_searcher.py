@@ -1,12 +1,16 @@
-"""How trial outcomes reach Optuna: complete, pruned (stopped by ASHA) or failed."""
+"""The searcher/scheduler seam: how trial outcomes reach Optuna, how the rung seam learns
+from them, and the rungs and stopping rule of the engine's ASHA."""
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
 
-from hpo.searcher import TPESearcher
-from hpo.space import load_space
+from hpo.scheduler import asha_rungs, goes_on, make_asha
+from hpo.searcher import RungTPESampler, TPESearcher, model_rung
+from hpo.space import Parameter, SearchSpace, load_space
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "sft_lora.yaml"
 
@@ -49,3 +53,145 @@ def test_state_survives_a_pickle_round_trip_and_reopens_the_journal(tmp_path):
     clone.on_trial_complete("a", {"step": 4, "objective": 0.6, "final": 1.0})
     (trial,) = clone.study.trials
     assert trial.state == TrialState.COMPLETE and trial.intermediate_values == {2: 0.5, 4: 0.6}
+
+
+def test_the_result_asha_stopped_a_trial_on_is_recorded(tmp_path):
+    # Ray hands the stopping result only to on_trial_complete, never to on_trial_result
+    s = searcher(tmp_path)
+    s.suggest("stopped")
+    s.on_trial_result("stopped", {"step": 2, "objective": 0.1})
+    s.on_trial_complete("stopped", {"step": 4, "objective": 0.2, "final": 0.0})
+    (trial,) = s.study.trials
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {2: 0.1, 4: 0.2}
+
+
+def test_a_paused_trial_dropped_without_a_result_is_pruned_not_failed(tmp_path):
+    s = searcher(tmp_path)
+    s.suggest("paused")
+    s.on_trial_result("paused", {"step": 2, "objective": 0.1})
+    s.on_trial_complete("paused")
+    (trial,) = s.study.trials
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {2: 0.1}
+
+
+def test_an_unknown_seam_is_refused(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="seam must be one of"):
+        TPESearcher(load_space(SPACE), tmp_path / "j", "s", seed=0, startup_trials=2, seam="complete")
+
+
+def frozen(number: int, values: dict[int, float]) -> optuna.trial.FrozenTrial:
+    distributions = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    trial = optuna.trial.create_trial(
+        state=TrialState.PRUNED, params={"x": 0.5}, distributions=distributions, intermediate_values=values
+    )
+    trial.number = number
+    return trial
+
+
+def test_the_model_rung_is_the_highest_with_enough_values():
+    trials = [frozen(i, {1: 0.1, 3: 0.2}) for i in range(4)] + [frozen(4 + i, {1: 0.1}) for i in range(6)]
+    assert model_rung(trials, (1, 3, 9), min_observations=4) == 3
+    assert model_rung(trials, (1, 3, 9), min_observations=5) == 1
+    assert model_rung(trials, (1, 3, 9), min_observations=11) is None
+    assert model_rung(trials, (), min_observations=4) == 3  # no rungs given: every reported step
+
+
+def test_the_rung_seam_follows_the_high_fidelity_values_not_the_low_ones(tmp_path):
+    """Low x learns fast (wins at step 1) but ends worse; high x wins at step 9.
+
+    Stopped-early trials are all low-x ones, so a sampler that ranks by how far a trial got
+    or by its last value would chase low x; the rung seam models step 9 and proposes high x.
+    """
+    space = SearchSpace("toy", "sft", "lora", (Parameter("x", "float", 0.5, 0.0, 1.0),))
+    s = TPESearcher(space, tmp_path / "study.journal", "toy", seed=0, startup_trials=4, rungs=(1, 3, 9))
+    s.suggest("defaults")
+    s.on_trial_complete("defaults", {"step": 9, "objective": 0.5, "final": 1.0})
+    rng = np.random.default_rng(0)
+    for index in range(30):
+        x = float(rng.random())
+        trial_id = f"seed-{index}"
+        s.study.enqueue_trial({"x": x})
+        s.suggest(trial_id)
+        s.on_trial_result(trial_id, {"step": 1, "objective": 1.0 - x})
+        if x < 0.5:  # fast learners look best at step 1; ASHA would keep only those
+            s.on_trial_complete(trial_id, {"step": 3, "objective": 1.0 - x, "final": 0.0})
+        else:
+            s.on_trial_result(trial_id, {"step": 3, "objective": 0.2 + x})
+            s.on_trial_complete(trial_id, {"step": 9, "objective": x, "final": 1.0})
+    proposals = [s.suggest(f"model-{i}")["x"] for i in range(10)]
+    assert np.median(proposals) > 0.7, proposals
+
+
+def test_the_rung_seam_samples_at_random_until_the_lowest_rung_has_enough_values(tmp_path):
+    space = SearchSpace("toy", "sft", "lora", (Parameter("x", "float", 0.5, 0.0, 1.0),))
+    s = TPESearcher(space, tmp_path / "study.journal", "toy", seed=0, startup_trials=3, rungs=(1, 3))
+    sampler = s.study.sampler
+    assert isinstance(sampler, RungTPESampler)
+    s.suggest("a")
+    s.on_trial_result("a", {"step": 1, "objective": 0.3})
+    s.suggest("b")
+    assert sampler._view is None  # one value at step 1: below startup_trials, still random
+    s.on_trial_result("b", {"step": 1, "objective": 0.4})
+    s.suggest("c")
+    s.on_trial_result("c", {"step": 1, "objective": 0.5})
+    s.suggest("d")
+    assert sampler._view is not None and sampler._view.step == 1
+
+
+# The scheduler side of the seam: which rungs exist and who goes on from them.
+
+
+class Trial:  # what a scheduler reads from Ray's Trial
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def test_the_rungs_are_ray_asha_milestones_then_max_steps():
+    from ray.tune.schedulers import ASHAScheduler
+
+    for grace, max_t, factor in ((1, 52, 3), (3, 52, 3), (20, 60, 3), (4, 16, 2)):
+        ray_asha = ASHAScheduler(
+            time_attr="step", metric="objective", mode="max", grace_period=grace, max_t=max_t, reduction_factor=factor
+        )
+        milestones = sorted(int(m) for m, _ in ray_asha._brackets[0]._rungs)
+        assert asha_rungs(grace, max_t, factor) == tuple(sorted({*milestones, max_t}))
+    assert asha_rungs(20, 100, 2.5) == (20, 60, 100)  # milestone 50 is judged at the next report, 60
+
+
+def test_a_trial_goes_on_only_within_the_top_share_of_its_rung():
+    assert not goes_on(1.0, [1.0], 3)  # alone at the rung: nothing to rank against yet
+    assert not goes_on(1.0, [1.0, 0.5], 3)
+    assert goes_on(1.0, [1.0, 0.5, 0.7], 3)
+    assert not goes_on(0.7, [1.0, 0.5, 0.7], 3)
+    assert goes_on(0.7, [1.0, 0.5, 0.7, 0.1, 0.2, 0.3], 3)  # 2nd of 6: top 2 go on
+
+
+def test_strict_asha_stops_at_its_rungs_and_records_where():
+    scheduler = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    assert scheduler.rungs == (1, 3)
+    decisions = [
+        scheduler.on_trial_result(None, Trial(f"t{i}"), {"step": 1, "objective": v})
+        for i, v in enumerate((0.2, 0.1, 0.9))
+    ]
+    assert decisions == [TrialScheduler.STOP, TrialScheduler.STOP, TrialScheduler.CONTINUE]
+    assert scheduler.on_trial_result(None, Trial("t2"), {"step": 2, "objective": 0.95}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, Trial("t2"), {"step": 9, "objective": 0.99}) == TrialScheduler.STOP
+    assert scheduler.stopped_at == {"t0": 1, "t1": 1}
+    nan = scheduler.on_trial_result(None, Trial("t3"), {"step": 1, "objective": float("nan")})
+    assert nan == TrialScheduler.STOP and scheduler.recorded[1]["t3"] == float("-inf")
+
+
+def test_strict_asha_survives_pickle_and_save_restore(tmp_path):
+    import pickle
+
+    scheduler = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    for i, v in enumerate((0.2, 0.1, 0.9)):
+        scheduler.on_trial_result(None, Trial(f"t{i}"), {"step": 1, "objective": v})
+    scheduler.save(str(tmp_path / "scheduler.pkl"))
+    restored = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    restored.restore(str(tmp_path / "scheduler.pkl"))
+    for clone in (restored, pickle.loads(pickle.dumps(scheduler))):
+        assert clone.recorded == scheduler.recorded and clone.stopped_at == scheduler.stopped_at
+        assert clone.on_trial_result(None, Trial("t9"), {"step": 1, "objective": 0.0}) == TrialScheduler.STOP

@@ -1,19 +1,22 @@
 """The methods compared: ours and its peers, each a real Ray searcher paired with a real scheduler.
 
-ours                 TPESearcher (rung seam) + the engine's ASHA: what `hpo sweep` runs
+ours                 what `hpo sweep` runs: TPESearcher (rung seam) + the engine's StrictASHA
 random               random search, every trial trained in full
 tpe                  TPESearcher with Optuna's own wiring, every trial trained in full
-random+asha          random search + the engine's ASHA
+random+asha          random search + Ray's ASHA
 random+hyperband     random search + Ray's HyperBandScheduler
 tpe+hyperband        TPESearcher (Optuna's wiring) + Ray's HyperBandScheduler
 tpe+median           TPESearcher (Optuna's wiring) + Optuna's MedianPruner, as Optuna runs it
-ray-optuna+asha      Ray's stock OptunaSearch + the engine's ASHA: a stopped trial is told
-                     to TPE as complete with its last (low-fidelity) value
-tpe+asha (pruned)    TPESearcher (Optuna's wiring) + ASHA: stopped trials told as pruned;
-                     the engine's wiring before the rung seam, kept as an ablation
+ray-optuna+asha      Ray's stock OptunaSearch + Ray's ASHA: a stopped trial is told to TPE
+                     as complete with its last (low-fidelity) value
+ablations:
+ours (ray asha)      the rung seam with Ray's stock ASHA: what the scheduler adds
+tpe+asha (pruned)    Optuna's wiring with Ray's ASHA (stopped trials told as pruned): the
+                     engine's wiring before the rung seam
 
-All ASHA schedulers share one configuration: rungs at epochs 3, 9, 27, max 52 (see
-GRACE_EPOCHS; `--grace` changes it).
+Every ASHA judges at epochs 3, 9, 27 and stops at 52 (GRACE_EPOCHS, REDUCTION_FACTOR;
+`--grace` changes the first rung). TPESearcher-based methods share STARTUP_TRIALS; Ray's
+OptunaSearch keeps its own default (10).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks.search.lcbench import N_EPOCHS
-from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
+from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha, make_ray_asha
 from hpo.searcher import TPESearcher
 from hpo.space import SearchSpace
 
@@ -38,7 +41,7 @@ from hpo.space import SearchSpace
 # judging at epoch 3. Trials still report every epoch.
 GRACE_EPOCHS = 3
 REDUCTION_FACTOR = 3
-STARTUP_TRIALS = 10  # Optuna's default before TPE models the space
+STARTUP_TRIALS = 5  # random trials (ours: values at a rung) before TPE models the space
 # Ray's Hyperband halves a bracket once it holds its full count of trials; with one trial
 # suggested at a time (Ray's default for a searcher) no bracket ever fills and Hyperband
 # never stops anything. Suggesting up to the largest bracket's size ahead lets it work.
@@ -49,7 +52,7 @@ HYPERBAND_PENDING = 34
 class Method:
     name: str
     searcher: str  # ours | tpe | random | ray-optuna
-    scheduler: str  # fifo | asha | hyperband | median
+    scheduler: str  # fifo | strict-asha | asha | hyperband | median
     workers: int = 1
     pending: int = 0  # trials suggested ahead of need (see backend.next_trial)
 
@@ -58,7 +61,7 @@ class Method:
         return self.name if self.workers == 1 else f"{self.name} x{self.workers}"
 
 
-OURS = Method("ours", "ours", "asha")
+OURS = Method("ours", "ours", "strict-asha")
 PEERS = (
     Method("random", "random", "fifo"),
     Method("tpe", "tpe", "fifo"),
@@ -68,8 +71,8 @@ PEERS = (
     Method("tpe+median", "tpe", "median"),
     Method("ray-optuna+asha", "ray-optuna", "asha"),
 )
-ABLATIONS = (Method("tpe+asha (pruned)", "tpe", "asha"),)
-PARALLEL = (Method("ours", "ours", "asha", workers=4), Method("random+asha", "random", "asha", workers=4))
+ABLATIONS = (Method("ours (ray asha)", "ours", "asha"), Method("tpe+asha (pruned)", "tpe", "asha"))
+PARALLEL = (Method("ours", "ours", "strict-asha", workers=4), Method("random+asha", "random", "asha", workers=4))
 ALL = (OURS, *PEERS, *ABLATIONS, *PARALLEL)
 BASELINE = "random"  # the budget fraction is measured against full random search's final incumbent
 
@@ -128,8 +131,10 @@ def make_searcher(kind: str, space: SearchSpace, seed: int, workdir: Path, grace
 def make_scheduler(kind: str, searcher: Searcher, grace: int = GRACE_EPOCHS) -> TrialScheduler:
     if kind == "fifo":
         return FIFOScheduler()
-    if kind == "asha":
+    if kind == "strict-asha":
         return make_asha(N_EPOCHS, grace, REDUCTION_FACTOR)
+    if kind == "asha":
+        return make_ray_asha(N_EPOCHS, grace, REDUCTION_FACTOR)
     if kind == "hyperband":
         return HyperBandScheduler(
             time_attr=STEP, metric=METRIC, mode="max", max_t=N_EPOCHS, reduction_factor=REDUCTION_FACTOR
@@ -138,4 +143,4 @@ def make_scheduler(kind: str, searcher: Searcher, grace: int = GRACE_EPOCHS) -> 
         if not isinstance(searcher, TPESearcher):
             raise ValueError(f"median pruning needs a TPESearcher, got {type(searcher).__name__}")
         return MedianPruning(searcher)
-    raise ValueError(f"scheduler must be one of fifo, asha, hyperband, median; got {kind!r}")
+    raise ValueError(f"scheduler must be one of fifo, strict-asha, asha, hyperband, median; got {kind!r}")

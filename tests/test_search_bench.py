@@ -1,0 +1,94 @@
+"""The search benchmark: the simulated-time backend on made-up curves, then a tiny LCBench run.
+
+The LCBench part is skipped without onnxruntime or the surrogate's data folder.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.search.backend import simulate
+from benchmarks.search.methods import ALL, STARTUP_TRIALS, RandomSearcher, make_scheduler, make_searcher
+from benchmarks.search.problem import Curve
+from hpo.space import Parameter, SearchSpace
+
+EPOCHS = 52
+SPACE = SearchSpace("toy", "benchmark", "toy", (Parameter("x", "float", 0.5, 0.0, 1.0),))
+
+
+def toy_curve(config: dict) -> Curve:
+    """Accuracy rises towards 100 * (1 - |x - 0.3|); every epoch takes 1 + x simulated seconds."""
+    ceiling = 100 * (1 - abs(config["x"] - 0.3))
+    epochs = np.arange(1, EPOCHS + 1)
+    return Curve(ceiling * (1 - np.exp(-epochs / 10)), np.full(EPOCHS, 1 + config["x"]))
+
+
+@pytest.mark.parametrize(
+    "searcher_kind,scheduler_kind", [("ours", "strict-asha"), ("random", "asha"), ("tpe", "median")]
+)
+def test_the_backend_spends_the_budget_and_tracks_the_incumbent(tmp_path, searcher_kind, scheduler_kind):
+    searcher = make_searcher(searcher_kind, SPACE, seed=0, workdir=tmp_path)
+    trace = simulate(
+        searcher, make_scheduler(scheduler_kind, searcher), toy_curve, budget_epochs=10 * EPOCHS, workers=1
+    )
+    assert trace.epochs[-1] <= 10 * EPOCHS and trace.values == sorted(trace.values)
+    assert trace.trials > 10  # early stopping made room for more trials than 10 full trainings
+    assert trace.max_running == 1 and trace.suggested_while_running == 0
+
+
+def test_four_workers_run_trials_concurrently_in_simulated_time(tmp_path):
+    one = simulate(RandomSearcher(SPACE, 0), make_scheduler("asha", None), toy_curve, 10 * EPOCHS, workers=1)
+    four = simulate(RandomSearcher(SPACE, 0), make_scheduler("asha", None), toy_curve, 10 * EPOCHS, workers=4)
+    assert four.max_running == 4 and four.suggested_while_running > 0
+    assert four.simulated_seconds < one.simulated_seconds / 2  # the same compute, spread over 4 workers
+
+
+def test_hyperband_pauses_and_resumes_trials(tmp_path):
+    searcher = RandomSearcher(SPACE, 0)
+    trace = simulate(searcher, make_scheduler("hyperband", searcher), toy_curve, 10 * EPOCHS, workers=1, pending=34)
+    assert trace.trials > 10 and trace.epochs[-1] <= 10 * EPOCHS
+
+
+def test_the_peers_are_the_ones_the_issue_names():
+    keys = {method.key for method in ALL}
+    assert {"ours", "random", "tpe", "random+asha", "random+hyperband", "tpe+hyperband", "tpe+median"} <= keys
+    assert {"ray-optuna+asha", "ours x4", "random+asha x4"} <= keys
+    assert STARTUP_TRIALS >= 1
+
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from benchmarks.search.lcbench import default_path
+    from benchmarks.search.run import main
+
+    if not (default_path() / "model.onnx").is_file():
+        pytest.skip(f"LCBench data not found at {default_path()}")
+    out = tmp_path_factory.mktemp("search-bench")
+    assert main(["--tasks", "167149", "--seeds", "1", "--budget", "4", "--jobs", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_the_tiny_run_writes_the_table_with_ours_and_every_peer(tiny_run):
+    table = (tiny_run / "results.md").read_text()
+    for method in ALL:
+        assert f"| {method.key} |" in table, method.key
+    assert "## Goals" in table and "budget fraction" in table
+    assert (tiny_run / "regret.png").stat().st_size > 1000
+
+
+def test_every_method_ran_and_four_workers_overlapped(tiny_run):
+    document = json.loads((tiny_run / "results.json").read_text())
+    runs = {run["method"]: run for run in document["runs"]}
+    assert set(runs) == {method.key for method in ALL}
+    for run in runs.values():
+        assert run["trials"] >= 1 and run["epochs"] and run["epochs"][-1] <= 4 * EPOCHS
+    for key in ("ours x4", "random+asha x4"):
+        assert runs[key]["max_running"] == 4 and runs[key]["suggested_while_running"] > 0
+        assert runs[key]["simulated_seconds"] < runs[key.removesuffix(" x4")]["simulated_seconds"]
+    assert document["targets"]["167149"] == runs["random"]["values"][-1]  # one seed: its final incumbent
