@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 METRIC = "objective"
@@ -67,12 +69,12 @@ def make_ray_asha(max_steps: int, rung_interval: int, reduction_factor: float) -
 
 
 def goes_on(value: float, recorded: list[float], reduction_factor: float) -> bool:
-    """Whether `value` ranks within the top floor(n / reduction_factor) of the n values at its rung.
+    """Whether `value` ranks within the top max(1, floor(n / reduction_factor)) of the n values at its rung.
 
-    `recorded` includes `value` itself. Below `reduction_factor` values nothing goes on:
-    there is not yet a field to rank against.
+    `recorded` includes `value` itself. Until a rung holds `reduction_factor` values, only a
+    new best goes on, so even a sweep of a few trials trains its leader to the end.
     """
-    places = math.floor(len(recorded) / reduction_factor)
+    places = max(1, math.floor(len(recorded) / reduction_factor))
     better = sum(1 for other in recorded if other > value)
     return better < places
 
@@ -85,8 +87,8 @@ class StrictASHA(FIFOScheduler):
     compares it with a percentile of the *other* records, so the first trial at a rung
     always goes on and the next ones nearly always do: a sweep's first trials run to the
     end whatever they are worth. Here a trial goes on only if it ranks within the top
-    floor(n / reduction_factor) of the n trials recorded at the rung, itself included, so
-    nothing is promoted before a rung holds reduction_factor trials. Measured on LCBench
+    floor(n / reduction_factor) of the n trials recorded at the rung, itself included (at
+    least the rung's best, so a sweep of a few trials still finishes one). Measured on LCBench
     with the rung-seam TPE (benchmarks/search), this spends less of the start of a sweep
     on full trainings of early, unremarkable configurations; as rungs fill up the two
     rules converge. Non-finite objectives rank last.
@@ -100,23 +102,41 @@ class StrictASHA(FIFOScheduler):
         self.rungs = tuple(step for step in asha_rungs(rung_interval, max_steps, reduction_factor) if step < max_steps)
         self.recorded: dict[int, dict[str, float]] = {rung: {} for rung in self.rungs}
         self.stopped_at: dict[str, int] = {}
+        self.ended: set[str] = set()  # trials of a resumed sweep that must not run again
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if STEP not in result or METRIC not in result:
             return TrialScheduler.CONTINUE
-        step = int(result[STEP])
+        return self.decide(trial.trial_id, int(result[STEP]), result[METRIC])
+
+    def decide(self, trial_id: str, step: int, value: float | None) -> str:
+        """CONTINUE or STOP for a trial's result at `step`, recording it at the rung it reached."""
         if step >= self.max_steps:
             return TrialScheduler.STOP
         passed = [rung for rung in self.rungs if rung <= step]
-        if not passed or trial.trial_id in self.recorded[passed[-1]]:
+        if not passed or trial_id in self.recorded[passed[-1]]:
             return TrialScheduler.CONTINUE
-        value = float(result[METRIC]) if math.isfinite(result[METRIC]) else -math.inf
+        value = float(value) if value is not None and math.isfinite(value) else -math.inf
         at_rung = self.recorded[passed[-1]]
-        at_rung[trial.trial_id] = value
+        at_rung[trial_id] = value
         if goes_on(value, list(at_rung.values()), self.reduction_factor):
             return TrialScheduler.CONTINUE
-        self.stopped_at[trial.trial_id] = step
+        self.stopped_at[trial_id] = step
         return TrialScheduler.STOP
+
+    def replay(self, results: Iterable[tuple[str, int, float | None]], ended: Iterable[str]) -> None:
+        """Rebuild the rung records of a resumed sweep from its recorded (trial, step, objective) results,
+        in the order they were recorded. `ended` trials (and those the records stop) never run again."""
+        for trial_id, step, value in results:
+            self.decide(trial_id, step, value)
+        self.ended = set(ended) | set(self.stopped_at)
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        """Like FIFO; a restored trial that had already ended before the sweep stopped is stopped instead."""
+        for trial in tune_controller.get_trials():
+            if trial.status == Trial.PENDING and trial.trial_id in self.ended:
+                tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
 
     def debug_string(self) -> str:
         counts = ", ".join(f"step {rung}: {len(self.recorded[rung])}" for rung in self.rungs)

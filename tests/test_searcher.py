@@ -161,8 +161,9 @@ def test_the_rungs_are_ray_asha_milestones_then_max_steps():
 
 
 def test_a_trial_goes_on_only_within_the_top_share_of_its_rung():
-    assert not goes_on(1.0, [1.0], 3)  # alone at the rung: nothing to rank against yet
-    assert not goes_on(1.0, [1.0, 0.5], 3)
+    assert goes_on(1.0, [1.0], 3)  # alone at the rung: the best so far goes on
+    assert goes_on(1.0, [1.0, 0.5], 3)
+    assert not goes_on(0.5, [1.0, 0.5], 3)  # below reduction_factor values, only a new best
     assert goes_on(1.0, [1.0, 0.5, 0.7], 3)
     assert not goes_on(0.7, [1.0, 0.5, 0.7], 3)
     assert goes_on(0.7, [1.0, 0.5, 0.7, 0.1, 0.2, 0.3], 3)  # 2nd of 6: top 2 go on
@@ -175,10 +176,10 @@ def test_strict_asha_stops_at_its_rungs_and_records_where():
         scheduler.on_trial_result(None, Trial(f"t{i}"), {"step": 1, "objective": v})
         for i, v in enumerate((0.2, 0.1, 0.9))
     ]
-    assert decisions == [TrialScheduler.STOP, TrialScheduler.STOP, TrialScheduler.CONTINUE]
+    assert decisions == [TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.CONTINUE]
     assert scheduler.on_trial_result(None, Trial("t2"), {"step": 2, "objective": 0.95}) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, Trial("t2"), {"step": 9, "objective": 0.99}) == TrialScheduler.STOP
-    assert scheduler.stopped_at == {"t0": 1, "t1": 1}
+    assert scheduler.stopped_at == {"t1": 1}
     nan = scheduler.on_trial_result(None, Trial("t3"), {"step": 1, "objective": float("nan")})
     assert nan == TrialScheduler.STOP and scheduler.recorded[1]["t3"] == float("-inf")
 
@@ -195,3 +196,33 @@ def test_strict_asha_survives_pickle_and_save_restore(tmp_path):
     for clone in (restored, pickle.loads(pickle.dumps(scheduler))):
         assert clone.recorded == scheduler.recorded and clone.stopped_at == scheduler.stopped_at
         assert clone.on_trial_result(None, Trial("t9"), {"step": 1, "objective": 0.0}) == TrialScheduler.STOP
+
+
+def test_strict_asha_rebuilt_from_the_record_decides_as_the_original(tmp_path):
+    results = [("t0", 1, 0.2), ("t1", 1, 0.1), ("t2", 1, 0.9), ("t2", 2, 0.95), ("t3", 1, None)]
+    original = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    for trial_id, step, value in results:
+        original.on_trial_result(None, Trial(trial_id), {"step": step, "objective": float(value or "nan")})
+    rebuilt = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    rebuilt.replay(results, ended={"t0"})
+    assert rebuilt.recorded == original.recorded and rebuilt.stopped_at == original.stopped_at
+    assert rebuilt.ended == {"t0", "t1", "t3"}  # ended on record, or stopped by the rebuilt records
+    assert rebuilt.on_trial_result(None, Trial("t4"), {"step": 1, "objective": 0.95}) == TrialScheduler.CONTINUE
+
+
+def test_a_restored_searcher_goes_by_the_journal(tmp_path):
+    s = searcher(tmp_path)
+    s.suggest("finished")
+    s.suggest("running")
+    s.on_trial_result("running", {"step": 2, "objective": 0.3})
+    s.on_trial_result("running", {"step": 4, "objective": 0.4})
+    state = {"numbers": {"finished": 0, "running": 1}, "last_step": {"running": 2}}  # saved before step 4
+    s.on_trial_complete("finished", {"step": 2, "objective": 0.1, "final": 1.0})
+    s.suggest("never_run")  # asked just before the driver stopped, unknown to Ray's saved state
+    restored = searcher(tmp_path)
+    restored.set_state(state)
+    assert set(restored.live) == {"running"} and restored.last_step == {"running": 4}
+    states = [t.state for t in restored.study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL]
+    restored.on_trial_complete("running", {"step": 6, "objective": 0.5, "final": 1.0})
+    assert restored.study.trials[1].intermediate_values == {2: 0.3, 4: 0.4, 6: 0.5}
