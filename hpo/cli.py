@@ -1,4 +1,4 @@
-"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), export the best recipe, write a report."""
+"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), resume one, export the best recipe, write a report."""
 
 from __future__ import annotations
 
@@ -7,20 +7,38 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from hpo.errors import EXIT_BAD_INPUT, InputError
+from hpo.errors import EXIT_BAD_INPUT, InputError, Problems
+from hpo.reader import load_yaml
 from trainers.model_store import ModelError
+
+if TYPE_CHECKING:
+    from hpo.config import SweepConfig
 
 log = logging.getLogger("hpo")
 
 
+def is_pipeline(path: Path) -> bool:
+    """Whether a sweep file lists `stages`. Read here rather than with hpo.pipeline, whose Ray
+    import would take a second or two before a bad file is refused."""
+    document = load_yaml(path, Problems(path))
+    return isinstance(document, dict) and "stages" in document
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.config import load_sweep
-    from hpo.pipeline import describe, is_pipeline, load_pipeline
 
-    configs = load_pipeline(args.sweep).stages if is_pipeline(args.sweep) else (load_sweep(args.sweep),)
+    if is_pipeline(args.sweep):
+        from hpo.pipeline import load_pipeline
+
+        configs = load_pipeline(args.sweep).stages
+    else:
+        configs = (load_sweep(args.sweep, quick=args.quick),)
+    from hpo.pipeline import describe  # imports Ray: only once the file is known to be good
+
     for config in configs:
         print(
             f"ok: {args.sweep}: {config.recipe.stage}/{config.recipe.method}, "
@@ -55,14 +73,13 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpo.config import load_sweep
-    from hpo.pipeline import check_start, is_pipeline
 
     if is_pipeline(args.sweep):
         return cmd_pipeline(args)
-    config = load_sweep(args.sweep)  # every input problem surfaces here, before any side effect
+    config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
     from hpo.baseline import measure_baseline
-    from hpo.evaluate import evaluate_best, format_confusion
     from hpo.live import LiveView
+    from hpo.pipeline import check_start
     from hpo.sweep import prepare, run_sweep, trial_recipe
 
     print(f"measuring the base model {config.recipe.model} on the probes ...", flush=True)
@@ -75,6 +92,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     run_dir, baseline = prepare(config, baseline)
     live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
     run_sweep(config, run_dir, baseline, live)
+    print_outcome(config, run_dir)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from hpo.resume import load_resumable
+
+    check_run_dir(args.run_dir)
+    config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
+    from hpo.live import LiveView
+    from hpo.sweep import resume_sweep
+
+    print(f"resuming {args.run_dir} ...", flush=True)
+    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+    resume_sweep(config, args.run_dir, live)
+    print_outcome(config, args.run_dir)
+    return 0
+
+
+def print_outcome(config: SweepConfig, run_dir: Path) -> None:
+    """The best rung's validation scores, its service flags and (SFT) its test scores."""
+    from hpo.evaluate import evaluate_best, format_confusion
+
     recipe = run_dir / "best" / "recipe.yaml"
     exported = yaml.safe_load(recipe.read_text())
     print_metrics("best (validation)", exported["expected"])
@@ -87,12 +127,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(format_confusion(scores["confusion"]))
     print(f"run directory: {run_dir}")
     print(f"best recipe:   {recipe}")
-    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hpo.export import export_best
 
+    check_run_dir(args.run_dir)
     if not (args.run_dir / "spec.yaml").is_file():
         raise InputError([f"{args.run_dir}: spec.yaml not found (give a run directory written by `hpo sweep`)"])
     recipe = export_best(args.run_dir, service_compatible=args.service_compatible or None)
@@ -104,9 +144,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise InputError([f"{run_dir}: folder not found (give a run directory written by `hpo sweep`)"])
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hpo.report import write_report
 
+    check_run_dir(args.run_dir)
     page, summary = write_report(args.run_dir)
     print(f"report:  {page}")
     print(f"summary: {summary}")
@@ -118,10 +164,14 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check a sweep file; every problem at once, no side effects")
     validate.add_argument("sweep", type=Path, help="sweep YAML file")
+    validate.add_argument("--quick", action="store_true", help="check the sweep with its quick: overrides applied")
     validate.set_defaults(run=cmd_validate)
     sweep = commands.add_parser("sweep", help="run a sweep (embedded Ray, or RAY_ADDRESS when set)")
     sweep.add_argument("sweep", type=Path, help="sweep YAML file")
     sweep.add_argument("--quiet", action="store_true", help="no live view (for CI logs)")
+    sweep.add_argument(
+        "--quick", action="store_true", help="apply the sweep file's quick: section (fewer trials and steps)"
+    )
     sweep.add_argument(
         "--allow-low-reward",
         action="store_true",
@@ -131,6 +181,13 @@ def parser() -> argparse.ArgumentParser:
         "--baseline-only", action="store_true", help="measure the base model and check the guardrails, then stop"
     )
     sweep.set_defaults(run=cmd_sweep)
+    resume = commands.add_parser("resume", help="finish a sweep whose driver stopped, from its checkpoints")
+    resume.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
+    resume.add_argument(
+        "--sweep", type=Path, default=None, dest="sweep_file", help="the sweep file (default: the one spec.yaml names)"
+    )
+    resume.add_argument("--quiet", action="store_true", help="no live view (for CI logs)")
+    resume.set_defaults(run=cmd_resume)
     export = commands.add_parser("export", help="write the best recipe of a run directory")
     export.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
     export.add_argument(
@@ -163,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in err.problems:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ModelError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except ModelError as err:  # the base model failed to load: say which file names it
+        where = f"{args.sweep}: model: " if "sweep" in args else ""
+        print(f"error: {where}{err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -24,12 +24,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hpo.errors import Problems
 from hpo.guardrails import TrainingPlan, domain_rows_per_step, training_plan
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
 from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows, read_jsonl
+from trainers.model_store import model_folder_problem
 from trainers.recipe import (
     LORA_HYPERPARAMETERS,
     RFT_HYPERPARAMETERS,
@@ -110,6 +112,14 @@ class Searcher:
 
 
 @dataclass(frozen=True)
+class Checkpoints:
+    """`keep`: each trial's best-scoring rung checkpoints kept (its newest is kept too while it runs,
+    to resume from); once a trial ends, only the sweep's best trial keeps any."""
+
+    keep: int = 2
+
+
+@dataclass(frozen=True)
 class Tracking:
     """W&B mirror of the sweep: offline by default (no account, no network; `wandb sync` later)."""
 
@@ -131,6 +141,7 @@ class SweepConfig:
     tracking: Tracking
     output_dir: str
     guardrails: Guardrails = field(default_factory=Guardrails)
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
     plan: TrainingPlan | None = None  # set when training.epochs sized the schedule from the data
 
     def resolved(self) -> dict[str, Any]:
@@ -156,18 +167,54 @@ def data_hashes(data: DataPaths) -> dict[str, str]:
     }
 
 
-def load_sweep(path: Path | str) -> SweepConfig:
-    """Parse and validate a sweep file; raises InputError listing every problem."""
+def load_sweep(path: Path | str, quick: bool = False) -> SweepConfig:
+    """Parse and validate a sweep file; raises InputError listing every problem.
+
+    With `quick`, the file's `quick:` section overrides its other sections (one level
+    deep): a shorter run of the same sweep, e.g. fewer trials and steps.
+    """
     path = Path(path)
     problems = Problems(path)
     document = load_yaml(path, problems)
     problems.raise_if_any()
+    if document is not None and not isinstance(document, dict):  # nothing else can be read from it
+        problems.add("(top level)", f"must be a mapping of keys to values, got {type(document).__name__}")
+        problems.raise_if_any()
     if isinstance(document, dict) and "stages" in document:
         problems.add("stages", "this file is a pipeline of stages; load it with hpo.pipeline.load_pipeline")
         problems.raise_if_any()
+    document = quick_document(document, quick, problems)
+    problems.raise_if_any()
     config = sweep_from_document(document, path, problems)
     problems.raise_if_any()
     return config
+
+
+def overlay(document: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`document` with `overrides` applied one level deep: a section given in both is merged key by key."""
+    merged = dict(document)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {k: v for k, v in {**merged[key], **value}.items() if v is not None}
+        else:
+            merged[key] = value
+    return merged
+
+
+def quick_document(document: object, quick: bool, problems: Problems) -> object:
+    """The document without its `quick:` section, or with that section applied when `quick` is set."""
+    if not isinstance(document, dict):
+        return document
+    document = dict(document)
+    overrides = document.pop("quick", None)
+    if overrides is not None and not isinstance(overrides, dict):
+        problems.add("quick", f"must be a mapping of sections to override, got {type(overrides).__name__}")
+    elif quick and overrides is None:
+        problems.add("quick", "--quick needs a quick: section with the overrides (e.g. quick: {budget: {trials: 3}})")
+    elif quick:
+        document = overlay(document, overrides)
+        document["name"] = f"{document.get('name') or 'sweep'}-quick"
+    return document
 
 
 def sweep_from_document(document: object, path: Path, problems: Problems) -> SweepConfig:
@@ -187,7 +234,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     start_adapters = _start_adapters(top, base)
     data, labels, reward = _data(top, base, stage, problems)
     space = _space(top, base, stage, method, problems)
-    training, epochs = _training(top.section("training"))
+    training, epochs = _training(top.section("training"), base)
     scheduler, plan = _scheduler(top.section("scheduler", required=True), training, epochs, stage, data, space)
     training = dataclasses.replace(
         training,
@@ -223,6 +270,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         tracking=_tracking(top.section("tracking")),
         output_dir=str(top.path("output_dir", base, required=False, must_exist=False) or base / "runs"),
         guardrails=_guardrails(top.section("guardrails")),
+        checkpoints=_checkpoints(top.section("checkpoints")),
         plan=plan,
     )
     top.finish()
@@ -235,6 +283,8 @@ def _model(top: Reader, base: Path) -> str:
     looks_local = model.startswith(("/", "./", "../", "~")) or model.endswith(".gguf")
     if looks_local and not local.exists():
         top.problems.add("model", f"path not found: {model} (resolved to {local.resolve()}; fix the path)")
+    if model and local.is_dir() and (problem := model_folder_problem(local.resolve())):
+        top.problems.add("model", problem)
     return str(local.resolve()) if local.exists() else model
 
 
@@ -312,6 +362,8 @@ def _reward(section: Reader, base: Path) -> Reward:
         )
     elif url and not url.startswith(("http://", "https://")):
         section.problems.add(section.key("url"), f"must start with http:// or https://, got '{url}'")
+    elif url and not urlsplit(url).hostname:
+        section.problems.add(section.key("url"), f"has no host, got '{url}' (e.g. https://rewards.example.com/score)")
     elif name:
         from trainers.rewards import import_callable  # imports torch: only for RFT sweeps
 
@@ -339,7 +391,7 @@ def _space(top: Reader, base: Path, stage: str, method: str, problems: Problems)
         problems.add("search_space", f"not found: {ref} (give a .yaml path or a built-in space: {builtin})")
         return SearchSpace(str(file), stage, method, ())
     space = load_space(file, problems)
-    if (space.stage, space.method) != (stage, method) and space.stage:
+    if (space.stage, space.method) != (stage, method) and space.stage and method in METHODS:
         problems.add(
             "search_space",
             f"{file.name} is for {space.stage}/{space.method}, the sweep is {stage}/{method} (pick the matching space)",
@@ -403,10 +455,11 @@ def _plan(
     )
 
 
-def _training(section: Reader) -> tuple[Training, int | str | None]:
+def _training(section: Reader, base: Path) -> tuple[Training, int | str | None]:
     """Batch and lengths (the schedule is filled in from the scheduler), and `epochs` if given.
 
     `duplication` stays None unless given, so that a data-size plan can choose it.
+    `callbacks` are imported here, with the sweep file's folder first on the path.
     """
     epochs = section.raw("epochs", None)
     if (
@@ -416,14 +469,32 @@ def _training(section: Reader) -> tuple[Training, int | str | None]:
     ):
         section.problems.add(section.key("epochs"), f"must be auto or an integer >= 1, got {epochs!r}")
         epochs = None
+    callbacks = _callbacks(section, str(base.resolve()))
     training = Training(
         batch_size=section.number("batch_size", Training.batch_size, low=1, integer=True),
         grad_accum=section.number("grad_accum", Training.grad_accum, low=1, integer=True),
         max_seq_len=section.number("max_seq_len", Training.max_seq_len, low=16, integer=True),
         duplication=section.number("duplication", None, low=1, integer=True),  # type: ignore[arg-type]
+        callbacks=callbacks,
+        import_root=str(base.resolve()) if callbacks else None,
     )
     section.finish()
     return training, epochs
+
+
+def _callbacks(section: Reader, import_root: str) -> tuple[str, ...]:
+    """`training.callbacks`: extra transformers TrainerCallbacks, each "package.module:Class"."""
+    specs = section.texts("callbacks", None)
+    if specs:
+        from trainers.callbacks import import_callback  # imports transformers: only when callbacks are given
+
+        for number, spec in enumerate(specs):
+            try:
+                import_callback(spec, import_root)
+            except ValueError as err:
+                key = f"{section.key('callbacks')}[{number}]"
+                section.problems.add(key, f"{err} (fix the name, or the module next to the sweep file)")
+    return specs
 
 
 def _check_generations(problems: Problems, stage: str, training: Training, space: SearchSpace) -> None:
@@ -483,6 +554,12 @@ def _guardrails(section: Reader) -> Guardrails:
     )
     section.finish()
     return guardrails
+
+
+def _checkpoints(section: Reader) -> Checkpoints:
+    checkpoints = Checkpoints(keep=section.number("keep", Checkpoints.keep, low=1, high=20, integer=True))
+    section.finish()
+    return checkpoints
 
 
 def _budget(section: Reader) -> Budget:

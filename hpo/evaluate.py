@@ -13,10 +13,11 @@ from pathlib import Path
 from peft import PeftModel
 
 from trainers.models import load_base
-from trainers.probes import load_probes, run_probes
+from trainers.probes import domain_probe, load_probes
 from trainers.recipe import load_recipe
 
 UNPARSED = "(unparsed)"
+GENERAL_METRICS = ("general_perplexity", "instruction_nll")
 
 
 def confusion(expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -35,25 +36,36 @@ def format_confusion(matrix: dict[str, dict[str, int]]) -> str:
 
 
 def evaluate_best(run_dir: Path) -> dict:
-    """Score base model and best adapter on the test split; writes best/test_scores.json."""
-    best = Path(run_dir) / "best"
-    recipe, _ = load_recipe(best / "recipe.yaml")
+    """Score base model and best adapter on the test split; writes best/test_scores.json.
+
+    Only the domain probe runs again, on the test split: the general probes are the same
+    files the sweep scored, so their values come from baseline.json and the best rung.
+    """
+    run_dir = Path(run_dir)
+    best = run_dir / "best"
+    recipe, exported = load_recipe(best / "recipe.yaml")
     if recipe.data.domain_test is None or not (best / "adapter").is_dir():
         return {}
     probes = load_probes(recipe, domain_split="test")
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-    base_metrics, _ = run_probes(model, tokenizer, probes)
+    base_domain, _ = domain_probe(model, tokenizer, probes)
     if recipe.method == "full":  # the checkpoint is the whole model
         tuned, _ = load_base(str(best / "adapter"))
     else:
         tuned = PeftModel.from_pretrained(model, str(best / "adapter"))
-    best_metrics, predictions = run_probes(tuned, tokenizer, probes)
+    best_domain, predictions = domain_probe(tuned, tokenizer, probes)
+    baseline = json.loads((run_dir / "baseline.json").read_text())["metrics"]
     scores = {
         "split": "test",
         "examples": len(probes.domain),
-        "base": base_metrics,
-        "best": best_metrics,
+        "base": {**base_domain, **general_metrics(baseline)},
+        "best": {**best_domain, **general_metrics(exported["expected"])},
         "confusion": confusion(predictions["expected"], predictions["predictions"], recipe.labels),
     }
     (best / "test_scores.json").write_text(json.dumps(scores, indent=2))
     return scores
+
+
+def general_metrics(metrics: dict) -> dict[str, float]:
+    """The general-capability probe values of a rung (or the baseline): the same probes on every split."""
+    return {k: metrics[k] for k in GENERAL_METRICS if metrics.get(k) is not None}

@@ -1,14 +1,14 @@
 """The best rung of a sweep as a recipe that runs standalone, with its adapter.
 
 Works from the run directory alone (spec.yaml, trials.parquet, the checkpoints Ray
-kept), so `hpo export RUN_DIR` gives the same answer the sweep wrote at its end.
+kept), so `hpo export RUN_DIR` gives the same answer the sweep wrote at its end. A
+checkpoint without its completeness marker (trainers.checkpoints) is never exported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import yaml
 from hpo.errors import InputError
 from hpo.exports import write_exports
 from hpo.guardrails import service_flags, service_values
+from trainers.checkpoints import checkpoint_step, copy_weights
 from trainers.data import read_jsonl
 from trainers.recipe import Recipe, recipe_from_dict, save_recipe
 
@@ -43,11 +44,16 @@ def best_row(run_dir: Path) -> dict[str, Any]:
     return (kept or tied)[0]
 
 
+def trial_checkpoints(tune_dir: Path, trial_id: str) -> list[Path]:
+    """The checkpoint folders of a trial (Ray's layout: tune/<trainable>_<trial id>_<...>/checkpoint_NNNNNN)."""
+    return sorted(tune_dir.glob(f"*_{trial_id}_*/checkpoint_*"))
+
+
 def find_checkpoint(run_dir: Path, trial_id: str, step: int) -> Path | None:
-    """The kept checkpoint folder of `trial_id` at `step` (Ray's layout under tune/)."""
-    for metrics_file in sorted((run_dir / "tune").glob(f"*{trial_id}*/checkpoint_*/metrics.json")):
-        if json.loads(metrics_file.read_text()).get("step") == step:
-            return metrics_file.parent
+    """The kept, complete checkpoint folder of `trial_id` at `step` (Ray's layout under tune/)."""
+    for folder in trial_checkpoints(run_dir / "tune", trial_id):
+        if checkpoint_step(folder) == step:
+            return folder
     return None
 
 
@@ -75,7 +81,7 @@ def export_best(run_dir: Path, service_compatible: bool | None = None) -> Path:
     best.mkdir(exist_ok=True)
     checkpoint = find_checkpoint(run_dir, row["trial_id"], int(row["step"]))
     if checkpoint is not None:
-        shutil.copytree(checkpoint, best / "adapter", dirs_exist_ok=True)
+        copy_weights(checkpoint, best / "adapter")  # the optimizer and RNG state stay behind
     expected = {k: v for k, v in row.items() if not k.startswith(PARAM_PREFIX) and v is not None}
     recipe = best_recipe(run_dir, row)
     if service_compatible is None:

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 import yaml
 from ray.tune import Callback
 
-from hpo.config import STAGES, SweepConfig, sweep_from_document
+from hpo.config import STAGES, SweepConfig, overlay, sweep_from_document
 from hpo.errors import InputError, Problems
 from hpo.guardrails import (
     SERVICE_LIMITS,
@@ -73,12 +73,8 @@ def is_pipeline(path: Path) -> bool:
 
 def stage_document(document: dict[str, Any], stage: str) -> dict[str, Any]:
     """The sweep document of one stage: top-level keys, overridden one level deep by the stage's section."""
-    merged = {k: v for k, v in document.items() if k not in ("stages", *STAGES)}
-    for key, value in (document.get(stage) or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {k: v for k, v in {**merged[key], **value}.items() if v is not None}
-        else:
-            merged[key] = value
+    shared = {k: v for k, v in document.items() if k not in ("stages", *STAGES)}
+    merged = overlay(shared, document.get(stage) or {})
     merged["name"] = f"{document.get('name') or 'pipeline'}-{stage}"
     merged["stage"] = stage
     return merged

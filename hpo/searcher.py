@@ -266,13 +266,23 @@ class TPESearcher(Searcher):
         }
 
     def set_state(self, state: dict) -> None:
-        """Re-attach running trials to their Optuna trials after a restart."""
-        storage = self.study._storage
+        """Re-attach running trials to their Optuna trials after a restart.
+
+        The journal is the record: Ray's saved state may be a little older. Trials the
+        journal shows finished stay finished; the last step recorded on each comes from
+        the journal; a running Optuna trial that Ray never ran (asked just before the
+        sweep stopped) is told as failed, so the sampler does not wait on it.
+        """
+        study, storage = self.study, self.study._storage
+        running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        numbers = {trial_id: n for trial_id, n in state["numbers"].items() if n in running}
         self.live = {
-            trial_id: optuna.Trial(self.study, storage.get_trial_id_from_study_id_trial_number(self.study._study_id, n))
-            for trial_id, n in state["numbers"].items()
+            trial_id: optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, n))
+            for trial_id, n in numbers.items()
         }
-        self.last_step = dict(state.get("last_step", {}))
+        self.last_step = {trial_id: max(running[n].intermediate_values, default=-1) for trial_id, n in numbers.items()}
+        for number in set(running) - set(numbers.values()):
+            study.tell(number, state=TrialState.FAIL)
 
     def save(self, checkpoint_path: str) -> None:
         Path(checkpoint_path).write_bytes(pickle.dumps(self.get_state()))

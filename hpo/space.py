@@ -62,6 +62,10 @@ def load_space(path: Path, problems: Problems | None = None) -> SearchSpace:
     """Parse and validate a search-space file; problems are collected into `problems`."""
     own = Problems(path)
     document = load_yaml(path, own)
+    if own or (document is not None and not isinstance(document, dict)):  # unreadable: nothing more to check
+        Reader(document, own)  # reports a document that is not a mapping
+        _report(own, problems)
+        return SearchSpace(str(path), "", "", ())
     top = Reader(document, own)
     stage = top.text("stage", choices=("sft", "cpt", "rft"))
     method = top.text("method", choices=("lora", "full"))
@@ -77,11 +81,16 @@ def load_space(path: Path, problems: Problems | None = None) -> SearchSpace:
     if document is not None and not parameters and not own:
         own.add("parameters", "must list at least one parameter")
     top.finish()
+    _report(own, problems)
+    return SearchSpace(str(path), stage, method, tuple(parameters))
+
+
+def _report(own: Problems, problems: Problems | None) -> None:
+    """Raise the space file's problems, or hand them to the caller's collection."""
     if problems is None:
         own.raise_if_any()
     else:
         problems.extend(own)
-    return SearchSpace(str(path), stage, method, tuple(parameters))
 
 
 def _parameter(name: str, spec: Reader) -> Parameter:
@@ -98,7 +107,7 @@ def _parameter(name: str, spec: Reader) -> Parameter:
     if low is None or high is None:
         return Parameter(name, kind, default)
     _check_bounds(name, spec, low, high, log)
-    if default is not None and (default < low or default > high):
+    if default is not None and low <= high and (default < low or default > high):  # else the bounds are the problem
         spec.problems.add(spec.key("default"), f"must lie in [low, high] = [{low:g}, {high:g}], got {default:g}")
     return Parameter(name, kind, default, low, high, log, step)
 
@@ -126,8 +135,9 @@ def _choice(name: str, spec: Reader) -> Parameter:
 def _check_bounds(name: str, spec: Reader, low: float, high: float, log: bool) -> None:
     if low > high:
         spec.problems.add(spec.key("low"), f"`low <= high` must hold, but got (low={low:g}, high={high:g})")
-    if log and low <= 0:
-        spec.problems.add(spec.key("low"), f"must be > 0 for a log range, got {low:g} (raise it or set log: false)")
     limit_low, limit_high, low_open = HYPERPARAMETER_LIMITS[name]
-    check_range(spec.problems, spec.key("low"), low, limit_low, limit_high, low_open)
+    if log and low <= 0:  # the one line for low: the limits' `> 0` would say it twice
+        spec.problems.add(spec.key("low"), f"must be > 0 for a log range, got {low:g} (raise it or set log: false)")
+    else:
+        check_range(spec.problems, spec.key("low"), low, limit_low, limit_high, low_open)
     check_range(spec.problems, spec.key("high"), high, limit_low, limit_high, low_open)

@@ -1,9 +1,12 @@
 """One sweep: run directory, baseline, then Ray Tune with the TPE searcher and ASHA.
 
-run_dir/spec.yaml        resolved config + spec hash + data hashes
+`run_sweep` runs a prepared sweep; `resume_sweep` finishes one whose driver stopped
+(`hpo resume`), with the same trainable, searcher, scheduler and callbacks (`sweep_parts`).
+
+run_dir/spec.yaml        sweep file + resolved config + spec hash + data hashes
 run_dir/baseline.json    the base model on the probes
 run_dir/study.journal    the Optuna study (journal file: safe for several processes)
-run_dir/tune/            Ray Tune's experiment (trial dirs, checkpoints)
+run_dir/tune/            Ray Tune's experiment (trial dirs, checkpoints: hpo.retention)
 run_dir/trials.parquet   one row per trial per rung
 run_dir/best/            recipe.yaml and adapter of the best rung
 """
@@ -11,10 +14,13 @@ run_dir/best/            recipe.yaml and adapter of the best rung
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ray
 import yaml
@@ -25,6 +31,7 @@ from hpo.baseline import measure_baseline, write_json
 from hpo.config import SweepConfig, data_hashes
 from hpo.export import export_best
 from hpo.records import RecordCallback, TrialTable
+from hpo.retention import CheckpointRetention
 from hpo.scheduler import METRIC, STEP, StrictASHA, asha_rungs, make_asha
 from hpo.searcher import TPESearcher
 from hpo.tracking import wandb_mirror
@@ -32,8 +39,8 @@ from hpo.trial import run_trial
 from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
-CHECKPOINTS_KEPT = 2  # per trial, ranked by objective: the best rung is always kept
-MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its last checkpoint
+MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its newest complete checkpoint
+STATE_PERIOD_S = "2"  # at most this old is the experiment state `hpo resume` restarts from
 
 
 def make_run_dir(config: SweepConfig) -> Path:
@@ -45,6 +52,7 @@ def make_run_dir(config: SweepConfig) -> Path:
 
 def write_spec(config: SweepConfig, run_dir: Path) -> None:
     spec = {
+        "sweep_file": config.path,  # what `hpo resume` reloads and checks against `config`
         "spec_hash": config.spec_hash(),
         "data_sha256": data_hashes(config.recipe.data),
         "config": config.resolved(),
@@ -57,6 +65,8 @@ def stop_reason(scheduler: StrictASHA):
         if last.get("diverged"):
             return "diverged", str(last.get("violation", ""))
         if last.get("failed"):  # e.g. the reward endpoint kept failing
+            return "error", str(last.get("violation", ""))
+        if last.get("oom"):  # out of memory even at batch size 1
             return "error", str(last.get("violation", ""))
         if last.get("guardrail"):  # e.g. RFT's KL over its limit, or a reward blow-up
             return "stopped", f"guardrail: {last.get('violation', '')}"
@@ -71,6 +81,7 @@ def stop_reason(scheduler: StrictASHA):
 
 def start_ray(config: SweepConfig) -> None:
     """Join RAY_ADDRESS when set (a cluster); otherwise start Ray embedded on this machine."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)  # read when the sweep's Tuner runs
     if ray.is_initialized():
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -104,10 +115,19 @@ def prepare(config: SweepConfig, baseline: dict | None = None, run_dir: Path | N
     return run_dir, baseline
 
 
-def run_sweep(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback | None = None) -> Path:
-    """Run the trials of a prepared sweep and export the best rung; returns the run directory."""
-    recipe = trial_recipe(config)
-    start_ray(config)
+@dataclass
+class SweepParts:
+    """What a sweep runs with, built in one place for a new sweep and a resumed one."""
+
+    trainable: Any
+    searcher: TPESearcher
+    scheduler: StrictASHA
+    table: TrialTable
+    callbacks: list[Callback]
+    mirror: Any  # the W&B mirror, None when W&B is disabled
+
+
+def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback | None) -> SweepParts:
     scheduler = make_asha(config.scheduler.max_steps, config.scheduler.rung_interval, config.scheduler.reduction_factor)
     rungs = asha_rungs(config.scheduler.rung_interval, config.scheduler.max_steps, config.scheduler.reduction_factor)
     searcher = TPESearcher(
@@ -118,39 +138,94 @@ def run_sweep(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback
         config.searcher.startup_trials,
         rungs=rungs,
     )
-    table = TrialTable(run_dir / "trials.parquet")
-    mirror = wandb_mirror(config.tracking, run_dir, run_dir.name, stop_reason(scheduler))  # None: W&B disabled
+    table = TrialTable(run_dir / "trials.parquet")  # a resumed sweep's rows stay as they are
+    reason = stop_reason(scheduler)
+    mirror = wandb_mirror(config.tracking, run_dir, run_dir.name, reason)  # None: W&B disabled
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, recipe=recipe, baseline=baseline["metrics"], objective=config.objective),
+        tune.with_parameters(
+            run_trial, recipe=trial_recipe(config), baseline=baseline["metrics"], objective=config.objective
+        ),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=config.budget.trials,
-            max_concurrent_trials=config.budget.concurrency,
-            time_budget_s=config.budget.time_budget_s,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(run_dir.resolve()),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=CHECKPOINTS_KEPT, checkpoint_score_attribute=METRIC, checkpoint_score_order="max"
-            ),
-            failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
-            callbacks=[
-                RecordCallback(table, stop_reason(scheduler)),
-                *([live] if live else []),
-                *([mirror] if mirror else []),
-            ],
-            verbose=0,
-        ),
+    callbacks = [
+        RecordCallback(table, reason),
+        CheckpointRetention(run_dir / "tune", table, config.checkpoints.keep),  # after the record: reads endings
+        *([live] if live else []),
+        *([mirror] if mirror else []),
+    ]
+    return SweepParts(trainable, searcher, scheduler, table, callbacks, mirror)
+
+
+def tune_config(config: SweepConfig, parts: SweepParts) -> tune.TuneConfig:
+    return tune.TuneConfig(
+        search_alg=parts.searcher,
+        scheduler=parts.scheduler,
+        num_samples=config.budget.trials,
+        max_concurrent_trials=config.budget.concurrency,
+        time_budget_s=config.budget.time_budget_s,
+        reuse_actors=True,
     )
+
+
+def run_config(config: SweepConfig, run_dir: Path, parts: SweepParts) -> tune.RunConfig:
+    return tune.RunConfig(
+        name="tune",
+        storage_path=str(run_dir.resolve()),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=config.checkpoints.keep, checkpoint_score_attribute=METRIC, checkpoint_score_order="max"
+        ),
+        failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
+        callbacks=parts.callbacks,
+        verbose=0,
+    )
+
+
+def run_sweep(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback | None = None) -> Path:
+    """Run the trials of a prepared sweep and export the best rung; returns the run directory."""
+    start_ray(config)
+    parts = sweep_parts(config, run_dir, baseline, live)
+    tuner = tune.Tuner(
+        parts.trainable, tune_config=tune_config(config, parts), run_config=run_config(config, run_dir, parts)
+    )
+    return finish(tuner, parts, run_dir)
+
+
+def resume_sweep(config: SweepConfig, run_dir: Path, live: Callback | None = None) -> Path:
+    """Finish a sweep whose driver stopped: ended trials stay as recorded, unfinished and errored
+    ones go on from their newest complete checkpoints, the budget's missing trials start.
+
+    Ray restores its trials and the searcher's state (re-attached to the study journal);
+    ASHA's rung records are rebuilt from trials.parquet.
+    """
+    run_dir = run_dir.resolve()  # Ray restores from an absolute path or URI
+    baseline = json.loads((run_dir / "baseline.json").read_text())
+    start_ray(config)
+    parts = sweep_parts(config, run_dir, baseline, live)
+    recorded = sorted(parts.table.rows.values(), key=lambda row: row["recorded_at"])
+    parts.scheduler.replay(
+        ((row["trial_id"], int(row["step"]), row.get("objective")) for row in recorded), parts.table.ended_trials()
+    )
+    tuner = tune.Tuner.restore(str(run_dir / "tune"), parts.trainable, resume_unfinished=True, resume_errored=True)
+    attach(tuner, tune_config(config, parts), run_config(config, run_dir, parts))
+    return finish(tuner, parts, run_dir)
+
+
+def attach(tuner: tune.Tuner, tune_settings: tune.TuneConfig, run_settings: tune.RunConfig) -> None:
+    """Give a restored Tuner this sweep's searcher, scheduler and callbacks.
+
+    `Tuner.restore` brings back the ones pickled when the sweep started, with none of
+    what they learnt since (and an empty record). Ray has no public way to replace them,
+    so they are set on its internal tuner; on `fit` Ray restores the searcher's saved
+    state into the new searcher. Storage path and name are the same as before.
+    """
+    internal = tuner._local_tuner
+    internal._tune_config = tune_settings
+    internal._run_config = run_settings
+
+
+def finish(tuner: tune.Tuner, parts: SweepParts, run_dir: Path) -> Path:
     tuner.fit()
     export_best(run_dir)
-    if mirror:
-        mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
+    if parts.mirror:
+        parts.mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
     return run_dir

@@ -1,15 +1,24 @@
 """The Ray side of one trial: runs the stage's trainer and adapts its `report` to `ray.tune.report`.
 
 The trainer stays Ray-free; here each rung's metrics are scored by the composite
-objective with the stage's domain metric, and the rung's adapter becomes a Ray
-checkpoint. A trial ends early, as a failing final result that Ray never retries, when
-training diverges, when an RFT guardrail trips (KL over its limit, a reward blow-up:
-`guardrail`) or when the reward cannot be computed (`failed`); `violation` says why.
+objective with the stage's domain metric, and the rung's checkpoint (a complete trainer
+state) becomes a Ray checkpoint. A trial whose worker died goes on from its newest
+complete checkpoint (`ray.tune.get_checkpoint`), not from step 0, and its later rungs
+say `resumed_from_step`. Running out of accelerator memory retries in the same trial
+with half the micro-batch and twice the gradient accumulation (the same effective
+batch), from the newest checkpoint; every rung records `batch_size`, `grad_accum` and
+`oom_retries`. A trial ends early, as a failing final result that Ray never retries,
+when training diverges, when an RFT guardrail trips (KL over its limit, a reward
+blow-up: `guardrail`), when the reward cannot be computed (`failed`) or when memory
+runs out at batch size 1 (`oom`); `violation` says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +27,7 @@ from ray import tune
 from hpo.config import Objective
 from hpo.guardrails import rung_stop_reason
 from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, score
+from trainers.checkpoints import METRICS, is_complete, newest_complete
 from trainers.recipe import Recipe
 
 
@@ -26,39 +36,117 @@ def trainer_for(stage: str):
     return importlib.import_module(f"trainers.{stage}")
 
 
-def run_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
-    from trainers.rewards import RewardError
-    from trainers.sft import Diverged
+def resume_point() -> Path | None:
+    """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    latest = Path(checkpoint.path)
+    if not latest.is_dir():  # storage that is not a local or shared file system: fetch a copy
+        latest = Path(checkpoint.to_directory())
+    if is_complete(latest):
+        return latest
+    return newest_complete(p for p in latest.parent.glob("checkpoint_*") if p.name < latest.name)
 
-    trial_recipe = recipe.with_hyperparameters(config)
-    rft = recipe.stage == "rft"
-    previous: dict[str, dict[str, float]] = {}  # the last rung's metrics, for the blow-up check
-    last_step = 0
 
-    def report(step: int, metrics: dict[str, float], checkpoint: Path) -> bool:
-        nonlocal last_step
+def halved_batch(recipe: Recipe) -> Recipe | None:
+    """The recipe with about half the micro-batch and the same effective batch; None at batch size 1."""
+    batch, accum = recipe.training.batch_size, recipe.training.grad_accum
+    if batch <= 1:
+        return None
+    smaller = max(d for d in range(1, batch // 2 + 1) if batch % d == 0)
+    training = dataclasses.replace(recipe.training, batch_size=smaller, grad_accum=accum * (batch // smaller))
+    return dataclasses.replace(recipe, training=training)
+
+
+def batch_metrics(recipe: Recipe, oom_retries: int) -> dict[str, float]:
+    return {
+        "batch_size": recipe.training.batch_size,
+        "grad_accum": recipe.training.grad_accum,
+        "oom_retries": oom_retries,
+    }
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class RungReporter:
+    """Scores a trainer's rungs and hands them to Ray; remembers the last one for what follows."""
+
+    def __init__(self, stage: str, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
+        self.stage, self.baseline, self.objective = stage, baseline, objective
+        self.previous = resumed  # the last rung's metrics, for RFT's blow-up check
+        self.last_step = int(resumed["step"]) if resumed else 0
+        self.batch: dict[str, float] = {}
+
+    def __call__(self, step: int, metrics: dict[str, float], checkpoint: Path | None) -> bool:
         scored = score(
             metrics,
-            baseline,
-            objective.general_weight,
-            objective.max_general_regression,
-            domain=DOMAIN_METRICS[recipe.stage],
-            max_kl=objective.max_kl,
+            self.baseline,
+            self.objective.general_weight,
+            self.objective.max_general_regression,
+            domain=DOMAIN_METRICS[self.stage],
+            max_kl=self.objective.max_kl,
         )
-        stop = (
-            rung_stop_reason(metrics, previous.get("rung"), objective.max_kl, objective.min_length_ratio) if rft else ""
-        )
+        stop = self.guardrail(metrics)
         ending = {"objective": FAILING_OBJECTIVE, "violation": stop, "final": 1.0, "guardrail": 1.0} if stop else {}
-        tune.report({**metrics, **scored, **ending}, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))
-        previous["rung"], last_step = metrics, step
+        result = {**metrics, **self.batch, **scored, **ending}
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None)
+        self.previous, self.last_step = metrics, step
         return bool(stop)
 
-    try:
-        trainer_for(recipe.stage).train(trial_recipe, report)
-    except Diverged as err:
-        tune.report(
-            {"step": err.step, "objective": FAILING_OBJECTIVE, "final": 1.0, "diverged": 1.0, "violation": str(err)}
+    def guardrail(self, metrics: dict[str, float]) -> str:
+        if self.stage != "rft":
+            return ""
+        objective = self.objective
+        return rung_stop_reason(metrics, self.previous, objective.max_kl, objective.min_length_ratio)
+
+    def end(self, step: int, flag: str, violation: str) -> None:
+        """A failing final result of its own, never overwriting a reported rung."""
+        step = max(step, self.last_step + 1)
+        ending = {"step": step, "objective": FAILING_OBJECTIVE, "final": 1.0, flag: 1.0, "violation": violation}
+        tune.report({**self.batch, **ending})
+
+
+def run_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
+    from trainers.rewards import RewardError
+    from trainers.sft import Diverged, OutOfMemory
+
+    resume_from = resume_point()
+    resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
+    trial_recipe, oom_retries = recipe.with_hyperparameters(config), 0
+    if resumed and "batch_size" in resumed:  # a worker lost after an out-of-memory retry keeps the smaller batch
+        training = dataclasses.replace(
+            trial_recipe.training, batch_size=int(resumed["batch_size"]), grad_accum=int(resumed["grad_accum"])
         )
-    except RewardError as err:
-        step = max(err.step, last_step + 1)  # a row of its own, never overwriting a reported rung
-        tune.report({"step": step, "objective": FAILING_OBJECTIVE, "final": 1.0, "failed": 1.0, "violation": str(err)})
+        trial_recipe, oom_retries = dataclasses.replace(trial_recipe, training=training), int(resumed["oom_retries"])
+    reporter = RungReporter(recipe.stage, baseline, objective, resumed)
+    if resumed and resumed["final"]:  # it ended before the sweep stopped; Ray had not heard of the end
+        reporter.batch = batch_metrics(trial_recipe, oom_retries)
+        reporter(int(resumed["step"]), resumed, None)
+        return
+    while True:
+        reporter.batch = batch_metrics(trial_recipe, oom_retries)
+        try:
+            trainer_for(recipe.stage).train(trial_recipe, reporter, resume_from=resume_from)
+            return
+        except OutOfMemory as err:
+            smaller = halved_batch(trial_recipe)
+            if smaller is None:
+                accum = trial_recipe.training.grad_accum
+                reporter.end(err.step, "oom", f"out of memory at batch size 1 (grad_accum {accum}), step {err.step}")
+                return
+            trial_recipe, oom_retries = smaller, oom_retries + 1
+            resume_from = resume_point()  # the newest rung reported so far, if any
+            free_memory()
+        except Diverged as err:
+            reporter.end(err.step, "diverged", str(err))
+            return
+        except RewardError as err:
+            reporter.end(err.step, "failed", str(err))
+            return

@@ -53,3 +53,34 @@ def tiny_run(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = (folder / "runs").iterdir()
     return run_dir
+
+
+RESUME_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "complete.json"}
+
+
+@pytest.fixture
+def interrupted_and_resumed(tmp_path: Path):
+    """Runs a stage's `train` whole, then again from its first rung's checkpoint.
+
+    Returns the rung metrics of both runs and the first rung's step; every checkpoint
+    handed to `report` is checked to be a complete trainer state.
+    """
+    from trainers.checkpoints import is_complete
+
+    def run(train, recipe):
+        whole = {}
+
+        def report(step, metrics, checkpoint):
+            assert is_complete(checkpoint) and RESUME_FILES <= {p.name for p in checkpoint.iterdir()}
+            shutil.copytree(checkpoint, tmp_path / str(step))
+            whole[step] = metrics
+
+        train(recipe, report)
+        first = min(whole)
+        resumed = {}
+        train(
+            recipe, lambda step, metrics, checkpoint: resumed.update({step: metrics}), resume_from=tmp_path / str(first)
+        )
+        return whole, resumed, first
+
+    return run

@@ -174,6 +174,10 @@ class FakeTune:
     def report(self, metrics, checkpoint=None):
         self.results.append(metrics)
 
+    @staticmethod
+    def get_checkpoint():
+        return None  # a fresh trial: nothing to resume from
+
     class Checkpoint:
         @staticmethod
         def from_directory(path):
@@ -187,7 +191,7 @@ def test_a_guardrail_ends_the_trial_and_the_record_says_why(tiny, monkeypatch, t
 
     class Trainer:
         @staticmethod
-        def train(recipe, report):
+        def train(recipe, report, resume_from=None):
             for step, metrics in rungs:
                 metrics = {**metrics, "reward_mean": 0.5, "general_perplexity": 2.0, "step": step, "final": 0.0}
                 answers.append(report(step, metrics, tmp_path))
@@ -217,7 +221,7 @@ def test_a_failing_reward_ends_the_trial_as_an_error(tiny, monkeypatch, tmp_path
 
     class Trainer:
         @staticmethod
-        def train(recipe, report):
+        def train(recipe, report, resume_from=None):
             report(4, {"reward_mean": 0.5, "general_perplexity": 2.0, "step": 4, "final": 0.0}, tmp_path)
             raise RewardError("reward endpoint http://x failed 3 times", step=4)
 

@@ -18,3 +18,27 @@ def test_one_row_per_rung_and_the_final_status_on_every_row(tmp_path):
     assert [r["status"] for r in rows] == ["stopped", "stopped", "running"]
     assert rows[1]["stop_reason"].startswith("asha")
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_reopened_table_keeps_its_rows_and_every_column(tmp_path):
+    table = TrialTable(tmp_path / "trials.parquet")
+    table.add_result("a", {"learning_rate": 1e-4}, {"step": 2, "objective": 0.1})
+    table.finish("a", "stopped", "asha: below the rung cutoff at step 2")
+    table.add_result("b", {"learning_rate": 1e-5}, {"step": 2, "objective": 0.3})
+    first = pq.read_table(tmp_path / "trials.parquet").to_pylist()
+
+    reopened = TrialTable(tmp_path / "trials.parquet")  # a resumed sweep
+    assert reopened.ended("a") and not reopened.ended("b") and reopened.ended_trials() == {"a"}
+    reopened.add_result("b", {"learning_rate": 1e-5}, {"step": 4, "objective": 0.4, "resumed_from_step": 2})
+    reopened.lose(known={"b"})
+    rows = pq.read_table(tmp_path / "trials.parquet").to_pylist()
+    assert rows[0] == {**first[0], "resumed_from_step": None}  # the ended trial's row as it was
+    assert rows[2]["resumed_from_step"] == 2  # a column only later rows have is kept
+    assert rows[1]["recorded_at"] == first[1]["recorded_at"]
+
+    reopened.add_result("c", {}, {"step": 2, "objective": 0.0})
+    reopened.lose(known={"b"})  # after a restore, Ray never heard of c
+    status = {
+        r["trial_id"]: (r["status"], r["stop_reason"]) for r in pq.read_table(tmp_path / "trials.parquet").to_pylist()
+    }
+    assert status["c"][0] == "error" and status["c"][1].startswith("lost") and status["b"][0] == "running"

@@ -1,4 +1,5 @@
-"""The SFT trainer on the tiny model: LoRA weights really change and the loss goes down."""
+"""The SFT trainer on the tiny model: LoRA weights really change, the loss goes down, and a run
+resumed from a rung checkpoint ends where the uninterrupted run ends."""
 
 import dataclasses
 import json
@@ -46,6 +47,18 @@ def test_stop_at_step_ends_early_on_the_same_schedule(tiny):
     final = train(recipe, lambda step, metrics, checkpoint: steps.append(step))
     assert steps == [4, 8]
     assert final["final"] == 1.0
+
+
+RESUMED_METRICS = ("train_loss", "domain_exact_match", "general_perplexity", "instruction_nll", "tokens_seen")
+
+
+def test_a_run_resumed_from_a_rung_checkpoint_ends_like_the_uninterrupted_run(tiny, interrupted_and_resumed):
+    recipe = tiny_recipe(tiny, learning_rate=1e-2)
+    recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, max_steps=8, rung_interval=4))
+    whole, resumed, first = interrupted_and_resumed(train, recipe)
+    assert list(resumed) == [8] and resumed[8]["resumed_from_step"] == first == 4
+    for metric in RESUMED_METRICS:
+        assert resumed[8][metric] == pytest.approx(whole[8][metric], rel=1e-6), metric
 
 
 def test_a_diverging_run_raises_with_its_step(tiny):

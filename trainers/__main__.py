@@ -10,23 +10,26 @@ import importlib
 import sys
 from pathlib import Path
 
-import yaml
-
-STAGES = ("sft", "cpt", "rft")
+from trainers.recipe import load_recipe
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     recipes = [a for a in argv if not a.startswith("-") and Path(a).suffix in (".yaml", ".yml")]
-    if not recipes or not Path(recipes[0]).is_file():
+    if not recipes:
         print("usage: python -m trainers recipe.yaml [--out DIR] (a recipe written by `hpo export`)", file=sys.stderr)
+        print("error: no recipe file given (pass a recipe.yaml written by `hpo export`)", file=sys.stderr)
         return 2
-    document = yaml.safe_load(Path(recipes[0]).read_text()) or {}
-    stage = (document.get("recipe") or {}).get("stage")
-    if stage not in STAGES:
-        print(f"error: {recipes[0]}: recipe.stage must be one of {', '.join(STAGES)}, got {stage!r}", file=sys.stderr)
+    if not Path(recipes[0]).is_file():
+        print(f"error: {recipes[0]}: file not found (pass a recipe written by `hpo export`)", file=sys.stderr)
         return 2
-    return importlib.import_module(f"trainers.{stage}").main(argv)
+    try:  # every problem with the file is reported here, before a trainer imports torch
+        recipe, _ = load_recipe(Path(recipes[0]))
+    except ValueError as err:
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    return importlib.import_module(f"trainers.{recipe.stage}").main(argv)  # load_recipe checked the stage
 
 
 if __name__ == "__main__":

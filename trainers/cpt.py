@@ -4,8 +4,8 @@ Reads top to bottom: load the base model, mix the domain {"text"} rows with gene
 {"text"} rows at the trial's mixing ratio, train on every token with TRL's SFTTrainer
 (plain language modelling: there is no prompt to mask), warm up then decay along a
 cosine, and at every rung run the shared probes (held-out domain perplexity plus the
-general probes), save the adapter (or the whole model for `method: full`) and hand
-both to `report`. Standalone:
+general probes), save the trainer's full state (the adapter, or the whole model for
+`method: full`, with optimizer and scheduler) and hand both to `report`. Standalone:
 
     python -m trainers.cpt recipe.yaml [--out DIR]
 """
@@ -18,14 +18,15 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, set_seed
+from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
+from trainers.callbacks import load_callbacks
 from trainers.data import duplicate, mix, read_jsonl
 from trainers.models import load_base, training_dtype
 from trainers.probes import load_probes
 from trainers.recipe import Recipe
-from trainers.sft import Report, RungCallback, adapter_config, run_standalone
+from trainers.sft import Report, RungCallback, adapter_config, resumed_metrics, run_standalone, run_training
 
 # Pre-training schedules decay smoothly to the end; a cosine keeps the peak longer than linear.
 LR_SCHEDULE = "cosine"
@@ -57,7 +58,7 @@ def cpt_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
         data_seed=recipe.seed,
         logging_steps=1,
         logging_nan_inf_filter=False,  # a NaN loss must reach the divergence check, not be smoothed over
-        save_strategy="no",
+        save_strategy="no",  # RungCallback asks for a save at every rung
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -67,25 +68,28 @@ def cpt_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
     )
 
 
-def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[str, float]:
-    """Train `recipe`, reporting every rung; returns the last rung's metrics."""
+def train(
+    recipe: Recipe, report: Report, work_dir: Path | None = None, resume_from: Path | None = None
+) -> dict[str, float]:
+    """Train `recipe`, reporting every rung; returns the last rung's metrics.
+
+    `resume_from` is a rung checkpoint of this recipe (as handed to `report`) to go on from.
+    """
     torch.set_num_threads(recipe.training.threads)
     set_seed(recipe.seed)
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)
     probes = load_probes(recipe)
     with tempfile.TemporaryDirectory(prefix="cpt-", dir=work_dir) as scratch:
-        callback = RungCallback(recipe, probes, tokenizer, report, Path(scratch))
+        callback = RungCallback(recipe, probes, tokenizer, report, resumed=resumed_metrics(resume_from))
         trainer = SFTTrainer(
             model=model,
             args=cpt_config(recipe, Path(scratch) / "trainer"),
             train_dataset=Dataset.from_list(training_rows(recipe)),
             processing_class=tokenizer,
             peft_config=adapter_config(recipe),
-            callbacks=[callback],
+            callbacks=[callback, *load_callbacks(recipe.training)],
         )
-        trainer.remove_callback(PrinterCallback)  # rungs are reported, not every log line
-        trainer.train()
-    return callback.last_metrics
+        return run_training(trainer, callback, resume_from)
 
 
 def main(argv: list[str] | None = None) -> int:

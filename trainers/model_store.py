@@ -140,6 +140,35 @@ def resolve_model(ref: str | os.PathLike[str], cache_dir: Path | None = None) ->
     return text
 
 
+# Any one of these holds a tokenizer that AutoTokenizer can load.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def model_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be loaded as a model, judged from its files alone, or None.
+
+    Cheap (no transformers import), so a sweep file can be checked before anything
+    starts instead of failing when the baseline loads the model.
+    """
+    config = folder / "config.json"
+    if not config.is_file():
+        return f"model folder {folder} has no config.json; pass a folder written by save_pretrained or a .gguf file"
+    try:
+        settings = json.loads(config.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        return f"{config} is not valid JSON ({err}); re-save the model with save_pretrained"
+    if not isinstance(settings, dict) or "model_type" not in settings:
+        return f"{config} has no model_type; re-save the model with save_pretrained"
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        return f"model folder {folder} has no weights (*.safetensors or *.bin); re-save the model with save_pretrained"
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        return (
+            f"model folder {folder} has no tokenizer ({', '.join(_TOKENIZER_FILES)}); "
+            "save the tokenizer next to the model with tokenizer.save_pretrained"
+        )
+    return None
+
+
 def check_chat_template(tokenizer: Any, where: str) -> None:
     """Raise :class:`ModelError` if ``tokenizer`` has no chat template.
 

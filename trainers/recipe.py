@@ -8,6 +8,7 @@ recipe.yaml` runs it standalone with the trainer of its stage (`trainers.sft`,
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ class Training:
     rung_interval: int = 20  # probe and report every this many optimizer steps
     threads: int = 1  # torch intra-op threads; match the CPUs given to the trial
     duplication: int = 1  # copies of each domain row in the training set (small data sets)
+    callbacks: tuple[str, ...] = ()  # extra transformers TrainerCallbacks, "package.module:Class"
+    import_root: str | None = None  # put first on the import path for `callbacks` (the sweep file's folder)
 
     @property
     def last_step(self) -> int:
@@ -130,27 +133,73 @@ class Recipe:
         plain = dataclasses.asdict(self)
         plain["labels"] = list(self.labels)
         plain["start_adapters"] = list(self.start_adapters)
+        plain["training"]["callbacks"] = list(self.training.callbacks)
         return plain
 
 
 def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
     """Inverse of `Recipe.to_dict`; unknown keys raise TypeError naming them."""
     plain = dict(plain)
+    training = dict(plain.pop("training", {}))
+    training["callbacks"] = tuple(training.get("callbacks", ()))
     return Recipe(
         data=DataPaths(**plain.pop("data")),
         labels=tuple(plain.pop("labels")),
         start_adapters=tuple(plain.pop("start_adapters", ())),
         hyperparameters=Hyperparameters(**plain.pop("hyperparameters", {})),
-        training=Training(**plain.pop("training", {})),
+        training=Training(**training),
         probes=Probes(**plain.pop("probes", {})),
         reward=Reward(**reward) if (reward := plain.pop("reward", None)) else None,
         **plain,
     )
 
 
+STAGES = ("sft", "cpt", "rft")
+
+# The dataclass each section of a recipe is read into, for naming unknown keys.
+RECIPE_SECTIONS: dict[str, type] = {
+    "data": DataPaths,
+    "hyperparameters": Hyperparameters,
+    "training": Training,
+    "probes": Probes,
+    "reward": Reward,
+}
+
+
+def unknown_recipe_keys(plain: dict[str, Any]) -> list[str]:
+    """`recipe.training.max_step: unknown key 'max_step' (did you mean 'max_steps'?)` for every stray key."""
+    lines = []
+    sections = [("recipe", plain, Recipe)]
+    sections += [(f"recipe.{name}", plain.get(name), kind) for name, kind in RECIPE_SECTIONS.items()]
+    for prefix, section, kind in sections:
+        known = [f.name for f in dataclasses.fields(kind)]
+        for key in section if isinstance(section, dict) else ():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+                lines.append(f"{prefix}.{key}: unknown key '{key}' ({hint})")
+    return lines
+
+
 def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
-    """The recipe in a YAML file, and the file's other top-level sections (e.g. `expected`)."""
-    document = yaml.safe_load(Path(path).read_text())
+    """The recipe in a YAML file, and the file's other top-level sections (e.g. `expected`).
+
+    ValueError (one line per problem) names the file, the key and the fix.
+    """
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: broken YAML at {where}: {reason} (fix the syntax there)") from err
+    if not isinstance(document, dict) or not isinstance(document.get("recipe"), dict):
+        raise ValueError(f"{path}: recipe: is required (give a recipe written by `hpo export`)")
+    stage = document["recipe"].get("stage")
+    if stage not in STAGES:  # checked first: it decides which trainer reads the rest
+        raise ValueError(f"{path}: recipe.stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    if unknown := unknown_recipe_keys(document["recipe"]):
+        raise ValueError("\n".join(f"{path}: {line}" for line in unknown))
     try:
         recipe = recipe_from_dict(document.pop("recipe"))
     except (KeyError, TypeError, AttributeError) as err:

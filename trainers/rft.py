@@ -22,15 +22,24 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, set_seed
+from transformers import set_seed
 from trl import GRPOConfig, GRPOTrainer
 
+from trainers.callbacks import load_callbacks
 from trainers.data import duplicate, read_jsonl
 from trainers.models import load_base, training_dtype
 from trainers.probes import load_probes
 from trainers.recipe import Recipe
 from trainers.rewards import RecordedReward, load_reward
-from trainers.sft import LOSS_WINDOW, Report, RungCallback, lora_config, run_standalone
+from trainers.sft import (
+    LOSS_WINDOW,
+    Report,
+    RungCallback,
+    lora_config,
+    resumed_metrics,
+    run_standalone,
+    run_training,
+)
 
 # GRPO's logged statistics, averaged over each rung's window.
 GRPO_WINDOW = {
@@ -74,7 +83,7 @@ def grpo_config(recipe: Recipe, output_dir: Path) -> GRPOConfig:
         data_seed=recipe.seed,
         logging_steps=1,
         logging_nan_inf_filter=False,
-        save_strategy="no",
+        save_strategy="no",  # RungCallback asks for a save at every rung
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -93,8 +102,13 @@ def reward_window(reward: RecordedReward):
     return metrics
 
 
-def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[str, float]:
-    """Train `recipe`, reporting every rung; returns the last rung's metrics."""
+def train(
+    recipe: Recipe, report: Report, work_dir: Path | None = None, resume_from: Path | None = None
+) -> dict[str, float]:
+    """Train `recipe`, reporting every rung; returns the last rung's metrics.
+
+    `resume_from` is a rung checkpoint of this recipe (as handed to `report`) to go on from.
+    """
     if recipe.reward is None:
         raise ValueError("stage rft needs a reward (task.reward in the sweep file)")
     torch.set_num_threads(recipe.training.threads)
@@ -104,7 +118,13 @@ def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[
     reward = RecordedReward(load_reward(recipe.reward))
     with tempfile.TemporaryDirectory(prefix="rft-", dir=work_dir) as scratch:
         callback = RungCallback(
-            recipe, probes, tokenizer, report, Path(scratch), window=GRPO_WINDOW, extra=reward_window(reward)
+            recipe,
+            probes,
+            tokenizer,
+            report,
+            window=GRPO_WINDOW,
+            extra=reward_window(reward),
+            resumed=resumed_metrics(resume_from),
         )
         trainer = GRPOTrainer(
             model=model,
@@ -113,11 +133,9 @@ def train(recipe: Recipe, report: Report, work_dir: Path | None = None) -> dict[
             train_dataset=Dataset.from_list(training_rows(recipe)),
             processing_class=tokenizer,
             peft_config=lora_config(recipe),
-            callbacks=[callback],
+            callbacks=[callback, *load_callbacks(recipe.training)],
         )
-        trainer.remove_callback(PrinterCallback)  # rungs are reported, not every log line
-        trainer.train()
-    return callback.last_metrics
+        return run_training(trainer, callback, resume_from)
 
 
 def main(argv: list[str] | None = None) -> int:

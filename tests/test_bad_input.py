@@ -1,0 +1,446 @@
+"""Malformed input at every entry point: refused up front, one clear line per problem, nothing started.
+
+Each row edits a private copy of the tiny example (the sweep file, the search space, a
+data file, the model folder, a reward setting or the command line), runs the real
+command in a subprocess and expects:
+
+- exit code 2 and no traceback;
+- exactly one `error:` line per problem, naming the file, the key and the fix
+  (a problem with the file as a whole, e.g. broken YAML, names the line instead of a key);
+- nothing written into the example (no run directory, no report, no export);
+- no Ray session: Ray's temp dir (RAY_TMPDIR, private to the row) is never created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ERROR_LINE = re.compile(r"^(hpo: )?error: ")  # argparse writes `hpo: error: ...` after its usage lines
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str  # the file's name (or the folder / program the problem is in)
+    key: str  # the key, flag or line the problem is at
+    message: str  # a distinctive part of the message: what must hold and how to fix it
+
+
+@dataclass(frozen=True)
+class Row:
+    make: Callable[[Path], None]  # edits the copy of the tiny example in place
+    command: tuple[str, ...]  # `hpo ...` or `trainers ...`, run in the copy's folder
+    problems: tuple[Problem, ...]
+
+
+# --- how to break the example -------------------------------------------------------------
+
+
+def edit_yaml(name: str, change: Callable[[Any], Any]) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        file = folder / name
+        document = yaml.safe_load(file.read_text())
+        document = change(document) or document
+        file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    return make
+
+
+def set_key(name: str, dotted: str, value: Any) -> Callable[[Path], None]:
+    def change(document: dict) -> None:
+        *parents, last = dotted.split(".")
+        node = document
+        for part in parents:
+            node = node[part]
+        node[last] = value
+
+    return edit_yaml(name, change)
+
+
+def sweep(dotted: str, value: Any) -> Callable[[Path], None]:
+    return set_key("sweep.yaml", dotted, value)
+
+
+def space(dotted: str, value: Any) -> Callable[[Path], None]:
+    return set_key("space.yaml", f"parameters.{dotted}", value)
+
+
+def write_text(name: str, text: str) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+    return make
+
+
+def rows_of(name: str, *rows: Any) -> Callable[[Path], None]:
+    """A data file holding `rows` (dicts as JSON, strings as they are)."""
+    lines = "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
+    return write_text(name, lines)
+
+
+def together(*makes: Callable[[Path], None]) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        for step in makes:
+            step(folder)
+
+    return make
+
+
+def model_folder(files: dict[str, str]) -> Callable[[Path], None]:
+    """A model folder `bad_model/` holding `files`, and the sweep pointing at it."""
+
+    def make(folder: Path) -> None:
+        (folder / "bad_model").mkdir()
+        for name, text in files.items():
+            (folder / "bad_model" / name).write_text(text)
+
+    return together(make, sweep("model", "./bad_model"))
+
+
+def recipe(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    """recipe.yaml, the tiny sweep's base recipe as `hpo export` writes it, then `change`d."""
+
+    def make(folder: Path) -> None:
+        from hpo.config import load_sweep
+        from trainers.recipe import save_recipe
+
+        save_recipe(folder / "recipe.yaml", load_sweep(folder / "sweep.yaml").recipe)
+        edit_yaml("recipe.yaml", change)(folder)
+
+    return make
+
+
+def fake_run_dir(folder: Path) -> None:
+    """A folder with spec.yaml (so it looks like a run) but no trial records."""
+    (folder / "half_run").mkdir()
+    (folder / "half_run" / "spec.yaml").write_text("spec_hash: 0\n")
+
+
+def nothing(folder: Path) -> None:
+    pass
+
+
+def rft_reward(reward: dict) -> Callable[[Path], None]:
+    return set_key("sweep_rft.yaml", "task.reward", reward)
+
+
+LR = "parameters.learning_rate"
+
+ROWS: dict[str, Row] = {
+    # the sweep file
+    "sweep file missing": Row(
+        nothing, ("hpo", "validate", "no_such_sweep.yaml"), (Problem("no_such_sweep.yaml", "", "file not found"),)
+    ),
+    "broken YAML": Row(
+        write_text("sweep.yaml", "name: x\nbudget: {trials: 2\n"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "line 3", "broken YAML at line 3, column 1"),),
+    ),
+    "not a mapping": Row(
+        write_text("sweep.yaml", "- name: x\n"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "(top level)", "must be a mapping of keys to values, got list"),),
+    ),
+    "unknown top-level key": Row(
+        sweep("budgett", {"trials": 2}),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "budgett", "unknown key 'budgett' (did you mean 'budget'?)"),),
+    ),
+    "unknown nested key": Row(
+        sweep("scheduler.max_step", 8),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "scheduler.max_step", "unknown key 'max_step' (did you mean 'max_steps'?)"),),
+    ),
+    "string for a number": Row(
+        sweep("budget.trials", "many"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "budget.trials", "must be an integer, got 'many'"),),
+    ),
+    "negative trials": Row(
+        sweep("budget.trials", -3),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "budget.trials", "must be >= 1, got -3"),),
+    ),
+    "concurrency 0": Row(
+        sweep("budget.concurrency", 0),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "budget.concurrency", "must be >= 1, got 0"),),
+    ),
+    "reduction factor 1": Row(
+        sweep("scheduler.reduction_factor", 1),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "scheduler.reduction_factor", "must be > 1, got 1"),),
+    ),
+    "unknown stage": Row(
+        sweep("stage", "dpo"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "stage", "must be one of sft, cpt, rft, got 'dpo'"),),
+    ),
+    "unknown method": Row(
+        sweep("method", "qlora"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "method", "must be one of lora, full, got 'qlora'"),),
+    ),
+    "three problems at once": Row(
+        together(
+            sweep("budget.concurrency", 0), sweep("scheduler.max_step", 8), sweep("data.general_probe", "no.jsonl")
+        ),
+        ("hpo", "sweep", "sweep.yaml"),
+        (
+            Problem("sweep.yaml", "budget.concurrency", "must be >= 1, got 0"),
+            Problem("sweep.yaml", "scheduler.max_step", "did you mean 'max_steps'?"),
+            Problem("sweep.yaml", "data.general_probe", "file not found: no.jsonl"),
+        ),
+    ),
+    "pipeline with an unknown stage": Row(
+        set_key("pipeline.yaml", "stages", ["cpt", "sft", "rft", "dpo"]),
+        ("hpo", "sweep", "pipeline.yaml"),
+        (
+            Problem(
+                "pipeline.yaml", "stages", "must be a non-empty list of sft, cpt, rft, got ['cpt', 'sft', 'rft', 'dpo']"
+            ),
+        ),
+    ),
+    # the search space
+    "search space missing": Row(
+        sweep("search_space", "no_such_space.yaml"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "search_space", "not found: no_such_space.yaml (give a .yaml path or a built-in"),),
+    ),
+    "search space broken YAML": Row(
+        write_text("space.yaml", "parameters:\n  learning_rate: {type: float\n"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", "line 3", "broken YAML at line 3"),),
+    ),
+    "learning rate low > high": Row(
+        space("learning_rate.low", 0.9),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("space.yaml", f"{LR}.low", "`low <= high` must hold, but got (low=0.9, high=0.5)"),),
+    ),
+    "unknown parameter type": Row(
+        space("learning_rate.type", "uniform"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", f"{LR}.type", "must be one of float, int, choice, got 'uniform'"),),
+    ),
+    "unknown parameter": Row(
+        space("learning_rat", {"type": "float", "low": 0.1, "high": 0.2, "default": 0.1}),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", "parameters.learning_rat", "did you mean 'learning_rate'?"),),
+    ),
+    "choice with empty list": Row(
+        space("lora_rank.values", []),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", "parameters.lora_rank.values", "must be a non-empty list, got []"),),
+    ),
+    "default outside bounds": Row(
+        space("warmup_ratio.default", 0.5),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", "parameters.warmup_ratio.default", "must lie in [low, high] = [0, 0.3], got 0.5"),),
+    ),
+    "log scale from zero": Row(
+        space("learning_rate.low", 0.0),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", f"{LR}.low", "must be > 0 for a log range, got 0 (raise it or set log: false)"),),
+    ),
+    # the data
+    "train file missing": Row(
+        sweep("data.domain_train", "data/no_such_train.jsonl"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "data.domain_train", "file not found: data/no_such_train.jsonl"),),
+    ),
+    "row missing a field": Row(
+        rows_of("data/domain_train.jsonl", {"prompt": "Classify the word.\nWord: cat"}),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("domain_train.jsonl", "data.domain_train", "row 1: missing string field 'completion'"),),
+    ),
+    "malformed JSON line": Row(
+        rows_of("data/domain_eval.jsonl", {"prompt": "Word: cat", "completion": "animal"}, '{"prompt": "Word: dog",'),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("domain_eval.jsonl", "data.domain_eval", "line 2: not valid JSON"),),
+    ),
+    "label outside the label set": Row(
+        rows_of("data/domain_train.jsonl", {"prompt": "Word: quartz", "completion": "mineral"}),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("domain_train.jsonl", "data.domain_train", "label 'mineral' is not in the label set"),),
+    ),
+    "empty data file": Row(
+        write_text("data/general_probe.jsonl", ""),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("general_probe.jsonl", "data.general_probe", "the dataset is empty"),),
+    ),
+    # the model
+    "model path missing": Row(
+        sweep("model", "./no_such_model"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "model", "path not found: ./no_such_model"),),
+    ),
+    "empty model folder": Row(
+        model_folder({}),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "model", "has no config.json"),),
+    ),
+    "garbage config.json": Row(
+        model_folder({"config.json": "{not json"}),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "model", "config.json is not valid JSON"),),
+    ),
+    "model folder without weights": Row(
+        model_folder({"config.json": '{"model_type": "llama"}'}),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "model", "no weights"),),
+    ),
+    "hub id that cannot load offline": Row(
+        sweep("model", "nobody-here/no-such-model"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "model", "could not be loaded"),),
+    ),
+    # RFT rewards
+    "reward callable not importable": Row(
+        rft_reward({"callable": "no_such_rewards:score"}),
+        ("hpo", "sweep", "sweep_rft.yaml"),
+        (Problem("sweep_rft.yaml", "task.reward.callable", "cannot import module 'no_such_rewards'"),),
+    ),
+    "reward callable without a colon": Row(
+        rft_reward({"callable": "trainers.rewards.exact_match"}),
+        ("hpo", "validate", "sweep_rft.yaml"),
+        (Problem("sweep_rft.yaml", "task.reward.callable", "must look like 'package.module:function'"),),
+    ),
+    "reward URL without a scheme": Row(
+        rft_reward({"url": "localhost:8080/reward"}),
+        ("hpo", "sweep", "sweep_rft.yaml"),
+        (Problem("sweep_rft.yaml", "task.reward.url", "must start with http:// or https://"),),
+    ),
+    "reward URL without a host": Row(
+        rft_reward({"url": "https:///reward"}),
+        ("hpo", "validate", "sweep_rft.yaml"),
+        (Problem("sweep_rft.yaml", "task.reward.url", "has no host"),),
+    ),
+    "reward timeout 0": Row(
+        rft_reward({"url": "http://localhost:8080/reward", "timeout_s": 0}),
+        ("hpo", "validate", "sweep_rft.yaml"),
+        (Problem("sweep_rft.yaml", "task.reward.timeout_s", "must be > 0, got 0"),),
+    ),
+    # the command line
+    "unknown flag": Row(
+        nothing, ("hpo", "sweep", "sweep.yaml", "--fast"), (Problem("hpo", "--fast", "unrecognized arguments"),)
+    ),
+    "unknown command": Row(nothing, ("hpo", "tune", "sweep.yaml"), (Problem("hpo", "tune", "invalid choice"),)),
+    "export of a folder that is not a run": Row(
+        nothing, ("hpo", "export", "data"), (Problem("data", "spec.yaml", "give a run directory written by"),)
+    ),
+    "export of a run without trials": Row(
+        fake_run_dir, ("hpo", "export", "half_run"), (Problem("half_run", "trials.parquet", "not found"),)
+    ),
+    "report on a missing folder": Row(
+        nothing, ("hpo", "report", "runs/nope"), (Problem("runs/nope", "", "folder not found"),)
+    ),
+    # rerunning an exported recipe
+    "recipe file missing": Row(
+        nothing, ("trainers", "no_such_recipe.yaml"), (Problem("no_such_recipe.yaml", "", "file not found"),)
+    ),
+    "recipe broken YAML": Row(
+        write_text("recipe.yaml", "recipe: {stage: sft\n"),
+        ("trainers", "recipe.yaml"),
+        (Problem("recipe.yaml", "line 2", "broken YAML at line 2"),),
+    ),
+    "recipe stage unknown": Row(
+        recipe(lambda document: document["recipe"].update(stage="dpo")),
+        ("trainers", "recipe.yaml"),
+        (Problem("recipe.yaml", "recipe.stage", "must be one of sft, cpt, rft, got 'dpo'"),),
+    ),
+    "recipe unknown hyperparameter": Row(
+        recipe(lambda document: document["recipe"]["hyperparameters"].update(learning_rat=0.1)),
+        ("trainers", "recipe.yaml"),
+        (Problem("recipe.yaml", "recipe.hyperparameters.learning_rat", "did you mean 'learning_rate'?"),),
+    ),
+}
+
+
+# --- running the rows -----------------------------------------------------------------------
+
+PARALLEL_ROWS = 4  # the rows are subprocesses that mostly import: run a few at once to keep the file fast
+
+
+@dataclass(frozen=True)
+class Outcome:
+    done: subprocess.CompletedProcess
+    folder: Path  # the row's copy of the tiny example
+    written: set[str]  # files created, changed or removed under the copy by the command
+    ray_started: bool  # whether the row's private Ray temp dir appeared
+
+
+def files_of(folder: Path) -> dict[str, int]:
+    """Every file and folder under `folder` with its modification time."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def run_row(row: Row, folder: Path) -> Outcome:
+    row.make(folder)
+    before = files_of(folder)
+    ray_parent = Path(tempfile.mkdtemp(prefix="bad-input-"))  # short: Ray's socket paths live under it
+    program, *args = row.command
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join a cluster
+    env.update(RAY_TMPDIR=str(ray_parent), HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", program, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+        )
+        ray_started = any(ray_parent.iterdir())
+    finally:
+        shutil.rmtree(ray_parent, ignore_errors=True)
+    after = files_of(folder)
+    written = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+    return Outcome(done, folder, written, ray_started)
+
+
+@pytest.fixture(scope="module")
+def outcomes(request: pytest.FixtureRequest, tiny_source: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Every selected row, each on its own copy of the tiny example, run a few at a time."""
+    selected = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_bad_input_is_refused_up_front"
+    ]
+    folders = {}
+    for name in selected:
+        folders[name] = tmp_path_factory.mktemp("bad-input") / "tiny"
+        shutil.copytree(tiny_source, folders[name])
+    with ThreadPoolExecutor(max_workers=PARALLEL_ROWS) as pool:
+        futures = {name: pool.submit(run_row, ROWS[name], folders[name]) for name in selected}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_bad_input_is_refused_up_front(name: str, outcomes: dict[str, Outcome]) -> None:
+    row, outcome = ROWS[name], outcomes[name]
+    done = outcome.done
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if ERROR_LINE.match(line)]
+    assert len(errors) == len(row.problems), errors  # one line per problem, each problem once
+    for problem in row.problems:
+        assert any(problem.file in e and problem.key in e and problem.message in e for e in errors), (problem, errors)
+    runs = outcome.folder / "runs"  # the sweeps' output_dir
+    assert not runs.exists() or not any(runs.iterdir()), "a run directory was created"
+    assert not outcome.written, f"the command wrote {sorted(outcome.written)}"
+    assert not outcome.ray_started, "the command started Ray"
+
+
+def test_the_table_covers_every_entry_point() -> None:
+    commands = {row.command[:2] if row.command[0] == "hpo" else row.command[:1] for row in ROWS.values()}
+    assert {("hpo", "validate"), ("hpo", "sweep"), ("hpo", "export"), ("hpo", "report"), ("trainers",)} <= commands
+    assert len(ROWS) >= 24

@@ -1,0 +1,322 @@
+"""Crash safety on the tiny model: real sweeps, real SIGKILLs, real out-of-memory errors and divergence.
+
+The sweeps here run one trial at a time, every trial with the same configuration, so
+strict ASHA's decisions are known in advance: the first trial stops at the first rung
+(a rung needs two records before anything goes on), later ones tie there and go on.
+Faults come from `training.callbacks` (tests/fault_callbacks.py, copied next to the
+sweep file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from hpo.config import load_sweep
+from hpo.errors import InputError
+from hpo.export import find_checkpoint
+from hpo.records import TrialTable
+from hpo.retention import best_trials, prune
+from hpo.trial import halved_batch
+from trainers.checkpoints import copy_weights, is_complete, mark_complete, newest_complete
+
+CALLBACKS = Path(__file__).parent / "fault_callbacks.py"
+FIRST_RUNG = 4
+POLL_S = 0.2
+DRIVER_WAIT_S = 240
+
+
+def fault_sweep(tiny: Path, trials: int, callbacks: list[str], max_steps: int = 8) -> Path:
+    """The tiny sweep, one trial at a time, every trial alike, with `callbacks` from fault_callbacks."""
+    shutil.copy(CALLBACKS, tiny / CALLBACKS.name)
+    space = {
+        "stage": "sft",
+        "method": "lora",
+        "parameters": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.01, "default": 0.01}},
+    }
+    (tiny / "space_one.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    document = yaml.safe_load((tiny / "sweep.yaml").read_text())
+    document.update(
+        search_space="space_one.yaml",
+        budget={"trials": trials, "concurrency": 1},
+        scheduler={"rung_interval": FIRST_RUNG, "max_steps": max_steps, "reduction_factor": 2},
+        tracking={"wandb": "disabled"},
+        checkpoints={"keep": 1},
+    )
+    document["training"]["callbacks"] = [f"fault_callbacks:{name}" for name in callbacks]
+    (tiny / "sweep.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return tiny / "sweep.yaml"
+
+
+def hpo(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == code, done.stderr[-3000:]
+    return done
+
+
+def by_trial(run_dir: Path) -> dict[str, list[dict]]:
+    """Each trial's rows, without the empty cells of columns other rows brought."""
+    trials: dict[str, list[dict]] = {}
+    for row in pq.read_table(run_dir / "trials.parquet").to_pylist():
+        trials.setdefault(row["trial_id"], []).append({k: v for k, v in row.items() if v is not None})
+    return trials
+
+
+def assert_checkpoints_pruned(run_dir: Path, keep: int) -> None:
+    """Ended trials keep checkpoints only if they hold the top objective, and then at most `keep`."""
+    rows = pq.read_table(run_dir / "trials.parquet").to_pylist()
+    best = best_trials(rows)
+    for trial_id in {row["trial_id"] for row in rows}:
+        folders = sorted((run_dir / "tune").glob(f"*_{trial_id}_*/checkpoint_*"))
+        assert len(folders) <= (keep if trial_id in best else 0), (trial_id, folders)
+    best_row = max(rows, key=lambda row: row["objective"])
+    assert find_checkpoint(run_dir, best_row["trial_id"], best_row["step"]) is not None
+
+
+def test_a_killed_worker_goes_on_from_its_last_rung_checkpoint(tiny):
+    fault_sweep(tiny, trials=2, callbacks=["KillAfterFirstRung"])
+    hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
+    (run_dir,) = (tiny / "runs").iterdir()
+    killed_trial, _ = (tiny / "killed.txt").read_text().split()
+    attempts = (tiny / "attempts.txt").read_text().split()
+    assert attempts.count(killed_trial) == 2  # killed once, restarted once
+    trials = by_trial(run_dir)
+    assert len(trials) == 2 and all(rows[0]["status"] in ("completed", "stopped") for rows in trials.values())
+    rows = trials[killed_trial]
+    assert [row["step"] for row in rows] == [4, 8] and rows[0]["status"] == "completed"
+    assert rows[0].get("resumed_from_step") is None
+    assert rows[1]["resumed_from_step"] == FIRST_RUNG  # not step 0
+    assert rows[1]["tokens_seen"] > rows[0]["tokens_seen"]
+    assert_checkpoints_pruned(run_dir, keep=1)
+    assert not list((run_dir / "best" / "adapter").glob("optimizer.pt"))
+
+
+def test_out_of_memory_halves_the_batch_and_divergence_is_never_retried(tiny):
+    fault_sweep(tiny, trials=3, callbacks=["Faults"])
+    hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
+    (run_dir,) = (tiny / "runs").iterdir()
+    order = (tiny / "trials_seen.txt").read_text().split()
+    attempts = (tiny / "attempts.txt").read_text().split()
+    trials = by_trial(run_dir)
+    retried, exhausted, diverged = (trials[trial_id] for trial_id in order)
+    # out of memory above batch 2: 8 -> 4 -> 2, the effective batch kept at 8
+    assert attempts.count(order[0]) == 3
+    assert {(r["batch_size"], r["grad_accum"], r["oom_retries"]) for r in retried} == {(2, 4, 2)}
+    assert retried[0]["step"] == FIRST_RUNG and retried[-1]["status"] in ("completed", "stopped")
+    # out of memory at every size: 8 -> 4 -> 2 -> 1, then a failing row with the reason
+    assert attempts.count(order[1]) == 4
+    (last,) = exhausted
+    assert (last["batch_size"], last["grad_accum"], last["oom_retries"], last["oom"]) == (1, 8, 3, 1.0)
+    assert last["status"] == "error" and last["stop_reason"].startswith("out of memory at batch size 1")
+    assert last["objective"] == -10.0
+    # divergence: one attempt, a failing final row, never retried by Ray
+    assert attempts.count(order[2]) == 1
+    (row,) = diverged
+    assert row["status"] == "diverged" and row["diverged"] == 1.0 and "nan" in row["stop_reason"]
+    # the scheduler and the searcher saw only finite objectives
+    study = optuna.load_study(
+        study_name="tiny",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal"))
+        ),
+    )
+    values = [v for t in study.trials for v in [t.value, *t.intermediate_values.values()] if v is not None]
+    assert values and all(abs(v) < float("inf") for v in values)
+    assert all(t.state.is_finished() for t in study.trials)
+    assert_checkpoints_pruned(run_dir, keep=1)
+
+
+def session_processes(session: int) -> list[int]:
+    """Live (not zombie) processes of a session: everything `hpo sweep`, started as its leader, started."""
+    listing = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True).stdout
+    return [
+        int(pid)
+        for pid, sid, stat in (line.split()[:3] for line in listing.splitlines())
+        if int(sid) == session and not stat.startswith("Z")
+    ]
+
+
+def kill_driver(driver: subprocess.Popen) -> None:
+    """SIGKILL `hpo sweep`, then what is left of its embedded Ray (its session), nothing else."""
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 30
+    while (left := session_processes(driver.pid)) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(POLL_S)
+    assert not session_processes(driver.pid)
+
+
+def wait_for_interruptible_point(tiny: Path, driver: subprocess.Popen) -> Path:
+    """Until one trial has ended and the next reported its first rung, and Ray saved its state since."""
+    deadline = time.monotonic() + DRIVER_WAIT_S
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+        tables = list((tiny / "runs").glob("*/trials.parquet"))
+        rows = pq.read_table(tables[0]).to_pylist() if tables else []
+        ended = {r["trial_id"] for r in rows if r["status"] != "running"}
+        running = [r for r in rows if r["status"] == "running" and r["step"] == FIRST_RUNG]
+        if ended and running:
+            seen = time.time()
+            run_dir = tables[0].parent
+            while max(p.stat().st_mtime for p in (run_dir / "tune").glob("experiment_state-*.json")) < seen:
+                time.sleep(POLL_S)
+            return run_dir
+        time.sleep(POLL_S)
+    raise AssertionError("the sweep never reached a point to interrupt")
+
+
+def test_a_killed_driver_is_finished_by_hpo_resume(tiny):
+    fault_sweep(tiny, trials=3, callbacks=["SlowSteps"])
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "sweep", "sweep.yaml", "--quiet"],
+        cwd=tiny,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its embedded Ray shares the session, so the test can end exactly that
+    )
+    try:
+        run_dir = wait_for_interruptible_point(tiny, driver)
+    finally:
+        kill_driver(driver)
+    before = by_trial(run_dir)
+    ended = {t: rows for t, rows in before.items() if rows[0]["status"] != "running"}
+    (interrupted,) = [t for t in before if t not in ended]
+
+    # a changed search space is refused, one line per key, with nothing written
+    space = yaml.safe_load((tiny / "space_one.yaml").read_text())
+    space["parameters"]["learning_rate"]["high"] = 0.02
+    (tiny / "space_one.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    listing = sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
+    refused = hpo("resume", str(run_dir), cwd=tiny, code=2)
+    (line,) = refused.stderr.strip().splitlines()
+    assert "space.parameters.learning_rate.high: the run has 0.01, the sweep file now gives 0.02" in line
+    assert line.startswith(f"error: {run_dir / 'spec.yaml'}: ")
+    assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == listing
+    space["parameters"]["learning_rate"]["high"] = 0.01
+    (tiny / "space_one.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+
+    done = hpo("resume", str(run_dir), "--quiet", cwd=tiny)
+    assert f"run directory: {run_dir}" in done.stdout and "best (validation): " in done.stdout
+    after = by_trial(run_dir)
+    assert len(after) == 3  # the budget, no trial lost or run twice
+    assert all(rows[0]["status"] in ("completed", "stopped") for rows in after.values())
+    for trial_id, rows in ended.items():
+        assert after[trial_id] == rows  # ended trials were not run again
+    resumed = after[interrupted]
+    first_rung = {
+        k: v for k, v in resumed[0].items() if k not in ("status", "stop_reason")
+    }  # the trial's, not the row's
+    assert first_rung.items() <= before[interrupted][0].items()  # its first rung stands as recorded
+    assert resumed[-1]["step"] == 8 and resumed[-1]["resumed_from_step"] == FIRST_RUNG
+    assert (run_dir / "best" / "recipe.yaml").is_file()
+    assert_checkpoints_pruned(run_dir, keep=1)
+
+
+def write_checkpoint(folder: Path, step: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(b"w" * 64)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "optimizer.pt").write_bytes(b"o" * 128)
+    (folder / "rng_state.pth").write_bytes(b"r" * 16)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (folder / "metrics.json").write_text(json.dumps({"step": step}))
+    mark_complete(folder)
+    return folder
+
+
+def test_a_torn_checkpoint_is_never_resumed_from_or_exported(tmp_path):
+    trial = tmp_path / "tune" / "run_trial_abc12345_1"
+    older = write_checkpoint(trial / "checkpoint_000000", 4)
+    newer = write_checkpoint(trial / "checkpoint_000001", 8)
+    assert is_complete(newer) and newest_complete([older, newer]) == newer
+    with (newer / "optimizer.pt").open("r+b") as weights:  # a copy cut short
+        weights.truncate(50)
+    assert not is_complete(newer)
+    assert newest_complete([older, newer]) == older
+    assert find_checkpoint(tmp_path, "abc12345", 8) is None
+    assert find_checkpoint(tmp_path, "abc12345", 4) == older
+    (older / "complete.json").unlink()  # written last: without it the folder was never finished
+    assert newest_complete([older, newer]) is None and find_checkpoint(tmp_path, "abc12345", 4) is None
+
+
+def test_only_the_weights_leave_a_checkpoint(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "checkpoint_000000", 4)
+    copy_weights(checkpoint, tmp_path / "adapter")
+    names = sorted(p.name for p in (tmp_path / "adapter").iterdir())
+    assert names == ["adapter_config.json", "adapter_model.safetensors", "metrics.json"]
+
+
+def kept_steps(tune_dir: Path) -> dict[str, list[int]]:
+    kept: dict[str, list[int]] = {}
+    for folder in sorted(tune_dir.glob("*/checkpoint_*")):
+        kept.setdefault(folder.parent.name.split("_")[2], []).append(int(folder.name.split("_")[1]))
+    return kept
+
+
+def test_ended_trials_keep_checkpoints_only_when_best(tmp_path):
+    tune_dir = tmp_path / "tune"
+    table = TrialTable(tmp_path / "trials.parquet")
+    scores = {"aaaa0001": {4: 0.1, 8: 0.3, 12: 0.2}, "bbbb0002": {4: 0.2, 8: 0.1}, "cccc0003": {4: 0.9}}
+    for trial_id, steps in scores.items():
+        for step, objective in steps.items():
+            write_checkpoint(tune_dir / f"run_trial_{trial_id}_1" / f"checkpoint_{step:06d}", step)
+            table.add_result(trial_id, {}, {"step": step, "objective": objective})
+    table.finish("aaaa0001", "completed")
+    table.finish("bbbb0002", "stopped")
+    prune(tune_dir, table, keep=2)
+    assert kept_steps(tune_dir) == {"cccc0003": [4]}  # still running, and it holds the top objective
+    for step, objective in ((8, 0.5), (12, 0.95)):
+        write_checkpoint(tune_dir / "run_trial_cccc0003_1" / f"checkpoint_{step:06d}", step)
+        table.add_result("cccc0003", {}, {"step": step, "objective": objective})
+    table.finish("cccc0003", "completed")
+    prune(tune_dir, table, keep=2)
+    assert kept_steps(tune_dir) == {"cccc0003": [4, 12]}  # the best trial's two best rungs
+
+
+def test_halving_the_batch_keeps_the_effective_batch(tiny):
+    recipe = load_sweep(tiny / "sweep.yaml").recipe
+    sizes = []
+    while recipe is not None:
+        sizes.append((recipe.training.batch_size, recipe.training.grad_accum))
+        recipe = halved_batch(recipe)
+    assert sizes == [(8, 1), (4, 2), (2, 4), (1, 8)]
+
+
+@pytest.mark.parametrize(
+    ("checkpoints", "callbacks", "expected"),
+    [
+        ({"keep": 0}, [], "checkpoints.keep: must be >= 1, got 0"),
+        ({"keep": 21}, [], "checkpoints.keep: must be <= 20, got 21"),
+        ({"keep": "two"}, [], "checkpoints.keep: must be an integer, got 'two'"),
+        ({"kept": 2}, [], "checkpoints.kept: unknown key 'kept' (did you mean 'keep'?)"),
+        ({}, ["no_such_module:Callback"], "training.callbacks[0]: cannot import module 'no_such_module'"),
+        ({}, ["fault_callbacks:recorded"], "training.callbacks[0]: module 'fault_callbacks' has no transformers"),
+        ({}, ["fault_callbacks"], "training.callbacks[0]: must look like 'package.module:Class'"),
+    ],
+)
+def test_checkpoints_and_callbacks_are_checked_at_load(tiny, checkpoints, callbacks, expected):
+    shutil.copy(CALLBACKS, tiny / CALLBACKS.name)
+    document = yaml.safe_load((tiny / "sweep.yaml").read_text())
+    document["checkpoints"] = checkpoints
+    document["training"]["callbacks"] = callbacks
+    (tiny / "sweep.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(InputError) as caught:
+        load_sweep(tiny / "sweep.yaml")
+    (line,) = caught.value.problems
+    assert line.startswith(f"{tiny / 'sweep.yaml'}: {expected}"), line
