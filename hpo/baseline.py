@@ -47,6 +47,8 @@ def baseline_key(recipe: Recipe) -> str:
     settings = [dataclasses.asdict(recipe.probes), recipe.training.max_seq_len, list(recipe.labels)]
     if recipe.stage != "sft":  # keeps the keys of existing SFT caches
         settings.append(recipe.stage)
+    if recipe.system_prompt is not None:
+        settings.append({"system_prompt": recipe.system_prompt})
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
 

@@ -232,7 +232,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         problems.add("method", f"stage {stage} supports {', '.join(STAGE_METHODS[stage])}, got '{method}'")
     model = _model(top, base)
     start_adapters = _start_adapters(top, base)
-    data, labels, reward = _data(top, base, stage, problems)
+    data, labels, reward, system_prompt = _data(top, base, stage, problems)
     space = _space(top, base, stage, method, problems)
     training, epochs = _training(top.section("training"), base)
     scheduler, plan = _scheduler(top.section("scheduler", required=True), training, epochs, stage, data, space)
@@ -256,6 +256,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         seed=seed,
         reward=reward,
         start_adapters=start_adapters,
+        system_prompt=system_prompt,
     )
     config = SweepConfig(
         path=str(path.resolve()),
@@ -302,8 +303,12 @@ def _start_adapters(top: Reader, base: Path) -> tuple[str, ...]:
     return tuple(adapters)
 
 
-def _data(top: Reader, base: Path, stage: str, problems: Problems) -> tuple[DataPaths, tuple[str, ...], Reward | None]:
+def _data(
+    top: Reader, base: Path, stage: str, problems: Problems
+) -> tuple[DataPaths, tuple[str, ...], Reward | None, str | None]:
+    """The data paths (rows checked), the task's labels, reward and system prompt."""
     task = top.section("task", required=stage != "cpt")
+    system_prompt = task.text("system_prompt", None) if task.has("system_prompt") else None
     labels: tuple[str, ...] = ()
     if stage == "sft":
         labels = task.texts("labels")
@@ -338,7 +343,7 @@ def _data(top: Reader, base: Path, stage: str, problems: Problems) -> tuple[Data
             expected = (TEXT_FIELDS if text_stage else PROMPT_FIELDS) if domain else fields.get(key, PROMPT_FIELDS)
             problems.extend(check_rows(file, f"data.{key}", expected, labels if domain else ()))
     data = DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
-    return data, labels, reward
+    return data, labels, reward, system_prompt
 
 
 def _reward(section: Reader, base: Path) -> Reward:

@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from hpo.config import load_sweep
@@ -81,3 +82,23 @@ def test_mixing_keeps_every_domain_row_at_the_requested_ratio():
     assert sum("g" in r for r in mixed) == 20  # 30 / 0.6 - 30, cycling the 10 general rows
     assert mix(domain, general, 1.0, seed=0) != domain  # shuffled
     assert sorted(r["d"] for r in mix(domain, general, 1.0, seed=0)) == list(range(30))
+
+
+def test_the_task_system_prompt_reaches_training_probes_and_the_baseline_key(tiny):
+    from hpo.baseline import baseline_key
+    from trainers.models import load_base
+    from trainers.probes import chat_prompt, load_probes
+    from trainers.sft import training_rows
+
+    document = yaml.safe_load((tiny / "sweep.yaml").read_text())
+    document["task"]["system_prompt"] = "Answer tersely."
+    (tiny / "system.yaml").write_text(yaml.safe_dump(document))
+    plain, terse = load_sweep(tiny / "sweep.yaml").recipe, load_sweep(tiny / "system.yaml").recipe
+    assert plain.system_prompt is None and terse.system_prompt == "Answer tersely."
+    assert training_rows(plain)[0]["prompt"][0]["role"] == "user"
+    assert training_rows(terse)[0]["prompt"][0] == {"role": "system", "content": "Answer tersely."}
+    probes = load_probes(terse)
+    _, tokenizer = load_base(terse.model)
+    text = chat_prompt(tokenizer, probes.domain[0]["prompt"], probes.system_prompt)
+    assert text.startswith("<|im_start|>system\nAnswer tersely.<|im_end|>\n<|im_start|>user\n")
+    assert baseline_key(plain) != baseline_key(terse)  # a cached baseline is never reused across prompts

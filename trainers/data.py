@@ -17,6 +17,16 @@ TEXT_FIELDS = ("text",)
 MAX_REPORTED_ROWS = 3  # a file with thousands of bad rows still gives a short report
 
 
+def chat(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """A prompt as chat messages: a user turn, after a system turn when `system_prompt` is not None.
+
+    Without a system turn a chat template may add its own default (SmolLM2's is 20 tokens on
+    every example); `system_prompt: ""` replaces it with an empty one.
+    """
+    system = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    return [*system, {"role": "user", "content": prompt}]
+
+
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     """All rows of a JSONL file; raises ValueError naming the file and line on bad JSON."""
     rows = []

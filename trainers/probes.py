@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trainers.data import read_jsonl
+from trainers.data import chat, read_jsonl
 from trainers.recipe import Recipe
 
 GENERATION_BATCH = 16
@@ -38,6 +38,7 @@ class ProbeSet:
     max_new_tokens: int
     max_seq_len: int
     stage: str = "sft"
+    system_prompt: str | None = None  # the recipe's system turn, the same as in training
     reward: Callable[..., list[float]] | None = field(default=None, compare=False)  # stage rft
 
 
@@ -63,13 +64,13 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
         max_new_tokens=probes.max_new_tokens,
         max_seq_len=recipe.training.max_seq_len,
         stage=recipe.stage,
+        system_prompt=recipe.system_prompt,
         reward=reward,
     )
 
 
-def chat_prompt(tokenizer: Any, prompt: str) -> str:
-    messages = [{"role": "user", "content": prompt}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> str:
+    return tokenizer.apply_chat_template(chat(prompt, system_prompt), tokenize=False, add_generation_prompt=True)
 
 
 def parse_answer(generated: str) -> str:
@@ -78,12 +79,14 @@ def parse_answer(generated: str) -> str:
 
 
 @torch.no_grad()
-def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+def generate_answers(
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, system_prompt: str | None = None
+) -> list[str]:
     """Greedy completions after the chat template, decoded without special tokens."""
     answers: list[str] = []
     tokenizer.padding_side = "left"
     for start in range(0, len(prompts), GENERATION_BATCH):
-        texts = [chat_prompt(tokenizer, p) for p in prompts[start : start + GENERATION_BATCH]]
+        texts = [chat_prompt(tokenizer, p, system_prompt) for p in prompts[start : start + GENERATION_BATCH]]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         output = model.generate(
             **batch,
@@ -96,13 +99,14 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new
     return answers
 
 
-def exact_match(model: Any, tokenizer: Any, rows: Sequence[dict], labels: Sequence[str], max_new_tokens: int) -> dict:
+def exact_match(model: Any, tokenizer: Any, rows: Sequence[dict], probes: ProbeSet) -> dict:
     """Strict exact match, the share of answers that parse to any label, and the predictions."""
-    generated = generate_answers(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens)
+    prompts = [row["prompt"] for row in rows]
+    generated = generate_answers(model, tokenizer, prompts, probes.max_new_tokens, probes.system_prompt)
     predictions = [parse_answer(text) for text in generated]
     expected = [row["completion"] for row in rows]
     hits = sum(p == e for p, e in zip(predictions, expected))
-    parsed = sum(p in set(labels) for p in predictions)
+    parsed = sum(p in set(probes.labels) for p in predictions)
     return {
         "exact_match": hits / len(rows),
         "parse_rate": parsed / len(rows),
@@ -131,11 +135,14 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int) -
     return math.exp(total / count) if count else math.nan
 
 
-def response_nll(model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int) -> float:
+def response_nll(
+    model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int, system_prompt: str | None = None
+) -> float:
     """Mean NLL per completion token given the chat-formatted prompt."""
     total, count = 0.0, 0
     for row in rows:
-        prompt = tokenizer(chat_prompt(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
+        text = chat_prompt(tokenizer, row["prompt"], system_prompt)
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
         answer = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         ids = torch.tensor([(prompt + answer)[:max_len]])
         if len(prompt) >= ids.shape[1]:
@@ -145,16 +152,17 @@ def response_nll(model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int)
     return total / count if count else math.nan
 
 
-def reward_probe(model: Any, tokenizer: Any, rows: Sequence[dict], reward: Callable, max_new_tokens: int) -> dict:
+def reward_probe(model: Any, tokenizer: Any, rows: Sequence[dict], probes: ProbeSet) -> dict:
     """Greedy answers to held-out prompts scored by the reward, called as GRPO calls it.
 
     Prompts and answers go in chat form, the row's `completion` as `reference`, and the
     row's other fields under their own names.
     """
-    generated = generate_answers(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens)
+    prompts = [row["prompt"] for row in rows]
+    generated = generate_answers(model, tokenizer, prompts, probes.max_new_tokens, probes.system_prompt)
     columns = {key: [row.get(key) for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
-    rewards = reward(
-        prompts=[[{"role": "user", "content": row["prompt"]}] for row in rows],
+    rewards = probes.reward(
+        prompts=[chat(prompt, probes.system_prompt) for prompt in prompts],
         completions=[[{"role": "assistant", "content": text}] for text in generated],
         reference=[row["completion"] for row in rows],
         **columns,
@@ -178,10 +186,10 @@ def domain_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str
     if probes.stage == "rft":
         if probes.reward is None:
             raise ValueError("stage rft needs a reward to probe with (task.reward in the sweep file)")
-        scored = reward_probe(model, tokenizer, probes.domain, probes.reward, probes.max_new_tokens)
+        scored = reward_probe(model, tokenizer, probes.domain, probes)
         metrics = {k: scored[k] for k in ("reward_mean", "positive_reward_rate", "response_length")}
         return metrics, {k: scored[k] for k in ("predictions", "expected", "rewards")}
-    domain = exact_match(model, tokenizer, probes.domain, probes.labels, probes.max_new_tokens)
+    domain = exact_match(model, tokenizer, probes.domain, probes)
     metrics = {"domain_exact_match": domain["exact_match"], "domain_parse_rate": domain["parse_rate"]}
     return metrics, {"predictions": domain["predictions"], "expected": domain["expected"]}
 
@@ -194,7 +202,9 @@ def run_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, 
         metrics, predictions = domain_probe(model, tokenizer, probes)
         metrics["general_perplexity"] = perplexity(model, tokenizer, probes.general_texts, probes.max_seq_len)
         if probes.instructions:
-            metrics["instruction_nll"] = response_nll(model, tokenizer, probes.instructions, probes.max_seq_len)
+            metrics["instruction_nll"] = response_nll(
+                model, tokenizer, probes.instructions, probes.max_seq_len, probes.system_prompt
+            )
     finally:
         model.train(was_training)
     return metrics, predictions

@@ -125,6 +125,7 @@ class Recipe:
     seed: int = 0
     reward: Reward | None = None  # stage rft only
     start_adapters: tuple[str, ...] = ()  # LoRA adapters merged into the base, in order, before training
+    system_prompt: str | None = None  # a system turn before every prompt; None: the chat template's default
 
     def with_hyperparameters(self, values: dict[str, Any]) -> Recipe:
         return dataclasses.replace(self, hyperparameters=dataclasses.replace(self.hyperparameters, **values))

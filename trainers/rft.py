@@ -26,7 +26,7 @@ from transformers import set_seed
 from trl import GRPOConfig, GRPOTrainer
 
 from trainers.callbacks import load_callbacks
-from trainers.data import duplicate, read_jsonl
+from trainers.data import chat, duplicate, read_jsonl
 from trainers.models import load_base, training_dtype
 from trainers.probes import load_probes
 from trainers.recipe import Recipe
@@ -55,7 +55,7 @@ def training_rows(recipe: Recipe) -> list[dict]:
     rows = duplicate(read_jsonl(recipe.data.domain_train), recipe.training.duplication)
     return [
         {
-            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "prompt": chat(row["prompt"], recipe.system_prompt),
             "reference": row["completion"],
             **{k: v for k, v in row.items() if k not in ("prompt", "completion")},
         }

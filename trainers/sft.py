@@ -34,7 +34,7 @@ from trl import SFTConfig, SFTTrainer
 
 from trainers.callbacks import load_callbacks
 from trainers.checkpoints import METRICS, copy_weights, mark_complete
-from trainers.data import duplicate, mix, read_jsonl
+from trainers.data import chat, duplicate, mix, read_jsonl
 from trainers.models import load_base, training_dtype
 from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe, load_recipe
@@ -77,7 +77,7 @@ def training_rows(recipe: Recipe) -> list[dict]:
     rows = mix(domain, general, recipe.hyperparameters.mixing_ratio, recipe.seed)
     return [
         {
-            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "prompt": chat(row["prompt"], recipe.system_prompt),
             "completion": [{"role": "assistant", "content": row["completion"]}],
         }
         for row in rows
