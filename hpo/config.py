@@ -30,7 +30,7 @@ from hpo.errors import Problems
 from hpo.guardrails import TrainingPlan, domain_rows_per_step, training_plan
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
-from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows, read_jsonl
+from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_choice_rows, check_rows, read_jsonl
 from trainers.model_store import model_folder_problem
 from trainers.recipe import (
     LORA_HYPERPARAMETERS,
@@ -327,6 +327,7 @@ def _data(
         "general_probe": section.path("general_probe", base),
         "instruction_probe": section.path("instruction_probe", base, required=False),
         "domain_test": section.path("domain_test", base, required=False),
+        "mmlu_probe": section.path("mmlu_probe", base, required=False),
     }
     section.finish()
     if stage == "rft" and paths["general_mix"] is not None:
@@ -337,8 +338,10 @@ def _data(
         )
     text_stage = stage == "cpt"
     fields = {"general_probe": TEXT_FIELDS, "general_mix": TEXT_FIELDS if text_stage else PROMPT_FIELDS}
+    if paths["mmlu_probe"] is not None and paths["mmlu_probe"].is_file():
+        problems.extend(check_choice_rows(paths["mmlu_probe"], "data.mmlu_probe"))
     for key, file in paths.items():
-        if file is not None and file.is_file():
+        if key != "mmlu_probe" and file is not None and file.is_file():
             domain = key.startswith("domain")
             expected = (TEXT_FIELDS if text_stage else PROMPT_FIELDS) if domain else fields.get(key, PROMPT_FIELDS)
             problems.extend(check_rows(file, f"data.{key}", expected, labels if domain else ()))

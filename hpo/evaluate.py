@@ -12,8 +12,9 @@ from pathlib import Path
 
 from peft import PeftModel
 
+from trainers.data import read_jsonl
 from trainers.models import load_base
-from trainers.probes import domain_probe, load_probes
+from trainers.probes import ProbeSet, choice_accuracy, domain_probe, load_probes
 from trainers.recipe import load_recipe
 
 UNPARSED = "(unparsed)"
@@ -39,7 +40,8 @@ def evaluate_best(run_dir: Path) -> dict:
     """Score base model and best adapter on the test split; writes best/test_scores.json.
 
     Only the domain probe runs again, on the test split: the general probes are the same
-    files the sweep scored, so their values come from baseline.json and the best rung.
+    files the sweep scored, so their values come from baseline.json and the best rung. With
+    `data.mmlu_probe`, both models also get `mmlu_accuracy`, a known benchmark next to them.
     """
     run_dir = Path(run_dir)
     best = run_dir / "best"
@@ -48,12 +50,13 @@ def evaluate_best(run_dir: Path) -> dict:
         return {}
     probes = load_probes(recipe, domain_split="test")
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-    base_domain, _ = domain_probe(model, tokenizer, probes)
+    mmlu = read_jsonl(recipe.data.mmlu_probe) if recipe.data.mmlu_probe else []
+    base_domain, _ = held_out_scores(model, tokenizer, probes, mmlu)
     if recipe.method == "full":  # the checkpoint is the whole model
         tuned, _ = load_base(str(best / "adapter"))
     else:
         tuned = PeftModel.from_pretrained(model, str(best / "adapter"))
-    best_domain, predictions = domain_probe(tuned, tokenizer, probes)
+    best_domain, predictions = held_out_scores(tuned, tokenizer, probes, mmlu)
     baseline = json.loads((run_dir / "baseline.json").read_text())["metrics"]
     scores = {
         "split": "test",
@@ -64,6 +67,15 @@ def evaluate_best(run_dir: Path) -> dict:
     }
     (best / "test_scores.json").write_text(json.dumps(scores, indent=2))
     return scores
+
+
+def held_out_scores(model, tokenizer, probes: ProbeSet, mmlu: list[dict]) -> tuple[dict[str, float], dict]:
+    """The domain probe on the test split and, given MMLU rows, multiple-choice accuracy on them."""
+    model.eval()
+    metrics, predictions = domain_probe(model, tokenizer, probes)
+    if mmlu:
+        metrics["mmlu_accuracy"] = choice_accuracy(model, tokenizer, mmlu, probes.system_prompt)
+    return metrics, predictions
 
 
 def general_metrics(metrics: dict) -> dict[str, float]:

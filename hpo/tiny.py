@@ -157,6 +157,7 @@ def sweep_document(trials: int = 6) -> dict:
             "general_mix": "data/general_mix.jsonl",
             "general_probe": "data/general_probe.jsonl",
             "instruction_probe": "data/instruction_probe.jsonl",
+            "mmlu_probe": "data/mmlu_probe.jsonl",
         },
         "task": {"labels": list(LABELS), "metric": "exact_match"},
         "objective": {"general_weight": 1.0, "max_general_regression": 1.0},
@@ -315,6 +316,10 @@ def make_example(folder: Path, trials: int = 6) -> Path:
     write_jsonl(data / "general_mix.jsonl", general[:40])
     write_jsonl(data / "instruction_probe.jsonl", general[40:])
     write_jsonl(data / "general_probe.jsonl", [{"text": s} for s in sentences(3, 12)])
+    choices = [
+        {"question": r["prompt"], "choices": list(LABELS), "answer": LABELS.index(r["completion"])} for r in domain
+    ]
+    write_jsonl(data / "mmlu_probe.jsonl", choices[140:])  # the test rows as a multiple-choice benchmark
     pretraining = [chat_text(r["prompt"], r["completion"]) for r in general_rows(4, 300)]
     pretraining += [chat_text(r["prompt"], r["completion"]) for r in domain_rows(5, 150, PRETRAIN_WORDS)]
     pretraining += sentences(6, 300)

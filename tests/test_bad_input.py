@@ -277,6 +277,14 @@ ROWS: dict[str, Row] = {
         ("hpo", "validate", "sweep.yaml"),
         (Problem("domain_train.jsonl", "data.domain_train", "label 'mineral' is not in the label set"),),
     ),
+    "multiple-choice answer out of range": Row(
+        together(
+            rows_of("data/mmlu.jsonl", {"question": "2 + 2?", "choices": ["3", "4"], "answer": 2}),
+            sweep("data.mmlu_probe", "data/mmlu.jsonl"),
+        ),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("mmlu.jsonl", "data.mmlu_probe", "row 1: needs a string 'question', 2-10 string 'choices'"),),
+    ),
     "empty data file": Row(
         write_text("data/general_probe.jsonl", ""),
         ("hpo", "validate", "sweep.yaml"),

@@ -51,6 +51,8 @@ def test_best_recipe_is_scored_on_the_test_split_with_a_confusion_matrix(swept):
     scores = json.loads((run_dir / "best" / "test_scores.json").read_text())
     assert scores["split"] == "test" and scores["examples"] == 20
     assert set(scores["base"]) >= {"domain_exact_match", "general_perplexity"}
+    for model in ("base", "best"):  # the multiple-choice benchmark (data.mmlu_probe), scored at the end
+        assert 0.0 <= scores[model]["mmlu_accuracy"] <= 1.0
     matrix = scores["confusion"]
     assert set(matrix) == {"animal", "plant", "tool"}
     assert sum(sum(row.values()) for row in matrix.values()) == 20

@@ -81,6 +81,40 @@ def check_rows(
     return problems
 
 
+CHOICE_LETTERS = "ABCDEFGHIJ"
+
+
+def check_choice_rows(path: Path | str, key: str) -> list[str]:
+    """Problem lines for a multiple-choice file: {"question": str, "choices": [str, ...], "answer": index}."""
+    where = f"{path}: {key}"
+    if not Path(path).is_file():
+        return [f"{where}: file not found (fix the path)"]
+    try:
+        rows = read_jsonl(path)
+    except ValueError as err:
+        return [f"{where}: {err}"]
+    if not rows:
+        return [f"{where}: the dataset is empty (it needs at least one row)"]
+    bad = [n for n, row in enumerate(rows, 1) if not is_choice_row(row)]
+    return [
+        f"{where}: row {n}: needs a string 'question', 2-{len(CHOICE_LETTERS)} string 'choices' "
+        f"and an integer 'answer' indexing them (fix the row)"
+        for n in bad[:MAX_REPORTED_ROWS]
+    ]
+
+
+def is_choice_row(row: dict[str, Any]) -> bool:
+    choices, answer = row.get("choices"), row.get("answer")
+    return (
+        isinstance(row.get("question"), str)
+        and isinstance(choices, list)
+        and 2 <= len(choices) <= len(CHOICE_LETTERS)
+        and all(isinstance(c, str) for c in choices)
+        and isinstance(answer, int)
+        and 0 <= answer < len(choices)
+    )
+
+
 def mix(domain: list[dict], general: list[dict], domain_fraction: float, seed: int) -> list[dict]:
     """Every domain row plus enough general rows that domain rows make up `domain_fraction`.
 

@@ -8,6 +8,9 @@
 - domain perplexity on held-out domain text (stage cpt).
 - reward on held-out prompts (stage rft): greedy answers scored by the sweep's reward,
   giving the mean reward, the positive-reward rate and the mean answer length in tokens.
+- multiple-choice accuracy (an MMLU subset, base and best only): the question and its
+  lettered choices in the chat template; the answer is the choice letter the model rates
+  most likely as the first token of its reply (zero-shot, no generation).
 
 Which domain probe runs follows the recipe's stage; the general probes always run.
 """
@@ -21,7 +24,7 @@ from typing import Any
 
 import torch
 
-from trainers.data import chat, read_jsonl
+from trainers.data import CHOICE_LETTERS, chat, read_jsonl
 from trainers.recipe import Recipe
 
 GENERATION_BATCH = 16
@@ -176,6 +179,26 @@ def reward_probe(model: Any, tokenizer: Any, rows: Sequence[dict], probes: Probe
         "expected": [row["completion"] for row in rows],
         "rewards": [float(r) for r in rewards],
     }
+
+
+def choice_question(row: dict[str, Any]) -> str:
+    lines = [row["question"], *(f"{CHOICE_LETTERS[i]}. {text}" for i, text in enumerate(row["choices"]))]
+    return "\n".join([*lines, "Answer with the letter only."])
+
+
+@torch.no_grad()
+def choice_accuracy(model: Any, tokenizer: Any, rows: Sequence[dict], system_prompt: str | None = None) -> float:
+    """Share of questions whose answer letter is the likeliest first token among the choice letters."""
+    hits = 0
+    for row in rows:
+        prompt = chat_prompt(tokenizer, choice_question(row), system_prompt)
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
+        logits = model(input_ids=ids).logits[0, -1]
+        letters = [
+            tokenizer(CHOICE_LETTERS[i], add_special_tokens=False)["input_ids"][0] for i in range(len(row["choices"]))
+        ]
+        hits += int(int(torch.argmax(logits[letters])) == row["answer"])
+    return hits / len(rows) if rows else math.nan
 
 
 def domain_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:

@@ -66,6 +66,7 @@ class DataPaths:
     general_probe: str
     instruction_probe: str | None = None
     domain_test: str | None = None
+    mmlu_probe: str | None = None  # {"question", "choices", "answer"} rows: scored for base and best at the end
 
 
 @dataclass(frozen=True)
