@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -208,6 +209,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TQDM_DISABLE", "1")  # inherited by trial workers too
     logging.getLogger("optuna").setLevel(logging.WARNING)
+    # transformers' renames (gradient_checkpointing -> activation_checkpointing) warn on every load
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def main(argv: list[str] | None = None) -> int:

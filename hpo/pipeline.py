@@ -253,6 +253,7 @@ SHOWN_METRICS = (
     "response_length",
     "general_perplexity",
     "instruction_nll",
+    "mmlu_accuracy",
 )
 
 

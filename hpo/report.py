@@ -253,9 +253,12 @@ def recommend(
             "or give trials more steps." + caution,
         )
     if relative_lift > STRONG_RELATIVE_LIFT:
+        lift = (
+            "A lift from a base score of zero" if math.isinf(relative_lift) else f"A {relative_lift:.1%} relative lift"
+        )
         return Recommendation(
             "strong",
-            f"A {relative_lift:.1%} relative lift with general regression {general_regression:.1%} (within the limit).",
+            f"{lift} with general regression {general_regression:.1%} (within the limit).",
             SCALE_UP[stage] + caution,
         )
     return Recommendation(

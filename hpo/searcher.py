@@ -64,6 +64,17 @@ def model_rung(trials: Sequence[FrozenTrial], rungs: Sequence[int], min_observat
     return max(eligible, default=None)
 
 
+def quiet_study(**kwargs) -> optuna.Study:
+    """An in-memory study, created without Optuna's "A new study created" line: it is an internal
+    view, and the line would interrupt the sweep's live view."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(**kwargs)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 class RungView:
     """An in-memory study of the sweep seen at one rung, kept in step with the sweep's trials.
 
@@ -75,7 +86,7 @@ class RungView:
 
     def __init__(self, step: int, direction: optuna.study.StudyDirection, sampler: TPESampler) -> None:
         self.step = step
-        self.study = optuna.create_study(direction=direction, sampler=sampler)
+        self.study = quiet_study(direction=direction, sampler=sampler)
         self.numbers: dict[int, int] = {}  # sweep trial number -> view trial number
         self.valued: set[int] = set()  # sweep trial numbers complete in the view
         self.size = 0  # trials in the view, probes included

@@ -85,6 +85,11 @@ def start_ray(config: SweepConfig) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not os.environ.get("RAY_ADDRESS"):
+        # Ray's memory monitor ends a worker with an OutOfMemoryError that Tune (2.60) does not
+        # expect, and the whole sweep stops. Without it the kernel ends the largest process, the
+        # trial's worker, and Tune treats that as a failed trial: retried, then recorded as error.
+        os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
         include_dashboard=False,

@@ -15,6 +15,7 @@ runs out at batch size 1 (`oom`); `violation` says why.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
 import importlib
@@ -68,11 +69,21 @@ def batch_metrics(recipe: Recipe, oom_retries: int) -> dict[str, float]:
 
 
 def free_memory() -> None:
+    """Give a finished attempt's memory back: to the accelerator, and to the OS.
+
+    Trial workers are reused (`reuse_actors`), and glibc keeps freed heap: measured on
+    SmolLM2-135M, a worker held 2.8-3.9 GB after each trial and about 0.6 GB after
+    `malloc_trim`; without it, two reused workers reached 22 GB and the node ran out of memory.
+    """
     import torch
 
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 class RungReporter:
@@ -114,6 +125,16 @@ class RungReporter:
 
 
 def run_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
+    """One trial in a (reused) worker: first give back what an earlier trial here left behind, whether
+    it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it)."""
+    free_memory()
+    try:
+        train_trial(config, recipe, baseline, objective)
+    finally:
+        free_memory()
+
+
+def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
     from trainers.rewards import RewardError
     from trainers.sft import Diverged, OutOfMemory
 

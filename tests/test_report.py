@@ -51,6 +51,12 @@ def test_a_clear_lift_within_the_limit_suggests_full_rank_or_rft():
     assert "full-rank" in advice.advice and "RFT" in advice.advice
 
 
+def test_a_lift_from_a_base_score_of_zero_reads_as_such():
+    advice = recommend(relative_lift=float("inf"), general_regression=0.05, limit=0.25)
+    assert advice.kind == "strong" and advice.headline.startswith("A lift from a base score of zero")
+    assert "inf" not in advice.headline
+
+
 def test_the_next_step_after_a_clear_win_depends_on_the_stage():
     assert "continued pre-training" in recommend(0.3, 0.0, 0.25, stage="cpt").advice
     assert "longer RFT run" in recommend(0.3, 0.0, 0.25, stage="rft").advice
