@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("ray.dashboard", reason="`ray job submit` needs ray[default]")
-# Two extra raylets and their agents need a machine that is not already saturated: on a
-# loaded 2-core box the job agent may never register. Run with FORGE_HPO_CLUSTER=1.
+# Two extra raylets and their agents need a machine that is not already saturated (about a
+# minute on an idle 2-core box, where it passes alone); inside the full suite on 2 cores it
+# has failed, so it runs only when asked: FORGE_HPO_CLUSTER=1.
 pytestmark = pytest.mark.skipif(os.environ.get("FORGE_HPO_CLUSTER") != "1", reason="set FORGE_HPO_CLUSTER=1")
 RAY = Path(sys.executable).with_name("ray")
 
