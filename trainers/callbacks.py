@@ -7,26 +7,16 @@ import path, so a module next to the sweep file is found in every trial's proces
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 from transformers import TrainerCallback
 
+from trainers.imports import import_named
 from trainers.recipe import Training
 
 
 def import_callback(spec: str, import_root: str | None = None) -> type[TrainerCallback]:
     """The TrainerCallback class named "package.module:Class"; ValueError says what is wrong."""
-    module_name, sep, name = spec.partition(":")
-    if not sep or not module_name or not name:
-        raise ValueError(f"must look like 'package.module:Class', got '{spec}'")
-    if import_root and import_root not in sys.path:
-        sys.path.insert(0, import_root)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # any import-time failure of user code is an input problem
-        raise ValueError(f"cannot import module '{module_name}' ({type(err).__name__}: {err})") from err
-    found = getattr(module, name, None)
+    module_name, found = import_named(spec, import_root, "Class")
+    name = spec.partition(":")[2]
     if not (isinstance(found, type) and issubclass(found, TrainerCallback)):
         raise ValueError(f"module '{module_name}' has no transformers.TrainerCallback subclass '{name}'")
     return found

@@ -44,6 +44,19 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
+def readable_rows(path: Path | str, where: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """A data file's rows, or the one problem line that stops checking it: missing, unreadable, empty."""
+    if not Path(path).is_file():
+        return [], [f"{where}: file not found (fix the path)"]
+    try:
+        rows = read_jsonl(path)
+    except ValueError as err:
+        return [], [f"{where}: {err}"]
+    if not rows:
+        return [], [f"{where}: the dataset is empty (it needs at least one row)"]
+    return rows, []
+
+
 def check_rows(
     path: Path | str,
     key: str,
@@ -52,15 +65,9 @@ def check_rows(
 ) -> list[str]:
     """Problem lines for a data file: unreadable, empty, missing fields, labels outside the set."""
     where = f"{path}: {key}" if key else str(path)
-    if not Path(path).is_file():
-        return [f"{where}: file not found (fix the path)"]
-    try:
-        rows = read_jsonl(path)
-    except ValueError as err:
-        return [f"{where}: {err}"]
-    if not rows:
-        return [f"{where}: the dataset is empty (it needs at least one row)"]
-    problems = []
+    rows, problems = readable_rows(path, where)
+    if problems:
+        return problems
     missing = [(n, f) for n, row in enumerate(rows, 1) for f in fields if not isinstance(row.get(f), str)]
     for number, name in missing[:MAX_REPORTED_ROWS]:
         problems.append(f"{where}: row {number}: missing string field '{name}' (each row needs {', '.join(fields)})")
@@ -87,14 +94,9 @@ CHOICE_LETTERS = "ABCDEFGHIJ"
 def check_choice_rows(path: Path | str, key: str) -> list[str]:
     """Problem lines for a multiple-choice file: {"question": str, "choices": [str, ...], "answer": index}."""
     where = f"{path}: {key}"
-    if not Path(path).is_file():
-        return [f"{where}: file not found (fix the path)"]
-    try:
-        rows = read_jsonl(path)
-    except ValueError as err:
-        return [f"{where}: {err}"]
-    if not rows:
-        return [f"{where}: the dataset is empty (it needs at least one row)"]
+    rows, problems = readable_rows(path, where)
+    if problems:
+        return problems
     bad = [n for n, row in enumerate(rows, 1) if not is_choice_row(row)]
     return [
         f"{where}: row {n}: needs a string 'question', 2-{len(CHOICE_LETTERS)} string 'choices' "

@@ -15,10 +15,8 @@ still fails raises RewardError: a trial never trains on a made-up reward.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from trainers.imports import import_named
 from trainers.probes import parse_answer
 from trainers.recipe import Reward
 
@@ -64,18 +63,9 @@ def exact_match(prompts: Sequence[Any], completions: Sequence[Any], reference: S
 
 def import_callable(spec: str, import_root: str | None = None) -> RewardFunction:
     """The function named "package.module:function"; ValueError says what is wrong with the name."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"must look like 'package.module:function', got '{spec}'")
-    if import_root and import_root not in sys.path:
-        sys.path.insert(0, import_root)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # any import-time failure of user code is an input problem
-        raise ValueError(f"cannot import module '{module_name}' ({type(err).__name__}: {err})") from err
-    function = getattr(module, attribute, None)
+    module_name, function = import_named(spec, import_root, "function")
     if not callable(function):
-        raise ValueError(f"module '{module_name}' has no callable '{attribute}'")
+        raise ValueError(f"module '{module_name}' has no callable '{spec.partition(':')[2]}'")
     return function
 
 
