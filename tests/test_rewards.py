@@ -72,16 +72,17 @@ class RewardServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    self.answer(body)
+                    status, document = self.answer(body)
                 finally:
-                    with server.lock:
+                    with server.lock:  # before the answer goes out: the client may send its next one at once
                         server.in_flight -= 1
+                self.send_json(status, document)
 
             def answer(self, body):
                 if self.path == "/fail":
-                    return self.send_json(500, {"error": "down"})
+                    return 500, {"error": "down"}
                 if self.path == "/bad":
-                    return self.send_json(200, {"score": 1})
+                    return 200, {"score": 1}
                 if self.path == "/slow":
                     with server.lock:
                         server.slow_attempts += 1
@@ -89,8 +90,7 @@ class RewardServer:
                     if first:
                         time.sleep(1.0)  # longer than the client's timeout: the retry must answer
                 time.sleep(0.05)
-                reward = 1.0 if body["completion"].strip() == body["reference"] else -1.0
-                self.send_json(200, {"reward": reward})
+                return 200, {"reward": 1.0 if body["completion"].strip() == body["reference"] else -1.0}
 
             def send_json(self, status, document):
                 data = json.dumps(document).encode()
