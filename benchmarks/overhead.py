@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch_root = args.out / "scratch"
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
-        workdir = Path(scratch)
+        workdir = Path(scratch).resolve()  # Ray Tune takes an absolute storage path or a URI
         ask_rows = [
             measure_ask_tell(trials, seam, args.repeats, workdir)
             for trials in (100, 1000)

@@ -1,17 +1,21 @@
 """Training throughput inside a sweep trial vs a standalone TRL run of the same recipe.
 
-    python -m benchmarks.trial_throughput [--sweep demo/supersense3.yaml] [--steps 20]
+    python -m benchmarks.trial_throughput [--sweep demo/supersense3.yaml] [--steps 20] [--repeats 2]
 
 Runs one real trial through the engine (embedded Ray, the sweep's first recipe = the
 published defaults, every CPU given to it) and the same recipe with TRL's SFTTrainer
-alone (no engine, no probes), then reports:
+alone (no engine, no probes), `--repeats` times each, interleaved standalone, trial,
+trial, standalone, ... so that a drift in the machine's speed (runs of the same recipe
+varied by up to 30% here) weighs on both alike. Then it reports, from the means:
 
 - tokens/s in the trial vs standalone (goal: ratio >= 0.95),
 - per-trial overhead = (trial wall time - training - probes) / trial wall time (goal <= 5%),
 - probe cost as a share of trial wall time.
 
 Trial wall time runs from the driver starting the trial to its last rung reaching the
-driver, so it includes the worker's model load and dataset preparation.
+driver, so it includes the worker's model load and dataset preparation. While the trial
+runs, every process's CPU time is read once a second and summed by role (the trial's
+worker, the driver, Ray's own processes, W&B), to show what shares the cores with training.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ import dataclasses
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import torch
 from datasets import Dataset
 from transformers import PrinterCallback, set_seed
 from trl import SFTTrainer
 
+from hpo.baseline import measure_baseline
 from hpo.config import Budget, Resources, Scheduler, SweepConfig, load_sweep
-from hpo.sweep import prepare, run_sweep
+from hpo.sweep import prepare, run_sweep, trial_recipe
 from trainers.models import load_base
 from trainers.recipe import Recipe
 from trainers.sft import lora_config, sft_config, training_rows
@@ -57,9 +64,74 @@ def benchmark_config(config: SweepConfig, steps: int, cpus: int, output_dir: str
     )
 
 
-def trial_figures(config: SweepConfig) -> dict:
-    run_dir, baseline = prepare(config)
-    run_sweep(config, run_dir, baseline)
+def role(process: psutil.Process) -> str:
+    """Who a process works for: the trial's worker, this driver, Ray itself, W&B, or anything else."""
+    if process.pid == os.getpid():
+        return "driver"
+    try:
+        command = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        return "other"
+    if "ImplicitFunc" in command or "ray::train" in command:
+        return "trial worker"
+    if "wandb" in command:
+        return "wandb"
+    if "ray" in command:
+        return "ray"
+    return "other"
+
+
+class CpuLedger:
+    """CPU seconds every process on the machine used while the ledger ran, summed by `role`.
+
+    Polled once a second: a process's last reading counts, so one that ends between polls
+    loses under a second of its time. A Ray worker is an idle one until it takes the trial,
+    and the trial's from then on.
+    """
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        self.period_s = period_s
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+
+    def read(self, initial: bool = False) -> None:
+        for process in psutil.process_iter():
+            try:
+                times = process.cpu_times()
+                used = times.user + times.system
+                seen = self.last.get(process.pid, ("", 0.0))[0]
+                self.last[process.pid] = ("trial worker" if seen == "trial worker" else role(process), used)
+            except psutil.Error:
+                continue
+            self.first.setdefault(process.pid, used if initial else 0.0)
+
+    def poll(self) -> None:
+        while not self.stopping.wait(self.period_s):
+            self.read()
+
+    def __enter__(self) -> CpuLedger:
+        self.read(initial=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.read()
+
+    def by_role(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, (name, used) in self.last.items():
+            totals[name] = totals.get(name, 0.0) + used - self.first[pid]
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def trial_figures(config: SweepConfig, baseline: dict) -> dict:
+    run_dir, baseline = prepare(config, baseline)
+    with CpuLedger() as ledger:
+        run_sweep(config, run_dir, baseline)
     last = pq.read_table(run_dir / "trials.parquet").to_pylist()[-1]
     wall = last["recorded_at"] - last["trial_started_at"]
     return {
@@ -68,6 +140,7 @@ def trial_figures(config: SweepConfig) -> dict:
         "probe_seconds": last["probe_seconds"],
         "wall_seconds": wall,
         "tokens_per_second": last["tokens_seen"] / last["train_seconds"],
+        "cpu_seconds_by_role": ledger.by_role(),
     }
 
 
@@ -92,34 +165,65 @@ def standalone_figures(recipe: Recipe, threads: int) -> dict:
     return {"tokens": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds}
 
 
-def summarize(trial: dict, standalone: dict) -> dict:
-    ratio = trial["tokens_per_second"] / standalone["tokens_per_second"]
-    overhead = (trial["wall_seconds"] - trial["train_seconds"] - trial["probe_seconds"]) / trial["wall_seconds"]
+def mean(runs: list[dict], key: str) -> float:
+    return sum(run[key] for run in runs) / len(runs)
+
+
+def summarize(trials: list[dict], standalones: list[dict]) -> dict:
+    for trial in trials:
+        trial["overhead_share"] = (trial["wall_seconds"] - trial["train_seconds"] - trial["probe_seconds"]) / trial[
+            "wall_seconds"
+        ]
+        trial["probe_share"] = trial["probe_seconds"] / trial["wall_seconds"]
     return {
-        "throughput_ratio": ratio,
+        "throughput_ratio": mean(trials, "tokens_per_second") / mean(standalones, "tokens_per_second"),
         "throughput_ratio_goal": RATIO_GOAL,
-        "overhead_share": overhead,
+        "overhead_share": mean(trials, "overhead_share"),
         "overhead_goal": OVERHEAD_GOAL,
-        "probe_share": trial["probe_seconds"] / trial["wall_seconds"],
+        "probe_share": mean(trials, "probe_share"),
+        "wall_seconds": mean(trials, "wall_seconds"),
+        "probe_seconds": mean(trials, "probe_seconds"),
     }
 
 
+def run_order(repeats: int) -> list[str]:
+    """standalone, trial, trial, standalone, ...: a linear drift in speed cancels out of the means."""
+    pairs = [("standalone", "trial") if i % 2 == 0 else ("trial", "standalone") for i in range(repeats)]
+    return [kind for pair in pairs for kind in pair]
+
+
 def markdown(result: dict) -> str:
-    trial, standalone, summary = result["trial"], result["standalone"], result["summary"]
+    summary = result["summary"]
+    runs = [("sweep trial", run) for run in result["trials"]] + [
+        ("standalone TRL", run) for run in result["standalones"]
+    ]
+    roles: dict[str, float] = {}
+    for trial in result["trials"]:
+        for name, seconds in trial["cpu_seconds_by_role"].items():
+            roles[name] = roles.get(name, 0.0) + seconds / len(result["trials"])
     return "\n".join(
         [
-            f"# Trial throughput: {result['model']}, {result['steps']} steps, {result['cpus']} CPUs",
+            f"# Trial throughput: {result['model']}, {result['steps']} steps, {result['cpus']} CPUs, "
+            f"{result['repeats']} runs of each (order: {', '.join(result['order'])})",
             "",
             "| run | tokens | training s | tokens/s |",
             "|---|---|---|---|",
-            f"| sweep trial | {trial['tokens']:.0f} | {trial['train_seconds']:.1f} | {trial['tokens_per_second']:.1f} |",
-            f"| standalone TRL | {standalone['tokens']:.0f} | {standalone['train_seconds']:.1f} | "
-            f"{standalone['tokens_per_second']:.1f} |",
+            *(
+                f"| {name} | {run['tokens']:.0f} | {run['train_seconds']:.1f} | {run['tokens_per_second']:.1f} |"
+                for name, run in runs
+            ),
             "",
-            f"- throughput ratio (trial / standalone): **{summary['throughput_ratio']:.3f}** (goal >= {RATIO_GOAL})",
-            f"- per-trial overhead: **{summary['overhead_share']:.1%}** of {trial['wall_seconds']:.1f} s trial wall time "
-            f"(goal <= {OVERHEAD_GOAL:.0%})",
-            f"- probes: {trial['probe_seconds']:.1f} s = **{summary['probe_share']:.1%}** of trial wall time",
+            f"- throughput ratio (mean trial / mean standalone tokens/s): **{summary['throughput_ratio']:.3f}** "
+            f"(goal >= {RATIO_GOAL})",
+            f"- per-trial overhead: **{summary['overhead_share']:.1%}** of {summary['wall_seconds']:.1f} s trial wall "
+            f"time (goal <= {OVERHEAD_GOAL:.0%})",
+            f"- probes: {summary['probe_seconds']:.1f} s = **{summary['probe_share']:.1%}** of trial wall time",
+            "",
+            f"CPU seconds used during a sweep trial ({result['cpus']} CPUs), by process role (mean of the trial runs):",
+            "",
+            "| role | CPU s |",
+            "|---|---|",
+            *(f"| {name} | {seconds:.1f} |" for name, seconds in sorted(roles.items(), key=lambda item: -item[1])),
             "",
         ]
     )
@@ -129,21 +233,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=Path("demo/supersense3.yaml"))
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each kind, interleaved")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/trial_throughput"))
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
+    order = run_order(args.repeats)
+    trials: list[dict] = []
+    standalones: list[dict] = []
     with tempfile.TemporaryDirectory() as scratch:
         config = benchmark_config(load_sweep(args.sweep), args.steps, cpus, scratch)
-        trial = trial_figures(config)
-    recipe = dataclasses.replace(config.recipe, training=dataclasses.replace(config.recipe.training, threads=cpus))
-    standalone = standalone_figures(recipe, cpus)
+        recipe = trial_recipe(config)  # threads = the trial's CPUs, for both kinds of run
+        baseline = measure_baseline(recipe)  # once: every trial run scores against it
+        for kind in order:
+            if kind == "trial":
+                trials.append(trial_figures(config, baseline))
+            else:
+                standalones.append(standalone_figures(recipe, cpus))
     result = {
         "model": config.recipe.model,
         "steps": args.steps,
         "cpus": cpus,
-        "trial": trial,
-        "standalone": standalone,
-        "summary": summarize(trial, standalone),
+        "repeats": args.repeats,
+        "order": order,
+        "trials": trials,
+        "standalones": standalones,
+        "summary": summarize(trials, standalones),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
