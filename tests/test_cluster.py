@@ -57,7 +57,9 @@ def node_flags() -> list[str]:
 def cluster():
     # Unix socket paths under the temp dir must stay short, so not pytest's tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # loopback-only test cluster
+    # A loopback-only test cluster. Its trial workers run at normal priority: at Ray's default
+    # (nice 15) any other busy process on the machine starves them and the job outlasts its wait.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}
     gcs, dashboard = free_port(), free_port()
     head = [str(RAY), "start", "--head", f"--port={gcs}", f"--dashboard-port={dashboard}"]
     head += ["--dashboard-host=127.0.0.1", f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}"]

@@ -1,4 +1,9 @@
-"""The overhead benchmark's searcher timing, on a small study (no Ray run: the CLI test covers one)."""
+"""The overhead benchmark: the searcher timing on a small study, and a short end-to-end run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from benchmarks.overhead import markdown, measure_ask_tell
 
@@ -20,3 +25,16 @@ def test_ask_tell_timing_runs_the_real_searcher_on_a_filled_study(tmp_path):
     }
     table = markdown([trial_row], rows)
     assert "| 1 s | 2 | 1 |" in table and "<= 0.3 s: met" in table and "| rung | 30 |" in table
+
+
+def test_the_benchmark_runs_end_to_end_from_a_relative_out_folder(tmp_path):
+    """Real Ray Tune trials through the engine's searcher and scheduler; results where --out says."""
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "benchmarks.overhead", "--out", "out", "--short-trials", "3"]
+    command += ["--long-trials", "1", "--repeats", "1"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| 1 s | 3 |" in table and "| 10 s | 1 |" in table
+    assert not (tmp_path / "out" / "scratch").exists()
