@@ -15,8 +15,7 @@ from trainers.recipe import Training
 
 def import_callback(spec: str, import_root: str | None = None) -> type[TrainerCallback]:
     """The TrainerCallback class named "package.module:Class"; ValueError says what is wrong."""
-    module_name, found = import_named(spec, import_root, "Class")
-    name = spec.partition(":")[2]
+    module_name, name, found = import_named(spec, import_root, "Class")
     if not (isinstance(found, type) and issubclass(found, TrainerCallback)):
         raise ValueError(f"module '{module_name}' has no transformers.TrainerCallback subclass '{name}'")
     return found

@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 
-def import_named(spec: str, import_root: str | None, kind: str) -> tuple[str, Any]:
-    """The module name and the attribute (None when missing) that "package.module:name" names.
+def import_named(spec: str, import_root: str | None, kind: str) -> tuple[str, str, Any]:
+    """The module name, the attribute name and the attribute (None when missing) that
+    "package.module:name" names.
 
     `import_root` (the sweep file's folder) goes first on the import path. ValueError says what
     is wrong; `kind` names what the spec should end in ("function", "Class").
@@ -22,4 +23,4 @@ def import_named(spec: str, import_root: str | None, kind: str) -> tuple[str, An
         module = importlib.import_module(module_name)
     except Exception as err:  # any import-time failure of user code is an input problem
         raise ValueError(f"cannot import module '{module_name}' ({type(err).__name__}: {err})") from err
-    return module_name, getattr(module, attribute, None)
+    return module_name, attribute, getattr(module, attribute, None)

@@ -63,9 +63,9 @@ def exact_match(prompts: Sequence[Any], completions: Sequence[Any], reference: S
 
 def import_callable(spec: str, import_root: str | None = None) -> RewardFunction:
     """The function named "package.module:function"; ValueError says what is wrong with the name."""
-    module_name, function = import_named(spec, import_root, "function")
+    module_name, name, function = import_named(spec, import_root, "function")
     if not callable(function):
-        raise ValueError(f"module '{module_name}' has no callable '{spec.partition(':')[2]}'")
+        raise ValueError(f"module '{module_name}' has no callable '{name}'")
     return function
 
 
