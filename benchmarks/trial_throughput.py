@@ -86,7 +86,8 @@ class CpuLedger:
 
     Polled once a second: a process's last reading counts, so one that ends between polls
     loses under a second of its time. A Ray worker is an idle one until it takes the trial,
-    and the trial's from then on.
+    and the trial's from then on; every other process keeps the role it was first given.
+    The polling itself runs in the driver and counts there (about 4 ms of CPU per poll).
     """
 
     def __init__(self, period_s: float = 1.0) -> None:
@@ -100,11 +101,13 @@ class CpuLedger:
         for process in psutil.process_iter():
             try:
                 times = process.cpu_times()
-                used = times.user + times.system
-                seen = self.last.get(process.pid, ("", 0.0))[0]
-                self.last[process.pid] = ("trial worker" if seen == "trial worker" else role(process), used)
+                name = self.last.get(process.pid, ("ray", 0.0))[0]
+                if name == "ray":  # new, or a Ray process: an idle worker may take the trial
+                    name = role(process)
             except psutil.Error:
                 continue
+            used = times.user + times.system
+            self.last[process.pid] = (name, used)
             self.first.setdefault(process.pid, used if initial else 0.0)
 
     def poll(self) -> None:
@@ -140,6 +143,8 @@ def trial_figures(config: SweepConfig, baseline: dict) -> dict:
         "probe_seconds": last["probe_seconds"],
         "wall_seconds": wall,
         "tokens_per_second": last["tokens_seen"] / last["train_seconds"],
+        "overhead_share": (wall - last["train_seconds"] - last["probe_seconds"]) / wall,
+        "probe_share": last["probe_seconds"] / wall,
         "cpu_seconds_by_role": ledger.by_role(),
     }
 
@@ -170,11 +175,10 @@ def mean(runs: list[dict], key: str) -> float:
 
 
 def summarize(trials: list[dict], standalones: list[dict]) -> dict:
+    roles: dict[str, float] = {}
     for trial in trials:
-        trial["overhead_share"] = (trial["wall_seconds"] - trial["train_seconds"] - trial["probe_seconds"]) / trial[
-            "wall_seconds"
-        ]
-        trial["probe_share"] = trial["probe_seconds"] / trial["wall_seconds"]
+        for name, seconds in trial["cpu_seconds_by_role"].items():
+            roles[name] = roles.get(name, 0.0) + seconds / len(trials)
     return {
         "throughput_ratio": mean(trials, "tokens_per_second") / mean(standalones, "tokens_per_second"),
         "throughput_ratio_goal": RATIO_GOAL,
@@ -183,6 +187,7 @@ def summarize(trials: list[dict], standalones: list[dict]) -> dict:
         "probe_share": mean(trials, "probe_share"),
         "wall_seconds": mean(trials, "wall_seconds"),
         "probe_seconds": mean(trials, "probe_seconds"),
+        "cpu_seconds_by_role": dict(sorted(roles.items(), key=lambda item: -item[1])),
     }
 
 
@@ -197,10 +202,6 @@ def markdown(result: dict) -> str:
     runs = [("sweep trial", run) for run in result["trials"]] + [
         ("standalone TRL", run) for run in result["standalones"]
     ]
-    roles: dict[str, float] = {}
-    for trial in result["trials"]:
-        for name, seconds in trial["cpu_seconds_by_role"].items():
-            roles[name] = roles.get(name, 0.0) + seconds / len(result["trials"])
     return "\n".join(
         [
             f"# Trial throughput: {result['model']}, {result['steps']} steps, {result['cpus']} CPUs, "
@@ -223,7 +224,7 @@ def markdown(result: dict) -> str:
             "",
             "| role | CPU s |",
             "|---|---|",
-            *(f"| {name} | {seconds:.1f} |" for name, seconds in sorted(roles.items(), key=lambda item: -item[1])),
+            *(f"| {name} | {seconds:.1f} |" for name, seconds in summary["cpu_seconds_by_role"].items()),
             "",
         ]
     )
