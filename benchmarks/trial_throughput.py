@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psutil
 import pyarrow.parquet as pq
+import ray
 import torch
 from datasets import Dataset
 from transformers import PrinterCallback, set_seed
@@ -133,8 +134,11 @@ class CpuLedger:
 
 def trial_figures(config: SweepConfig, baseline: dict) -> dict:
     run_dir, baseline = prepare(config, baseline)
-    with CpuLedger() as ledger:
-        run_sweep(config, run_dir, baseline)
+    try:
+        with CpuLedger() as ledger:
+            run_sweep(config, run_dir, baseline)
+    finally:
+        ray.shutdown()  # a fresh embedded Ray per trial run, and none under a standalone run
     last = pq.read_table(run_dir / "trials.parquet").to_pylist()[-1]
     wall = last["recorded_at"] - last["trial_started_at"]
     return {
