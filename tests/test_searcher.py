@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
 from hpo.scheduler import asha_rungs, goes_on, make_asha
-from hpo.searcher import RungTPESampler, TPESearcher, model_rung
+from hpo.searcher import RungTPESampler, RungView, TPESearcher, model_rung
 from hpo.space import Parameter, SearchSpace, load_space
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "sft_lora.yaml"
@@ -81,10 +81,10 @@ def test_an_unknown_seam_is_refused(tmp_path):
         TPESearcher(load_space(SPACE), tmp_path / "j", "s", seed=0, startup_trials=2, seam="complete")
 
 
-def frozen(number: int, values: dict[int, float]) -> optuna.trial.FrozenTrial:
+def frozen(number: int, values: dict[int, float], state: TrialState = TrialState.PRUNED) -> optuna.trial.FrozenTrial:
     distributions = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
     trial = optuna.trial.create_trial(
-        state=TrialState.PRUNED, params={"x": 0.5}, distributions=distributions, intermediate_values=values
+        state=state, params={"x": 0.5}, distributions=distributions, intermediate_values=values
     )
     trial.number = number
     return trial
@@ -96,6 +96,23 @@ def test_the_model_rung_is_the_highest_with_enough_values():
     assert model_rung(trials, (1, 3, 9), min_observations=5) == 1
     assert model_rung(trials, (1, 3, 9), min_observations=11) is None
     assert model_rung(trials, (), min_observations=4) == 3  # no rungs given: every reported step
+
+
+def test_a_rung_view_leaves_out_running_survivors_and_counts_fresh_trials_as_bad():
+    view = RungView(3, optuna.study.StudyDirection.MAXIMIZE, optuna.samplers.TPESampler(seed=0), rungs=(1, 3, 9))
+    ended_low = frozen(0, {1: 0.1})  # stopped below the rung: a bad example
+    survivor = frozen(1, {1: 0.9, 2: 0.9}, TrialState.RUNNING)  # past rung 1, still going: no verdict yet
+    fresh = frozen(2, {}, TrialState.RUNNING)  # just suggested: the constant liar's pessimistic guess
+    reached = frozen(3, {1: 0.5, 3: 0.7})
+    between = frozen(4, {2: 0.3}, TrialState.RUNNING)  # reported, but not at a judged rung
+    view.sync([ended_low, survivor, fresh, reached, between])
+    states = {t.number: t.state for t in view.study.trials}
+    assert sorted(view.numbers) == [0, 2, 3, 4]
+    assert states[view.numbers[3]] == TrialState.COMPLETE and view.study.trials[view.numbers[3]].value == 0.7
+    assert all(states[view.numbers[n]] == TrialState.RUNNING for n in (0, 2, 4))
+    survivor = frozen(1, {1: 0.9, 2: 0.9, 3: 0.8}, TrialState.RUNNING)  # it reaches the rung
+    view.sync([ended_low, survivor, fresh, reached, between])
+    assert view.study.trials[view.numbers[1]].value == 0.8
 
 
 def test_the_rung_seam_follows_the_high_fidelity_values_not_the_low_ones(tmp_path):
