@@ -102,3 +102,15 @@ def test_the_task_system_prompt_reaches_training_probes_and_the_baseline_key(tin
     text = chat_prompt(tokenizer, probes.domain[0]["prompt"], probes.system_prompt)
     assert text.startswith("<|im_start|>system\nAnswer tersely.<|im_end|>\n<|im_start|>user\n")
     assert baseline_key(plain) != baseline_key(terse)  # a cached baseline is never reused across prompts
+
+
+def test_a_probe_leaves_the_tokenizers_padding_side_as_it_found_it(tiny):
+    from trainers.models import load_base
+    from trainers.probes import generate_answers
+
+    recipe = load_sweep(tiny / "sweep.yaml").recipe
+    model, tokenizer = load_base(recipe.model)
+    tokenizer.padding_side = "right"
+    answers = generate_answers(model, tokenizer, ["a b", "a much longer prompt than the first"], max_new_tokens=2)
+    assert len(answers) == 2 and all(isinstance(answer, str) for answer in answers)
+    assert tokenizer.padding_side == "right"

@@ -85,21 +85,32 @@ def parse_answer(generated: str) -> str:
 def generate_answers(
     model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, system_prompt: str | None = None
 ) -> list[str]:
-    """Greedy completions after the chat template, decoded without special tokens."""
-    answers: list[str] = []
-    tokenizer.padding_side = "left"
-    for start in range(0, len(prompts), GENERATION_BATCH):
-        texts = [chat_prompt(tokenizer, p, system_prompt) for p in prompts[start : start + GENERATION_BATCH]]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        output = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        new_tokens = output[:, batch["input_ids"].shape[1] :]
-        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    return answers
+    """Greedy completions after the chat template, decoded without special tokens.
+
+    Prompts are padded on the left for generation; the tokenizer's own padding side is
+    restored afterwards, so a trainer that shares it pads as it did before the probe.
+    """
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        answers: list[str] = []
+        for start in range(0, len(prompts), GENERATION_BATCH):
+            batch = prompts[start : start + GENERATION_BATCH]
+            answers.extend(generate_batch(model, tokenizer, batch, max_new_tokens, system_prompt))
+        return answers
+    finally:
+        tokenizer.padding_side = padding_side
+
+
+def generate_batch(
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, system_prompt: str | None
+) -> list[str]:
+    """One left-padded batch of greedy completions."""
+    texts = [chat_prompt(tokenizer, p, system_prompt) for p in prompts]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    output = model.generate(
+        **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def exact_match(model: Any, tokenizer: Any, rows: Sequence[dict], probes: ProbeSet) -> dict:
