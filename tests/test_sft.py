@@ -114,3 +114,19 @@ def test_a_probe_leaves_the_tokenizers_padding_side_as_it_found_it(tiny):
     answers = generate_answers(model, tokenizer, ["a b", "a much longer prompt than the first"], max_new_tokens=2)
     assert len(answers) == 2 and all(isinstance(answer, str) for answer in answers)
     assert tokenizer.padding_side == "right"
+
+
+def test_a_tokenizer_without_a_chat_template_is_refused_naming_the_model_once(tiny):
+    from trainers.model_store import ModelError
+    from trainers.models import load_base
+
+    settings = tiny / "model" / "tokenizer_config.json"
+    config = json.loads(settings.read_text())
+    config.pop("chat_template", None)
+    settings.write_text(json.dumps(config))
+    (tiny / "model" / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ModelError) as info:
+        load_base(str(tiny / "model"))
+    message = str(info.value)
+    assert message.startswith(f"'{tiny / 'model'}': tokenizer of ") and "no chat template" in message
+    assert "model:" not in message  # the CLI adds "FILE: model: " in front

@@ -36,7 +36,7 @@ def load_base(ref: str, start_adapters: Sequence[str] = ()) -> tuple[Any, Any]:
         raise ModelError(
             f"model '{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id"
         ) from err
-    check_chat_template(tokenizer, "model")
+    check_chat_template(tokenizer, repr(ref))  # the CLI puts it after "FILE: model: "
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
         # A pad token equal to EOS would be masked out of the labels and the model would
         # never learn to stop; fall back to the unknown token, else a new one.
