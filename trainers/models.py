@@ -34,7 +34,7 @@ def load_base(ref: str, start_adapters: Sequence[str] = ()) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=training_dtype())
     except (OSError, ValueError) as err:
         raise ModelError(
-            f"model '{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id"
+            f"'{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id"
         ) from err
     check_chat_template(tokenizer, repr(ref))  # the CLI puts it after "FILE: model: "
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
