@@ -1,6 +1,7 @@
 """End to end through the CLI: a real Ray Tune + Optuna TPE + ASHA sweep on the tiny model."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,19 @@ def test_exported_recipe_reproduces_the_best_rung_standalone(swept, tmp_path):
     for metric in ("domain_exact_match", "general_perplexity", "instruction_nll", "train_loss"):
         assert final[metric] == pytest.approx(expected[metric], rel=REPRODUCE_TOLERANCE), metric
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_embedded_ray_runs_trials_at_the_drivers_priority(tmp_path):
+    """Ray's default worker niceness (15) trained measurably slower than the driver."""
+    probe = (
+        "import os, ray\n"
+        "from hpo.sweep import start_ray\n"
+        "start_ray(None)\n"
+        "print(os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))\n"
+        "ray.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    driver, worker = done.stdout.split()[-2:]
+    assert worker == driver
