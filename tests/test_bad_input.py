@@ -375,6 +375,14 @@ ROWS: dict[str, Row] = {
         ("trainers", "recipe.yaml"),
         (Problem("recipe.yaml", "recipe.hyperparameters.learning_rat", "did you mean 'learning_rate'?"),),
     ),
+    "stage trainer on a broken recipe": Row(
+        write_text("recipe.yaml", "recipe: {stage: sft\n"),
+        ("trainers.sft", "recipe.yaml"),
+        (Problem("recipe.yaml", "line 2", "broken YAML at line 2"),),
+    ),
+    "stage trainer on a missing recipe": Row(
+        nothing, ("trainers.cpt", "no_such_recipe.yaml"), (Problem("no_such_recipe.yaml", "", "file not found"),)
+    ),
 }
 
 

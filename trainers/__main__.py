@@ -10,7 +10,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from trainers.recipe import load_recipe
+from trainers.recipe import read_recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,14 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m trainers recipe.yaml [--out DIR] (a recipe written by `hpo export`)", file=sys.stderr)
         print("error: no recipe file given (pass a recipe.yaml written by `hpo export`)", file=sys.stderr)
         return 2
-    if not Path(recipes[0]).is_file():
-        print(f"error: {recipes[0]}: file not found (pass a recipe written by `hpo export`)", file=sys.stderr)
-        return 2
-    try:  # every problem with the file is reported here, before a trainer imports torch
-        recipe, _ = load_recipe(Path(recipes[0]))
-    except ValueError as err:
-        for line in str(err).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+    recipe = read_recipe(Path(recipes[0]))  # every problem with the file, before a trainer imports torch
+    if recipe is None:
         return 2
     return importlib.import_module(f"trainers.{recipe.stage}").main(argv)  # load_recipe checked the stage
 

@@ -33,9 +33,7 @@ def load_base(ref: str, start_adapters: Sequence[str] = ()) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=training_dtype())
     except (OSError, ValueError) as err:
-        raise ModelError(
-            f"'{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id"
-        ) from err
+        raise ModelError(f"'{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id") from err
     check_chat_template(tokenizer, repr(ref))  # the CLI puts it after "FILE: model: "
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
         # A pad token equal to EOS would be masked out of the labels and the model would

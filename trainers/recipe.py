@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,21 @@ def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: recipe: not a valid recipe ({err}); re-export it with `hpo export`") from err
     return recipe, document
+
+
+def read_recipe(path: Path) -> Recipe | None:
+    """The recipe in `path` for a command line; None after printing each problem as one
+    `error:` line on stderr (a missing file, broken YAML, an unknown key, a bad value)."""
+    if not Path(path).is_file():
+        print(f"error: {path}: file not found (pass a recipe written by `hpo export`)", file=sys.stderr)
+        return None
+    try:
+        recipe, _ = load_recipe(Path(path))
+    except ValueError as err:
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return None
+    return recipe
 
 
 def save_recipe(path: Path, recipe: Recipe, **sections: Any) -> None:

@@ -37,7 +37,7 @@ from trainers.checkpoints import METRICS, copy_weights, mark_complete
 from trainers.data import chat, duplicate, mix, read_jsonl
 from trainers.models import load_base, training_dtype
 from trainers.probes import ProbeSet, load_probes, run_probes
-from trainers.recipe import Recipe, load_recipe
+from trainers.recipe import Recipe, read_recipe
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,9 @@ def run_standalone(train_recipe: Callable[[Recipe, Report], dict], stage: str, a
     parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the final adapter")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    recipe, _ = load_recipe(args.recipe)
+    recipe = read_recipe(args.recipe)
+    if recipe is None:
+        return 2
     if recipe.stage != stage:
         print(
             f"error: {args.recipe}: recipe.stage must be {stage} for this trainer, got {recipe.stage} "
