@@ -1,11 +1,11 @@
 """Training throughput inside a sweep trial vs a standalone TRL run of the same recipe.
 
-    python -m benchmarks.trial_throughput [--sweep demo/supersense3.yaml] [--steps 20] [--repeats 2]
+    python -m benchmarks.trial_throughput [--sweep demo/supersense3.yaml] [--steps 20] [--repeats 3]
 
 Runs one real trial through the engine (embedded Ray, the sweep's first recipe = the
 published defaults, every CPU given to it) and the same recipe with TRL's SFTTrainer
-alone (no engine, no probes), `--repeats` times each, interleaved standalone, trial,
-trial, standalone, ... so that a drift in the machine's speed (runs of the same recipe
+alone (no engine, no probes, a new Python process each time, as the trial's worker
+is), `--repeats` times each, interleaved standalone, trial, trial, standalone, ... so that a drift in the machine's speed (runs of the same recipe
 varied by up to 30% here) weighs on both alike. Then it reports, from the means:
 
 - tokens/s in the trial vs standalone (goal: ratio >= 0.95),
@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -174,6 +176,13 @@ def standalone_figures(recipe: Recipe, threads: int) -> dict:
     return {"tokens": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds}
 
 
+def fresh_standalone_figures(recipe: Recipe, threads: int) -> dict:
+    """`standalone_figures` in a new Python process, as a user's own TRL run would start: the trial's
+    worker is a new process too, so neither side trains on kernels and caches warmed by an earlier run."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(standalone_figures, recipe, threads).result()
+
+
 def mean(runs: list[dict], key: str) -> float:
     return sum(run[key] for run in runs) / len(runs)
 
@@ -238,7 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=Path("demo/supersense3.yaml"))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each kind, interleaved")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each kind, interleaved")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/trial_throughput"))
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
@@ -253,7 +262,7 @@ def main() -> None:
             if kind == "trial":
                 trials.append(trial_figures(config, baseline))
             else:
-                standalones.append(standalone_figures(recipe, cpus))
+                standalones.append(fresh_standalone_figures(recipe, cpus))
     result = {
         "model": config.recipe.model,
         "steps": args.steps,
