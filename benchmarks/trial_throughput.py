@@ -89,7 +89,8 @@ class CpuLedger:
 
     Polled once a second: a process's last reading counts, so one that ends between polls
     loses under a second of its time. A Ray worker is an idle one until it takes the trial,
-    and the trial's from then on; every other process keeps the role it was first given.
+    and the trial's from then on; a process classed as Ray's or other is classed again at
+    every poll (a new one may not show its final command line yet); the rest keep theirs.
     The polling itself runs in the driver and counts there (about 4 ms of CPU per poll).
     """
 
@@ -105,8 +106,8 @@ class CpuLedger:
             try:
                 times = process.cpu_times()
                 name = self.last.get(process.pid, ("ray", 0.0))[0]
-                if name == "ray":  # new, or a Ray process: an idle worker may take the trial
-                    name = role(process)
+                if name in ("ray", "other"):  # an idle Ray worker may take the trial; a process
+                    name = role(process)  # just started may not show its final command line yet
             except psutil.Error:
                 continue
             used = times.user + times.system
