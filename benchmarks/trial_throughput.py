@@ -5,8 +5,9 @@
 Runs one real trial through the engine (embedded Ray, the sweep's first recipe = the
 published defaults, every CPU given to it) and the same recipe with TRL's SFTTrainer
 alone (no engine, no probes, a new Python process each time, as the trial's worker
-is), `--repeats` times each, interleaved standalone, trial, trial, standalone, ... so that a drift in the machine's speed (runs of the same recipe
-varied by up to 30% here) weighs on both alike. Then it reports, from the means:
+is), `--repeats` times each, interleaved standalone, trial, trial, standalone, ... so
+that a drift in the machine's speed (runs of the same recipe varied by up to 30% here)
+weighs on both alike. Then it reports, from the means:
 
 - tokens/s in the trial vs standalone (goal: ratio >= 0.95),
 - per-trial overhead = (trial wall time - training - probes) / trial wall time (goal <= 5%),

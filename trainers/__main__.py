@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = read_recipe(Path(recipes[0]))  # every problem with the file, before a trainer imports torch
     if recipe is None:
         return 2
-    return importlib.import_module(f"trainers.{recipe.stage}").main(argv)  # load_recipe checked the stage
+    return importlib.import_module(f"trainers.{recipe.stage}").main(argv)  # read_recipe checked the stage
 
 
 if __name__ == "__main__":
