@@ -1,22 +1,26 @@
-"""Training throughput inside a sweep trial vs a standalone TRL run of the same recipe.
+"""Training throughput inside sweep trials vs a standalone TRL run of the same recipe.
 
-    python -m benchmarks.trial_throughput [--sweep demo/supersense3.yaml] [--steps 20] [--repeats 3]
+    python -m benchmarks.trial_throughput [--sweep demo/supersense3.yaml] [--steps 20] [--trials 3] [--repeats 2]
 
-Runs one real trial through the engine (embedded Ray, the sweep's first recipe = the
-published defaults, every CPU given to it) and the same recipe with TRL's SFTTrainer
-alone (no engine, no probes, a new Python process each time, as the trial's worker
-is), `--repeats` times each, interleaved standalone, trial, trial, standalone, ... so
-that a drift in the machine's speed (runs of the same recipe varied by up to 30% here)
-weighs on both alike. Then it reports, from the means:
+Runs a real sweep through the engine (embedded Ray, every CPU given to one trial at a
+time) whose `--trials` trials all train the sweep's first recipe (the published
+defaults), so the first trial starts a new worker and the next ones reuse it, as a
+sweep's trials do; and the same recipe with TRL's SFTTrainer alone (no engine, no
+probes, a new Python process each time, as a user's own run would start). Sweeps and
+standalone runs alternate, `--repeats` of each, standalone, sweep, sweep, standalone,
+..., so that a drift in the machine's speed (runs of the same recipe varied by up to
+30% here) weighs on both alike. Then it reports, from the means over trials:
 
-- tokens/s in the trial vs standalone (goal: ratio >= 0.95),
+- tokens/s in the trials vs standalone (goal: ratio >= 0.95), also for first trials alone,
 - per-trial overhead = (trial wall time - training - probes) / trial wall time (goal <= 5%),
+  for all trials, for first trials (new worker: imports, model load) and for the rest,
 - probe cost as a share of trial wall time.
 
 Trial wall time runs from the driver starting the trial to its last rung reaching the
-driver, so it includes the worker's model load and dataset preparation. While the trial
-runs, every process's CPU time is read once a second and summed by role (the trial's
-worker, the driver, Ray's own processes, W&B), to show what shares the cores with training.
+driver (hpo.timing), so it includes the worker's start, model load and dataset
+preparation. While a sweep runs, every process's CPU time is read once a second and
+summed by role (the trials' worker, the driver, Ray's own processes, W&B), to show what
+shares the cores with training.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from trl import SFTTrainer
 
 from hpo.baseline import measure_baseline
 from hpo.config import Budget, Resources, Scheduler, SweepConfig, load_sweep
+from hpo.space import Parameter, SearchSpace
 from hpo.sweep import prepare, run_sweep, trial_recipe
+from hpo.timing import trial_times
 from trainers.models import load_base
 from trainers.recipe import Recipe
 from trainers.sft import lora_config, sft_config, training_rows
@@ -51,15 +57,22 @@ RATIO_GOAL = 0.95
 OVERHEAD_GOAL = 0.05
 
 
-def benchmark_config(config: SweepConfig, steps: int, cpus: int, output_dir: str) -> SweepConfig:
-    """One trial of the defaults, all CPUs, two rungs, results in a scratch folder."""
+def fixed_space(space: SearchSpace) -> SearchSpace:
+    """The space with every parameter held at its default: each trial trains the same recipe."""
+    fixed = tuple(Parameter(p.name, "choice", p.default, values=(p.default,)) for p in space.parameters)
+    return dataclasses.replace(space, parameters=fixed)
+
+
+def benchmark_config(config: SweepConfig, steps: int, trials: int, cpus: int, output_dir: str) -> SweepConfig:
+    """`trials` trials of the defaults, one at a time on all CPUs, two rungs, results in a scratch folder."""
     recipe = config.recipe.with_hyperparameters(config.space.defaults())
     training = dataclasses.replace(recipe.training, max_steps=steps, rung_interval=steps // 2)
     return dataclasses.replace(
         config,
         name=f"{config.name}-throughput",
         recipe=dataclasses.replace(recipe, training=training),
-        budget=Budget(trials=1, concurrency=1),
+        space=fixed_space(config.space),
+        budget=Budget(trials=trials, concurrency=1),
         resources=Resources(cpu=cpus, gpu=0),
         scheduler=Scheduler(
             rung_interval=steps // 2, max_steps=steps, reduction_factor=config.scheduler.reduction_factor
@@ -136,25 +149,30 @@ class CpuLedger:
         return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
-def trial_figures(config: SweepConfig, baseline: dict) -> dict:
+def sweep_figures(config: SweepConfig, baseline: dict) -> list[dict]:
+    """Run one sweep; the figures of each of its trials, in start order (the first one started the worker)."""
     run_dir, baseline = prepare(config, baseline)
     try:
         with CpuLedger() as ledger:
             run_sweep(config, run_dir, baseline)
     finally:
-        ray.shutdown()  # a fresh embedded Ray per trial run, and none under a standalone run
-    last = pq.read_table(run_dir / "trials.parquet").to_pylist()[-1]
-    wall = last["recorded_at"] - last["trial_started_at"]
-    return {
-        "tokens": last["tokens_seen"],
-        "train_seconds": last["train_seconds"],
-        "probe_seconds": last["probe_seconds"],
-        "wall_seconds": wall,
-        "tokens_per_second": last["tokens_seen"] / last["train_seconds"],
-        "overhead_share": (wall - last["train_seconds"] - last["probe_seconds"]) / wall,
-        "probe_share": last["probe_seconds"] / wall,
-        "cpu_seconds_by_role": ledger.by_role(),
-    }
+        ray.shutdown()  # a fresh embedded Ray per sweep, and none under a standalone run
+    times = trial_times(pq.read_table(run_dir / "trials.parquet").to_pylist())
+    cpu = {name: seconds / len(times) for name, seconds in ledger.by_role().items()}
+    return [
+        {
+            "first_in_worker": index == 0,
+            "tokens": t.tokens,
+            "train_seconds": t.train,
+            "probe_seconds": t.probes,
+            "wall_seconds": t.wall,
+            "tokens_per_second": t.tokens / t.train,
+            "overhead_share": t.overhead_share,
+            "probe_share": t.probes / t.wall,
+            "cpu_seconds_by_role": cpu,  # the sweep's, per trial
+        }
+        for index, t in enumerate(times)
+    ]
 
 
 def standalone_figures(recipe: Recipe, threads: int) -> dict:
@@ -194,10 +212,16 @@ def summarize(trials: list[dict], standalones: list[dict]) -> dict:
     for trial in trials:
         for name, seconds in trial["cpu_seconds_by_role"].items():
             roles[name] = roles.get(name, 0.0) + seconds / len(trials)
+    first = [trial for trial in trials if trial["first_in_worker"]]
+    reused = [trial for trial in trials if not trial["first_in_worker"]]
+    standalone_speed = mean(standalones, "tokens_per_second")
     return {
-        "throughput_ratio": mean(trials, "tokens_per_second") / mean(standalones, "tokens_per_second"),
+        "throughput_ratio": mean(trials, "tokens_per_second") / standalone_speed,
+        "throughput_ratio_first_trials": mean(first, "tokens_per_second") / standalone_speed,
         "throughput_ratio_goal": RATIO_GOAL,
         "overhead_share": mean(trials, "overhead_share"),
+        "overhead_share_first_trials": mean(first, "overhead_share"),
+        "overhead_share_reused_workers": mean(reused, "overhead_share") if reused else None,
         "overhead_goal": OVERHEAD_GOAL,
         "probe_share": mean(trials, "probe_share"),
         "wall_seconds": mean(trials, "wall_seconds"),
@@ -207,35 +231,39 @@ def summarize(trials: list[dict], standalones: list[dict]) -> dict:
 
 
 def run_order(repeats: int) -> list[str]:
-    """standalone, trial, trial, standalone, ...: a linear drift in speed cancels out of the means."""
-    pairs = [("standalone", "trial") if i % 2 == 0 else ("trial", "standalone") for i in range(repeats)]
+    """standalone, sweep, sweep, standalone, ...: a linear drift in speed cancels out of the means."""
+    pairs = [("standalone", "sweep") if i % 2 == 0 else ("sweep", "standalone") for i in range(repeats)]
     return [kind for pair in pairs for kind in pair]
 
 
 def markdown(result: dict) -> str:
     summary = result["summary"]
-    runs = [("sweep trial", run) for run in result["trials"]] + [
-        ("standalone TRL", run) for run in result["standalones"]
-    ]
+    runs = [("sweep trial, new worker" if run["first_in_worker"] else "sweep trial", run) for run in result["trials"]]
+    runs += [("standalone TRL", run) for run in result["standalones"]]
+    reused = summary["overhead_share_reused_workers"]
     return "\n".join(
         [
             f"# Trial throughput: {result['model']}, {result['steps']} steps, {result['cpus']} CPUs, "
-            f"{result['repeats']} runs of each (order: {', '.join(result['order'])})",
+            f"{result['repeats']} sweeps of {result['trials_per_sweep']} trials and {result['repeats']} standalone "
+            f"runs (order: {', '.join(result['order'])})",
             "",
-            "| run | tokens | training s | tokens/s |",
-            "|---|---|---|---|",
+            "| run | tokens | training s | tokens/s | wall s | overhead |",
+            "|---|---|---|---|---|---|",
             *(
-                f"| {name} | {run['tokens']:.0f} | {run['train_seconds']:.1f} | {run['tokens_per_second']:.1f} |"
+                f"| {name} | {run['tokens']:.0f} | {run['train_seconds']:.1f} | {run['tokens_per_second']:.1f} | "
+                + (f"{run['wall_seconds']:.1f} | {run['overhead_share']:.1%} |" if "wall_seconds" in run else "| |")
                 for name, run in runs
             ),
             "",
             f"- throughput ratio (mean trial / mean standalone tokens/s): **{summary['throughput_ratio']:.3f}** "
-            f"(goal >= {RATIO_GOAL})",
+            f"(goal >= {RATIO_GOAL}); first trials alone {summary['throughput_ratio_first_trials']:.3f}",
             f"- per-trial overhead: **{summary['overhead_share']:.1%}** of {summary['wall_seconds']:.1f} s trial wall "
-            f"time (goal <= {OVERHEAD_GOAL:.0%})",
+            f"time (goal <= {OVERHEAD_GOAL:.0%}); first trial of a worker "
+            f"{summary['overhead_share_first_trials']:.1%}"
+            + (f", trials on a reused worker {reused:.1%}" if reused is not None else ""),
             f"- probes: {summary['probe_seconds']:.1f} s = **{summary['probe_share']:.1%}** of trial wall time",
             "",
-            f"CPU seconds used during a sweep trial ({result['cpus']} CPUs), by process role (mean of the trial runs):",
+            f"CPU seconds used per sweep trial ({result['cpus']} CPUs), by process role (mean over the sweeps):",
             "",
             "| role | CPU s |",
             "|---|---|",
@@ -249,7 +277,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=Path("demo/supersense3.yaml"))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each kind, interleaved")
+    parser.add_argument("--trials", type=int, default=3, help="trials per sweep, one after another on one worker")
+    parser.add_argument("--repeats", type=int, default=2, help="sweeps and standalone runs, interleaved")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/trial_throughput"))
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
@@ -257,12 +286,12 @@ def main() -> None:
     trials: list[dict] = []
     standalones: list[dict] = []
     with tempfile.TemporaryDirectory() as scratch:
-        config = benchmark_config(load_sweep(args.sweep), args.steps, cpus, scratch)
+        config = benchmark_config(load_sweep(args.sweep), args.steps, args.trials, cpus, scratch)
         recipe = trial_recipe(config)  # threads = the trial's CPUs, for both kinds of run
         baseline = measure_baseline(recipe)  # once: every trial run scores against it
         for kind in order:
-            if kind == "trial":
-                trials.append(trial_figures(config, baseline))
+            if kind == "sweep":
+                trials += sweep_figures(config, baseline)
             else:
                 standalones.append(fresh_standalone_figures(recipe, cpus))
     result = {
@@ -270,6 +299,7 @@ def main() -> None:
         "steps": args.steps,
         "cpus": cpus,
         "repeats": args.repeats,
+        "trials_per_sweep": args.trials,
         "order": order,
         "trials": trials,
         "standalones": standalones,

@@ -114,7 +114,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def print_outcome(config: SweepConfig, run_dir: Path) -> None:
     """The best rung's validation scores, its service flags and (SFT) its test scores."""
+    import pyarrow.parquet as pq
+
     from hpo.evaluate import evaluate_best, format_confusion
+    from hpo.timing import time_summary, trial_times
 
     recipe = run_dir / "best" / "recipe.yaml"
     exported = yaml.safe_load(recipe.read_text())
@@ -126,6 +129,7 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
         print_metrics(f"base (test, {scores['examples']} examples)", scores["base"])
         print_metrics(f"best (test, {scores['examples']} examples)", scores["best"])
         print(format_confusion(scores["confusion"]))
+    print(time_summary(trial_times(pq.read_table(run_dir / "trials.parquet").to_pylist())))
     print(f"run directory: {run_dir}")
     print(f"best recipe:   {recipe}")
 

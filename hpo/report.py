@@ -24,6 +24,7 @@ import yaml
 
 from hpo.errors import InputError
 from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, domain_lift
+from hpo.timing import time_summary, trial_times
 from trainers.recipe import LORA_HYPERPARAMETERS, RFT_HYPERPARAMETERS
 
 PARAM_PREFIX = "param_"
@@ -619,11 +620,24 @@ def sections(record: RunRecord, out: Path) -> list[Section]:
     found += plot_sections(record, out)
     columns, rows = record.final_table()
     found.append(Section("All trials", ((columns, rows),)))
+    found.append(time_section(record))
     dashboard = f"optuna-dashboard {record.path / 'study.journal'}"
     wandb_dir = record.path / "wandb"
     mirrors = f"W&B offline runs: `wandb sync {wandb_dir}/offline-run-*`. " if wandb_dir.is_dir() else ""
     found.append(Section("More", text=f"{mirrors}Optuna's dashboard opens the study: `{dashboard}`."))
     return found
+
+
+def time_section(record: RunRecord) -> Section:
+    numbers = {t.trial_id: t.number for t in record.trials}
+    times = trial_times(record.rows)
+    columns = ["trial", "trial_id", "wall s", "training s", "probes s", "overhead s", "overhead"]
+    rows = [
+        [numbers.get(t.trial_id), t.trial_id, *(round(s, 1) for s in (t.wall, t.train, t.probes, t.overhead))]
+        + [f"{t.overhead_share:.1%}"]
+        for t in times
+    ]
+    return Section("Trial time", ((columns, rows),), text=time_summary(times).capitalize() + ".")
 
 
 def plot_sections(record: RunRecord, out: Path) -> list[Section]:

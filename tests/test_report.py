@@ -151,6 +151,9 @@ def test_report_writes_a_self_contained_page_plots_and_a_summary(report, tiny_ru
     assert "best (test, 20)" in summary  # the held-out test split
     assert f"optuna-dashboard {tiny_run / 'study.journal'}" in summary
     assert all(f"({name}.png)" in summary for name in PLOTS)
+    assert "## Trial time" in summary and "engine overhead" in summary
+    for trial_id in {row["trial_id"] for row in rows}:  # every trial trained, so each has a time row
+        assert re.search(rf"\| {trial_id} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| -?[0-9.]+ \| -?[0-9.]+% \|", summary)
 
 
 def test_survival_counts_every_trial_at_the_first_rung(tiny_run):

@@ -43,6 +43,7 @@ def test_run_directory_holds_every_record(swept):
     assert baseline_line < first_rung  # the base model is measured before any trial
     assert "domain_exact_match" in lines[baseline_line] and "general_perplexity" in lines[baseline_line]
     assert any(line.startswith("best (test, 20 examples): ") for line in lines)
+    assert any(line.startswith("trial time: ") and "engine overhead" in line for line in lines)
     spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
     assert len(spec["spec_hash"]) == 16 and set(spec["data_sha256"]) >= {"domain_train", "domain_eval"}
 
