@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import Problems, unknown_key_message
+from trainers.recipe import yaml_problem
 
 _MISSING: Any = object()
 
@@ -25,10 +26,7 @@ def load_yaml(path: Path, problems: Problems) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
-        problems.add("", f"broken YAML at {where}: {reason} (fix the syntax there)")
+        problems.add("", yaml_problem(err))
         return None
 
 

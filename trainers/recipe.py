@@ -184,6 +184,14 @@ def unknown_recipe_keys(plain: dict[str, Any]) -> list[str]:
     return lines
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """Where a YAML file is broken and why, as one message with the fix."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+    reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"broken YAML at {where}: {reason} (fix the syntax there)"
+
+
 def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
     """The recipe in a YAML file, and the file's other top-level sections (e.g. `expected`).
 
@@ -192,10 +200,7 @@ def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
     try:
         document = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"{path}: broken YAML at {where}: {reason} (fix the syntax there)") from err
+        raise ValueError(f"{path}: {yaml_problem(err)}") from err
     if not isinstance(document, dict) or not isinstance(document.get("recipe"), dict):
         raise ValueError(f"{path}: recipe: is required (give a recipe written by `hpo export`)")
     stage = document["recipe"].get("stage")
