@@ -4,7 +4,9 @@ A trial's wall time runs from the driver starting it to its last result reaching
 driver (trials.parquet: `trial_started_at`, `recorded_at`); its trainer reports the
 seconds it spent training and probing (`train_seconds`, `probe_seconds`, counted over
 every attempt of the trial). What is left is overhead: the worker's start and imports
-on its first trial, model load, tokenization, rung checkpoints and reports.
+on its first trial, model load, tokenization, rung checkpoints and reports. (In a sweep
+resumed with `hpo resume`, a trial that was running when the driver stopped also counts
+the time until the resume as overhead.)
 """
 
 from __future__ import annotations
