@@ -148,7 +148,12 @@ class SweepParts:
 
 
 def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback | None) -> SweepParts:
-    scheduler = make_asha(config.scheduler.max_steps, config.scheduler.rung_interval, config.scheduler.reduction_factor)
+    scheduler = make_asha(
+        config.scheduler.max_steps,
+        config.scheduler.rung_interval,
+        config.scheduler.reduction_factor,
+        config.budget.trials,
+    )
     rungs = asha_rungs(config.scheduler.rung_interval, config.scheduler.max_steps, config.scheduler.reduction_factor)
     searcher = TPESearcher(
         config.space,

@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from hpo.scheduler import asha_rungs, goes_on, make_asha
+from hpo.scheduler import asha_rungs, goes_on, leads_go_on, make_asha
 from hpo.searcher import RungTPESampler, RungView, TPESearcher, model_rung
 from hpo.space import Parameter, SearchSpace, load_space
 
@@ -184,10 +184,25 @@ def test_a_trial_goes_on_only_within_the_top_share_of_its_rung():
     assert goes_on(1.0, [1.0, 0.5, 0.7], 3)
     assert not goes_on(0.7, [1.0, 0.5, 0.7], 3)
     assert goes_on(0.7, [1.0, 0.5, 0.7, 0.1, 0.2, 0.3], 3)  # 2nd of 6: top 2 go on
+    assert not goes_on(1.0, [1.0, 0.5], 3, lead=False)  # no leader: waits for reduction_factor values
+    assert goes_on(1.0, [1.0, 0.5, 0.7], 3, lead=False)
+
+
+def test_only_a_sweep_too_small_to_fill_its_rungs_sends_a_rung_leader_on():
+    assert leads_go_on(trials=27, judged_rungs=2, reduction_factor=3)  # 3 ** (2 + 1)
+    assert not leads_go_on(trials=28, judged_rungs=2, reduction_factor=3)
+    assert not leads_go_on(trials=None, judged_rungs=1, reduction_factor=2)  # bounded by time or compute
+    assert make_asha(max_steps=40, rung_interval=20, reduction_factor=2, trials=4).leads  # the demo's sweep
+    scheduler = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    decisions = [
+        scheduler.on_trial_result(None, Trial(f"t{i}"), {"step": 1, "objective": v})
+        for i, v in enumerate((0.9, 0.2, 0.5, 0.95))
+    ]
+    assert decisions == [TrialScheduler.STOP, TrialScheduler.STOP, TrialScheduler.STOP, TrialScheduler.CONTINUE]
 
 
 def test_strict_asha_stops_at_its_rungs_and_records_where():
-    scheduler = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    scheduler = make_asha(max_steps=9, rung_interval=1, reduction_factor=3, trials=10)
     assert scheduler.rungs == (1, 3)
     decisions = [
         scheduler.on_trial_result(None, Trial(f"t{i}"), {"step": 1, "objective": v})
@@ -204,11 +219,11 @@ def test_strict_asha_stops_at_its_rungs_and_records_where():
 def test_strict_asha_survives_pickle_and_save_restore(tmp_path):
     import pickle
 
-    scheduler = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    scheduler = make_asha(max_steps=9, rung_interval=1, reduction_factor=3, trials=10)
     for i, v in enumerate((0.2, 0.1, 0.9)):
         scheduler.on_trial_result(None, Trial(f"t{i}"), {"step": 1, "objective": v})
     scheduler.save(str(tmp_path / "scheduler.pkl"))
-    restored = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    restored = make_asha(max_steps=9, rung_interval=1, reduction_factor=3, trials=10)
     restored.restore(str(tmp_path / "scheduler.pkl"))
     for clone in (restored, pickle.loads(pickle.dumps(scheduler))):
         assert clone.recorded == scheduler.recorded and clone.stopped_at == scheduler.stopped_at
@@ -217,10 +232,10 @@ def test_strict_asha_survives_pickle_and_save_restore(tmp_path):
 
 def test_strict_asha_rebuilt_from_the_record_decides_as_the_original(tmp_path):
     results = [("t0", 1, 0.2), ("t1", 1, 0.1), ("t2", 1, 0.9), ("t2", 2, 0.95), ("t3", 1, None)]
-    original = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    original = make_asha(max_steps=9, rung_interval=1, reduction_factor=3, trials=10)
     for trial_id, step, value in results:
         original.on_trial_result(None, Trial(trial_id), {"step": step, "objective": float(value or "nan")})
-    rebuilt = make_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    rebuilt = make_asha(max_steps=9, rung_interval=1, reduction_factor=3, trials=10)
     rebuilt.replay(results, ended={"t0"})
     assert rebuilt.recorded == original.recorded and rebuilt.stopped_at == original.stopped_at
     assert rebuilt.ended == {"t0", "t1", "t3"}  # ended on record, or stopped by the rebuilt records

@@ -1,6 +1,7 @@
 """The methods compared: ours and its peers, each a real Ray searcher paired with a real scheduler.
 
-ours                 what `hpo sweep` runs: TPESearcher (rung seam) + the engine's StrictASHA
+ours                 what `hpo sweep` runs: TPESearcher (rung seam) + the engine's StrictASHA,
+                     as for a sweep bounded by compute, not by a trial count
 random               random search, every trial trained in full
 tpe                  TPESearcher with Optuna's own wiring, every trial trained in full
 random+asha          random search + Ray's ASHA
