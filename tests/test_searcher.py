@@ -1,6 +1,7 @@
 """The searcher/scheduler seam: how trial outcomes reach Optuna, how the rung seam learns
 from them, and the rungs and stopping rule of the engine's ASHA."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
 from hpo.scheduler import asha_rungs, goes_on, leads_go_on, make_asha
-from hpo.searcher import RungTPESampler, RungView, TPESearcher, model_rung
+from hpo.searcher import RungTPESampler, RungView, TPESearcher, edge_reaching_tpe, model_rung
 from hpo.space import Parameter, SearchSpace, load_space
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "sft_lora.yaml"
@@ -91,11 +92,16 @@ def frozen(number: int, values: dict[int, float], state: TrialState = TrialState
 
 
 def test_the_model_rung_is_the_highest_with_enough_values():
-    trials = [frozen(i, {1: 0.1, 3: 0.2}) for i in range(4)] + [frozen(4 + i, {1: 0.1}) for i in range(6)]
-    assert model_rung(trials, (1, 3, 9), min_observations=4) == 3
-    assert model_rung(trials, (1, 3, 9), min_observations=5) == 1
-    assert model_rung(trials, (1, 3, 9), min_observations=11) is None
-    assert model_rung(trials, (), min_observations=4) == 3  # no rungs given: every reported step
+    # ten trials at step 1, two of them at step 3 and one at step 9
+    trials = [frozen(0, {1: 0.1, 3: 0.2, 9: 0.3}), frozen(1, {1: 0.1, 3: 0.2})] + [
+        frozen(2 + i, {1: 0.1}) for i in range(8)
+    ]
+    assert model_rung(trials, (1, 3, 9), min_observations=11) is None  # the lowest rung is short of values
+    assert model_rung(trials, (1, 3, 9), min_observations=5) == 1  # no higher rung holds 3
+    assert model_rung(trials, (1, 3, 9), min_observations=2) == 3  # a small startup lowers the climb too
+    trials.append(frozen(10, {1: 0.1, 3: 0.2}))
+    assert model_rung(trials, (1, 3, 9), min_observations=5) == 3  # 3 values at step 3 are enough to climb
+    assert model_rung(trials, (), min_observations=5) == 3  # no rungs given: every reported step
 
 
 def test_a_rung_view_leaves_out_running_survivors_and_counts_fresh_trials_as_bad():
@@ -155,6 +161,16 @@ def test_the_rung_seam_samples_at_random_until_the_lowest_rung_has_enough_values
     s.on_trial_result("c", {"step": 1, "objective": 0.5})
     s.suggest("d")
     assert sampler._view is not None and sampler._view.step == 1
+
+
+def test_the_rung_seam_reaches_to_the_edges_of_the_range_without_a_warning(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's deprecation warning for the argument stays inside
+        sampler = edge_reaching_tpe(seed=0)
+        s = TPESearcher(load_space(SPACE), tmp_path / "study.journal", "s", seed=0, startup_trials=2)
+        rung_sampler = s.study.sampler
+    assert sampler._parzen_estimator_parameters.consider_endpoints
+    assert rung_sampler._tpe._parzen_estimator_parameters.consider_endpoints
 
 
 # The scheduler side of the seam: which rungs exist and who goes on from them.
