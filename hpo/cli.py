@@ -114,9 +114,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def print_outcome(config: SweepConfig, run_dir: Path) -> None:
     """The best rung's validation scores, its service flags and (SFT) its test scores."""
-    import pyarrow.parquet as pq
-
     from hpo.evaluate import evaluate_best, format_confusion
+    from hpo.records import read_rows
     from hpo.timing import time_summary, trial_times
 
     recipe = run_dir / "best" / "recipe.yaml"
@@ -129,7 +128,7 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
         print_metrics(f"base (test, {scores['examples']} examples)", scores["base"])
         print_metrics(f"best (test, {scores['examples']} examples)", scores["best"])
         print(format_confusion(scores["confusion"]))
-    print(time_summary(trial_times(pq.read_table(run_dir / "trials.parquet").to_pylist())))
+    print(time_summary(trial_times(read_rows(run_dir / "trials.parquet"))))
     print(f"run directory: {run_dir}")
     print(f"best recipe:   {recipe}")
 

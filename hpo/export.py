@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import yaml
 
 from hpo.errors import InputError
 from hpo.exports import write_exports
 from hpo.guardrails import service_flags, service_values
+from hpo.records import read_rows
 from trainers.checkpoints import checkpoint_step, copy_weights
 from trainers.data import read_jsonl
 from trainers.recipe import Recipe, recipe_from_dict, save_recipe
@@ -35,7 +35,7 @@ def best_row(run_dir: Path) -> dict[str, Any]:
     table = run_dir / "trials.parquet"
     if not table.is_file():
         raise InputError([f"{run_dir}: trials.parquet: not found (is this a run directory of `hpo sweep`?)"])
-    rows = [r for r in pq.read_table(table).to_pylist() if r.get("objective") is not None]
+    rows = [r for r in read_rows(table) if r.get("objective") is not None]
     if not rows:
         raise InputError([f"{table}: no trial reported a score; nothing to export"])
     top = max(r["objective"] for r in rows)

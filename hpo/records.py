@@ -42,6 +42,15 @@ ERROR = "error"
 LOST = "lost: the sweep stopped before Ray recorded this trial, so it was not resumed"
 
 
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a trials.parquet, read from one snapshot of its bytes.
+
+    A sweep replaces the file as it goes; pyarrow opens a path more than once (footer,
+    then pages), so a read across a replacement can mix two versions of the file.
+    """
+    return pq.read_table(pa.BufferReader(Path(path).read_bytes())).to_pylist()
+
+
 class TrialTable:
     """Rows keyed by (trial, step); a trial's status and stop reason are set on all its rows."""
 
@@ -54,7 +63,7 @@ class TrialTable:
             self.load()
 
     def load(self) -> None:
-        for row in pq.read_table(self.path).to_pylist():
+        for row in read_rows(self.path):
             status, reason = row.pop("status"), row.pop("stop_reason")
             trial_id = row["trial_id"]
             self.rows[(trial_id, int(row["step"]))] = {k: v for k, v in row.items() if v is not None}

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import yaml
 
 from hpo.errors import InputError
 from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, domain_lift
+from hpo.records import read_rows
 from hpo.timing import time_summary, trial_times
 from trainers.recipe import LORA_HYPERPARAMETERS, RFT_HYPERPARAMETERS
 
@@ -101,7 +101,7 @@ def load_run(run_dir: Path) -> RunRecord:
     missing = [n for n in ("spec.yaml", "baseline.json", "trials.parquet") if not (run_dir / n).is_file()]
     if missing:
         raise InputError([f"{run_dir}: {', '.join(missing)} not found (give a run directory written by `hpo sweep`)"])
-    rows = tuple(pq.read_table(run_dir / "trials.parquet").to_pylist())
+    rows = tuple(read_rows(run_dir / "trials.parquet"))
     return RunRecord(
         path=run_dir,
         spec=yaml.safe_load((run_dir / "spec.yaml").read_text()),

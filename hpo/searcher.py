@@ -157,9 +157,10 @@ def edge_reaching_tpe(seed: int) -> TPESampler:
     neighbours, and the sampler keeps reaching towards an edge that the good trials lean
     to. Good settings often sit at an edge of the space (on LCBench, over the 34 tasks:
     the largest learning rates, the smallest weight decay, the most layers), and with
-    this ours matched random search's result with 0.128 of the budget instead of 0.162
-    (all 34 tasks, 5 seeds; benchmarks/README.md). Optuna deprecated the argument in 4.9
-    and will remove it in 6, hence the pin `optuna<6` and its warning silenced here.
+    this alone ours matched random search's result with 0.163 of the budget instead of
+    0.180 (8 development tasks, 10 seeds; benchmarks/README.md). Optuna deprecated the
+    argument in 4.9 and will remove it in 6, hence the pin `optuna<6` and its warning
+    silenced here.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*consider_endpoints.*", category=FutureWarning)
@@ -170,9 +171,9 @@ class RungTPESampler(BaseSampler):
     """Multivariate TPE fit at the highest rung that enough trials have reached (BOHB-style).
 
     Until the lowest rung holds `min_observations` values, configurations are drawn at
-    random (`model_rung` says where the model goes from there). Afterwards TPE's good/bad split is made among the trials that reached the
-    chosen rung, by their value there; the trials that did not reach it (stopped below
-    it, or still running) join the bad examples.
+    random; afterwards TPE is fit at the rung `model_rung` picks. Its good/bad split is
+    made among the trials that reached that rung, by their value there; the trials that
+    did not reach it (stopped below it, or still running) join the bad examples.
     """
 
     def __init__(

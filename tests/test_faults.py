@@ -26,7 +26,7 @@ import yaml
 from hpo.config import load_sweep
 from hpo.errors import InputError
 from hpo.export import find_checkpoint
-from hpo.records import TrialTable
+from hpo.records import TrialTable, read_rows
 from hpo.retention import best_trials, prune
 from hpo.trial import halved_batch
 from trainers.checkpoints import copy_weights, is_complete, mark_complete, newest_complete
@@ -168,7 +168,7 @@ def wait_for_interruptible_point(tiny: Path, driver: subprocess.Popen) -> Path:
     while time.monotonic() < deadline:
         assert driver.poll() is None, "the sweep ended before it could be interrupted"
         tables = list((tiny / "runs").glob("*/trials.parquet"))
-        rows = pq.read_table(tables[0]).to_pylist() if tables else []
+        rows = read_rows(tables[0]) if tables else []
         ended = {r["trial_id"] for r in rows if r["status"] != "running"}
         running = [r for r in rows if r["status"] == "running" and r["step"] == FIRST_RUNG]
         if ended and running:

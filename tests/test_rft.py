@@ -13,17 +13,15 @@ from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, score
 from trainers.rft import train
 
 # Gate rewards, written next to the sweep file (the reward's import root): one the base
-# never earns, one it always earns (any label is right).
+# never earns, one it always earns (whatever the tiny model's answers, which vary with the
+# library versions that trained it).
 GATE_REWARDS = """
-LABELS = {"animal", "plant", "tool"}
-
-
 def never(prompts, completions, **kwargs):
     return [-1.0 for _ in completions]
 
 
-def any_label(prompts, completions, **kwargs):
-    return [1.0 if c[-1]["content"].strip() in LABELS else -1.0 for c in completions]
+def always(prompts, completions, **kwargs):
+    return [1.0 for _ in completions]
 """
 
 
@@ -106,7 +104,7 @@ def test_the_gate_refuses_rft_on_a_base_without_positive_rewards(tiny, capsys):
 
 
 def test_the_gate_warns_near_all_positive(tiny, capsys):
-    sweep = with_reward(tiny, "gate_rewards:any_label")
+    sweep = with_reward(tiny, "gate_rewards:always")
     assert main(["sweep", str(sweep), "--baseline-only"]) == 0
     lines = capsys.readouterr().out.splitlines()
     baseline = next(i for i, line in enumerate(lines) if line.startswith("baseline: "))
