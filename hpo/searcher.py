@@ -71,7 +71,7 @@ def model_rung(trials: Sequence[FrozenTrial], rungs: Sequence[int], min_observat
     if not candidates or counts.get(candidates[0], 0) < min_observations:
         return None
     climb = min(CLIMB_OBSERVATIONS, min_observations)
-    return max((step for step in candidates if counts.get(step, 0) >= climb), default=candidates[0])
+    return max(step for step in candidates if counts.get(step, 0) >= climb)  # the lowest always qualifies
 
 
 def quiet_study(**kwargs) -> optuna.Study:
