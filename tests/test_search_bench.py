@@ -6,12 +6,14 @@ The LCBench part is skipped without onnxruntime or the surrogate's data folder.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from benchmarks.search.backend import simulate
 from benchmarks.search.methods import ALL, STARTUP_TRIALS, RandomSearcher, make_scheduler, make_searcher
+from benchmarks.search.metrics import Run
 from benchmarks.search.problem import Curve
 from hpo.space import Parameter, SearchSpace
 
@@ -35,6 +37,7 @@ def test_the_backend_spends_the_budget_and_tracks_the_incumbent(tmp_path, search
         searcher, make_scheduler(scheduler_kind, searcher), toy_curve, budget_epochs=10 * EPOCHS, workers=1
     )
     assert trace.epochs[-1] <= 10 * EPOCHS and trace.values == sorted(trace.values)
+    assert len(trace.seconds) == len(trace.values) and trace.seconds == sorted(trace.seconds)
     assert trace.trials > 10  # early stopping made room for more trials than 10 full trainings
     assert trace.max_running == 1 and trace.suggested_while_running == 0
 
@@ -44,6 +47,25 @@ def test_four_workers_run_trials_concurrently_in_simulated_time(tmp_path):
     four = simulate(RandomSearcher(SPACE, 0), make_scheduler("asha", None), toy_curve, 10 * EPOCHS, workers=4)
     assert four.max_running == 4 and four.suggested_while_running > 0
     assert four.simulated_seconds < one.simulated_seconds / 2  # the same compute, spread over 4 workers
+
+
+def test_a_run_reaches_a_target_on_the_compute_and_the_clock_axes():
+    run = Run(
+        "m",
+        "t",
+        0,
+        epochs=(3, 9, 40),
+        values=(50.0, 70.0, 90.0),
+        seconds=(6.0, 20.0, 55.0),
+        trials=5,
+        simulated_seconds=80.0,
+        max_running=1,
+        suggested_while_running=0,
+        wall_seconds=0.1,
+    )
+    assert (run.epochs_to_reach(70.0), run.seconds_to_reach(70.0)) == (9.0, 20.0)
+    assert (run.epochs_to_reach(80.0), run.seconds_to_reach(80.0)) == (40.0, 55.0)
+    assert math.isinf(run.seconds_to_reach(95.0))
 
 
 def test_hyperband_pauses_and_resumes_trials(tmp_path):
@@ -78,7 +100,7 @@ def test_the_tiny_run_writes_the_table_with_ours_and_every_peer(tiny_run):
     table = (tiny_run / "results.md").read_text()
     for method in ALL:
         assert f"| {method.key} |" in table, method.key
-    assert "## Goals" in table and "budget fraction" in table
+    assert "## Goals" in table and "budget fraction" in table and "simulated h to match" in table
     assert (tiny_run / "regret.png").stat().st_size > 1000
 
 

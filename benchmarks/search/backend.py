@@ -61,15 +61,17 @@ class Trace:
 
     epochs: list[int] = field(default_factory=list)  # cumulative epochs at each improvement
     values: list[float] = field(default_factory=list)  # the incumbent from then on
+    seconds: list[float] = field(default_factory=list)  # simulated time at each improvement
     trials: int = 0
     simulated_seconds: float = 0.0
     max_running: int = 0
     suggested_while_running: int = 0  # suggestions made while another trial was mid-training
 
-    def observe(self, spent: int, value: float) -> None:
+    def observe(self, spent: int, value: float, clock: float) -> None:
         if not self.values or value > self.values[-1]:
             self.epochs.append(spent)
             self.values.append(value)
+            self.seconds.append(clock)
 
 
 class SimController:
@@ -161,7 +163,7 @@ def simulate(
         trial.epochs += 1
         spent += 1
         result = trial.result()
-        trace.observe(spent, result[METRIC])
+        trace.observe(spent, result[METRIC], clock)
         decision = scheduler.on_trial_result(controller, trial, result)
         if decision != TrialScheduler.STOP:
             searcher.on_trial_result(trial.trial_id, result)

@@ -27,6 +27,7 @@ class Run:
     seed: int
     epochs: tuple[int, ...]  # cumulative epochs at each improvement of the incumbent
     values: tuple[float, ...]  # the incumbent from then on
+    seconds: tuple[float, ...]  # simulated time at each improvement
     trials: int
     simulated_seconds: float
     max_running: int
@@ -39,9 +40,16 @@ class Run:
         return self.values[index - 1] if index else -math.inf
 
     def epochs_to_reach(self, target: float) -> float:
-        for spent, value in zip(self.epochs, self.values):
+        return self._first_reaching(target, self.epochs)
+
+    def seconds_to_reach(self, target: float) -> float:
+        """Simulated wall-clock until the incumbent reached `target` (all workers busy in parallel)."""
+        return self._first_reaching(target, self.seconds)
+
+    def _first_reaching(self, target: float, axis: Sequence[float]) -> float:
+        for when, value in zip(axis, self.values):
             if value >= target:
-                return float(spent)
+                return float(when)
         return math.inf
 
 
@@ -64,6 +72,7 @@ class Summary:
     regret_mean: float
     trials: float  # median trials started per run
     simulated_hours: float  # median simulated wall-clock of a run
+    hours_to_match: float  # median simulated wall-clock before the target; inf when under half hit it
 
 
 def summarize(
@@ -80,6 +89,7 @@ def summarize(
         regret_mean=float(np.mean(regrets)),
         trials=float(np.median([run.trials for run in runs])),
         simulated_hours=float(np.median([run.simulated_seconds for run in runs]) / 3600),
+        hours_to_match=float(np.median([run.seconds_to_reach(goal[run.task]) for run in runs]) / 3600),
     )
 
 

@@ -38,7 +38,7 @@ from benchmarks.search.methods import (
 )
 from benchmarks.search.metrics import Run, Summary
 from benchmarks.search.problem import DEV_TASKS, curve, lcbench_space, load_references
-from benchmarks.search.report import fraction, markdown, plot, summaries, write_json
+from benchmarks.search.report import fraction, hours, markdown, plot, summaries, write_json
 
 QUICK_TASKS = ("167149",)
 GOAL_FRACTION = 0.12
@@ -99,6 +99,7 @@ def run_job(job: Job) -> Run:
         seed=job.seed,
         epochs=tuple(trace.epochs),
         values=tuple(trace.values),
+        seconds=tuple(trace.seconds),
         trials=trace.trials,
         simulated_seconds=trace.simulated_seconds,
         max_running=trace.max_running,
@@ -144,7 +145,7 @@ def comparisons(overall: dict[str, Summary]) -> list[str]:
         lines.append(
             f"- {method.key} vs 1 worker: budget fraction {fraction(multi.budget_fraction)} vs "
             f"{fraction(single.budget_fraction)}, regret {multi.regret:.3f} vs {single.regret:.3f}, "
-            f"simulated hours {multi.simulated_hours:.2f} vs {single.simulated_hours:.2f}: "
+            f"simulated hours to match random search {hours(multi.hours_to_match)} vs {hours(single.hours_to_match)}: "
             f"{'within 10%' if ok_fraction and ok_regret else 'MORE than 10% worse'}"
         )
     return lines
