@@ -75,8 +75,8 @@ def model_rung(trials: Sequence[FrozenTrial], rungs: Sequence[int], min_observat
 
 
 def quiet_study(**kwargs) -> optuna.Study:
-    """An in-memory study, created without Optuna's "A new study created" line: it is an internal
-    view, and the line would interrupt the sweep's live view."""
+    """`optuna.create_study` without Optuna's "A new study created" line, which would
+    interrupt the sweep's live view."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -239,9 +239,7 @@ def make_sampler(seam: str, space: SearchSpace, seed: int, startup_trials: int, 
 def open_study(journal: Path, name: str, sampler: BaseSampler) -> optuna.Study:
     """The sweep's study (created or re-opened) in its journal file."""
     storage = JournalStorage(JournalFileBackend(str(journal)))
-    return optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True
-    )
+    return quiet_study(study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True)
 
 
 class TPESearcher(Searcher):

@@ -1,6 +1,7 @@
 """The searcher/scheduler seam: how trial outcomes reach Optuna, how the rung seam learns
 from them, and the rungs and stopping rule of the engine's ASHA."""
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,20 @@ def test_first_suggestion_is_the_published_defaults(tmp_path):
     s = searcher(tmp_path)
     assert s.suggest("t0") == load_space(SPACE).defaults()
     assert s.suggest("t1") != s.space.defaults()
+
+
+def test_opening_the_sweep_study_keeps_the_live_view_clear(tmp_path, caplog):
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.INFO, logger="optuna"):
+            searcher(tmp_path).suggest("t0")
+    finally:
+        optuna.logging.disable_propagation()
+        optuna.logging.set_verbosity(verbosity)
+    assert not [r for r in caplog.records if "study created" in r.getMessage()]
+    assert optuna.logging.get_verbosity() == verbosity
 
 
 def test_outcomes_are_told_as_complete_pruned_and_failed(tmp_path):
