@@ -34,11 +34,11 @@ def test_opening_the_sweep_study_keeps_the_live_view_clear(tmp_path, caplog):
     try:
         with caplog.at_level(logging.INFO, logger="optuna"):
             searcher(tmp_path).suggest("t0")
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored after the quiet opening
     finally:
         optuna.logging.disable_propagation()
         optuna.logging.set_verbosity(verbosity)
     assert not [r for r in caplog.records if "study created" in r.getMessage()]
-    assert optuna.logging.get_verbosity() == verbosity
 
 
 def test_outcomes_are_told_as_complete_pruned_and_failed(tmp_path):
