@@ -55,6 +55,12 @@ QUIET_RAY = {
     "RAY_enable_worker_prestart": "0",
 }
 
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def drop_token_auth_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
 
 def make_run_dir(config: SweepConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -105,6 +111,9 @@ def start_ray(config: SweepConfig) -> None:
         os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
         for name, value in QUIET_RAY.items():
             os.environ.setdefault(name, value)
+        # A new local cluster uses token authentication unless told otherwise, and says so in a
+        # warning that broke into every sweep's live view. It stays on; the notice goes.
+        logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(drop_token_auth_notice)
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
         include_dashboard=False,

@@ -120,17 +120,34 @@ def test_exported_recipe_reproduces_the_best_rung_standalone(swept, tmp_path):
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
 
-def test_embedded_ray_runs_trials_at_the_drivers_priority(tmp_path):
-    """Ray's default worker niceness (15) trained measurably slower than the driver."""
+@pytest.fixture(scope="module")
+def embedded_ray(tmp_path_factory) -> subprocess.CompletedProcess:
+    """Ray started as a sweep starts it, in a fresh process without RAY_* settings."""
     probe = (
         "import os, ray\n"
+        "from ray._raylet import AuthenticationMode, get_authentication_mode\n"
         "from hpo.sweep import start_ray\n"
         "start_ray(None)\n"
-        "print(os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))\n"
+        "token = get_authentication_mode() == AuthenticationMode.TOKEN\n"
+        "print(token, os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))\n"
         "ray.shutdown()\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path_factory.mktemp("ray"), env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    driver, worker = done.stdout.split()[-2:]
+    return done
+
+
+def test_embedded_ray_runs_trials_at_the_drivers_priority(embedded_ray):
+    """Ray's default worker niceness (15) trained measurably slower than the driver."""
+    driver, worker = embedded_ray.stdout.split()[-2:]
     assert worker == driver
+
+
+def test_embedded_ray_keeps_token_auth_without_a_warning(embedded_ray):
+    """Ray's "Token authentication is enabled" warning broke into every sweep's live view."""
+    token = embedded_ray.stdout.split()[-3]
+    assert token == "True"  # still on, as Ray sets up a new local cluster
+    assert "Token authentication" not in embedded_ray.stdout + embedded_ray.stderr
