@@ -25,7 +25,7 @@ import yaml
 
 from hpo.errors import InputError
 from hpo.guardrails import SERVICE_LIMITS, service_values
-from hpo.report import RunRecord, load_run, pareto_rungs, ranked_trials
+from hpo.run_record import RunRecord, load_run, pareto_rungs, ranked_trials
 from trainers.data import read_jsonl
 from trainers.recipe import Recipe, load_recipe
 

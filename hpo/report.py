@@ -4,187 +4,37 @@ Everything is read from the run directory (spec.yaml, baseline.json, trials.parq
 study.journal, best/), so a report can be rebuilt at any time, on any machine, without Ray
 or W&B. The plots are embedded in the page as data URIs: the one file opens offline.
 
-The analysis pieces (trial summaries, Pareto front, recommendation) are pure functions;
-hpo.exports and hpo.tracking reuse them so that every view names the same trials.
+The run is read back by hpo.run_record and drawn by hpo.plots; this module adds the
+recommendation and parameter importance, and lays out the page.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpo.errors import InputError
-from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, domain_lift
-from hpo.records import read_rows
+from hpo.objective import DOMAIN_METRICS, domain_lift
+from hpo.plots import (
+    plot_confusion,
+    plot_importance,
+    plot_lift_vs_regression,
+    plot_objective_vs_compute,
+    plot_parallel_coordinates,
+    plot_rung_survival,
+)
+from hpo.run_record import RunRecord, load_run
 from hpo.timing import time_summary, trial_times
 from trainers.recipe import LORA_HYPERPARAMETERS, RFT_HYPERPARAMETERS
 
-PARAM_PREFIX = "param_"
 STRONG_RELATIVE_LIFT = 0.10  # above this, LoRA has shown the task is learnable: scale up
 MANY_FAILING = 0.5  # share of trials over the regression limit that calls for a gentler recipe
 MIN_IMPORTANCE_TRIALS = 3  # trials at one rung before parameter importance means anything
-COMPONENTS = ("objective", "domain_lift", "general_regression", "general_change")
-
-
-# --- reading a run ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialSummary:
-    """One trial: its best rung (highest objective, earliest on ties), where and why it ended."""
-
-    number: int  # 1, 2, ... in the order trials started
-    trial_id: str
-    params: dict[str, Any]
-    status: str
-    stop_reason: str
-    last_step: int
-    best: dict[str, Any]  # the trials.parquet row of the best rung
-    rungs: tuple[dict[str, Any], ...]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    path: Path
-    spec: dict[str, Any]
-    baseline: dict[str, float]
-    rows: tuple[dict[str, Any], ...]
-    trials: tuple[TrialSummary, ...]
-    best: dict[str, Any] | None  # best/recipe.yaml
-    test_scores: dict[str, Any] | None  # best/test_scores.json
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def stage(self) -> str:
-        return self.spec["config"]["recipe"]["stage"]
-
-    @property
-    def domain_metric(self) -> str:
-        return DOMAIN_METRICS[self.stage].name
-
-    @property
-    def limit(self) -> float | None:
-        return self.spec["config"]["objective"]["max_general_regression"]
-
-    def final_table(self) -> tuple[list[str], list[list[Any]]]:
-        """One row per trial: how it ended, its best rung's scores and its parameters."""
-        names = sorted({k for t in self.trials for k in t.params})
-        columns = ["trial", "trial_id", "status", "last_step", "best_step", *COMPONENTS, "stop_reason", *names]
-        rows = [
-            [t.number, t.trial_id, t.status, t.last_step, t.best["step"]]
-            + [t.best.get(k) for k in COMPONENTS]
-            + [t.stop_reason]
-            + [t.params.get(k) for k in names]
-            for t in self.trials
-        ]
-        return columns, rows
-
-
-def read_optional(path: Path, reader) -> Any:
-    return reader(path.read_text()) if path.is_file() else None
-
-
-def load_run(run_dir: Path) -> RunRecord:
-    """Read a run directory; raises InputError naming what is missing."""
-    run_dir = Path(run_dir)
-    missing = [n for n in ("spec.yaml", "baseline.json", "trials.parquet") if not (run_dir / n).is_file()]
-    if missing:
-        raise InputError([f"{run_dir}: {', '.join(missing)} not found (give a run directory written by `hpo sweep`)"])
-    rows = tuple(read_rows(run_dir / "trials.parquet"))
-    return RunRecord(
-        path=run_dir,
-        spec=yaml.safe_load((run_dir / "spec.yaml").read_text()),
-        baseline=json.loads((run_dir / "baseline.json").read_text())["metrics"],
-        rows=rows,
-        trials=tuple(summarize_trials(rows)),
-        best=read_optional(run_dir / "best" / "recipe.yaml", yaml.safe_load),
-        test_scores=read_optional(run_dir / "best" / "test_scores.json", json.loads),
-    )
-
-
-def summarize_trials(rows: Sequence[dict[str, Any]]) -> list[TrialSummary]:
-    """Group trials.parquet rows by trial; trials are numbered in the order they first reported."""
-    by_trial: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: (r.get("trial_started_at") or r.get("recorded_at") or 0.0, r["step"])):
-        by_trial.setdefault(row["trial_id"], []).append(row)
-    trials = []
-    for number, (trial_id, rungs) in enumerate(by_trial.items(), start=1):
-        rungs.sort(key=lambda r: r["step"])
-        scored = [r for r in rungs if r.get("objective") is not None] or rungs
-        best = max(scored, key=lambda r: (objective_of(r), -r["step"]))
-        params = {k[len(PARAM_PREFIX) :]: v for k, v in rungs[0].items() if k.startswith(PARAM_PREFIX)}
-        last = rungs[-1]
-        status, reason = last.get("status") or "running", last.get("stop_reason") or ""
-        trials.append(TrialSummary(number, trial_id, params, status, reason, int(last["step"]), best, tuple(rungs)))
-    return trials
-
-
-# --- analysis -----------------------------------------------------------------------------
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the (domain_lift, general_regression) points no other point beats on both.
-
-    Lift is maximized and regression minimized; a point is dominated when another is at least
-    as good on both and better on one. Non-finite points are never on the front. The indices
-    come back by increasing regression, the order a front is drawn in.
-    """
-    finite = [i for i, (lift, regression) in enumerate(points) if math.isfinite(lift) and math.isfinite(regression)]
-
-    def dominated(i: int) -> bool:
-        lift, regression = points[i]
-        return any(
-            points[j][0] >= lift and points[j][1] <= regression and points[j] != points[i] for j in finite if j != i
-        )
-
-    return sorted((i for i in finite if not dominated(i)), key=lambda i: (points[i][1], -points[i][0]))
-
-
-def feasible_rungs(record: RunRecord) -> list[dict[str, Any]]:
-    """Rungs that passed every limit and have both components: the candidates a user could pick."""
-    return [
-        r
-        for r in record.rows
-        if not r.get("violation") and r.get("domain_lift") is not None and r.get("general_regression") is not None
-    ]
-
-
-def pareto_rungs(record: RunRecord) -> list[dict[str, Any]]:
-    """The feasible rungs on the lift/regression front (each rung is a recipe: stop at that step)."""
-    candidates = feasible_rungs(record)
-    front = pareto_front([(r["domain_lift"], r["general_regression"]) for r in candidates])
-    return [candidates[i] for i in front]
-
-
-def best_rung(record: RunRecord) -> dict[str, Any] | None:
-    """The trials.parquet row best/recipe.yaml was exported from."""
-    if record.best is None:
-        return None
-    expected = record.best["expected"]
-    rows = (r for r in record.rows if r["trial_id"] == expected["trial_id"] and r["step"] == expected["step"])
-    return next(rows, None)
-
-
-def objective_of(row: dict[str, Any]) -> float:
-    """A row's objective; a rung that reported none ranks below every score."""
-    objective = row.get("objective")
-    return -math.inf if objective is None else objective
-
-
-def ranked_trials(record: RunRecord) -> list[TrialSummary]:
-    """Trials by their best rung's objective, best first."""
-    return sorted(record.trials, key=lambda t: -objective_of(t.best))
 
 
 def relative_change(value: float, base: float) -> float:
@@ -337,217 +187,6 @@ def parameter_importance(record: RunRecord) -> tuple[int | None, dict[str, dict[
         except (RuntimeError, ValueError) as err:
             notes.append(f"{name}: {str(err).splitlines()[0]}")
     return step, results, "; ".join(notes)
-
-
-# --- plots --------------------------------------------------------------------------------
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
-    return plt
-
-
-def trial_colors(record: RunRecord) -> dict[str, Any]:
-    plt = pyplot()
-    cmap = plt.get_cmap("tab10" if len(record.trials) <= 10 else "tab20")
-    return {t.trial_id: cmap(i % cmap.N) for i, t in enumerate(record.trials)}
-
-
-def save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path)
-    pyplot().close(fig)
-    return path
-
-
-def plot_objective_vs_compute(record: RunRecord, path: Path) -> Path:
-    """Every trial's objective at every rung against the training tokens spent; stopped trials dashed."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    colors = trial_colors(record)
-    scored = [r["objective"] for r in record.rows if r.get("objective") not in (None, FAILING_OBJECTIVE)]
-    floor = (min(scored) if scored else 0.0) - 0.1  # failing rungs are drawn here, not at -10
-    use_tokens = all(r.get("tokens_seen") is not None for r in record.rows)
-    for t in record.trials:
-        xs = [r["tokens_seen"] if use_tokens else r["step"] for r in t.rungs if r.get("objective") is not None]
-        ys = [max(r["objective"], floor) for r in t.rungs if r.get("objective") is not None]
-        style = "-" if t.status == "completed" else "--"
-        ax.plot(xs, ys, style, marker="o", ms=3, color=colors[t.trial_id], label=f"{t.number} {t.status}")
-        if t.status != "completed" and xs:
-            ax.plot(xs[-1], ys[-1], "x", color="black", ms=7)
-        failing = [(x, y) for x, y, r in zip(xs, ys, t.rungs) if r.get("violation")]
-        if failing:
-            ax.plot(*zip(*failing), "v", color="red", ms=7)
-    best = best_rung(record)
-    if best is not None and best.get("objective") is not None:
-        x = best["tokens_seen"] if use_tokens else best["step"]
-        ax.plot(x, best["objective"], "*", ms=16, mfc="gold", mec="black", label="best rung")
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.text(ax.get_xlim()[0], 0.0, " base model", va="bottom", fontsize=8, color="grey")
-    ax.set_xlabel("training tokens seen" if use_tokens else "optimizer steps")
-    ax.set_ylabel("objective (lift − λ·regression)")
-    ax.set_title("Objective vs compute (x: stopped by ASHA or budget, ▼: failing a limit)")
-    ax.legend(title="trial", fontsize=7, ncol=2, loc="best")
-    return save(fig, path)
-
-
-def plot_lift_vs_regression(record: RunRecord, path: Path) -> Path:
-    """Every rung in (general regression, domain lift), the feasible Pareto front and the limit."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    colors = trial_colors(record)
-    limit = record.limit
-    feasible_regressions = [r["general_regression"] for r in feasible_rungs(record)]
-    right = max([*feasible_regressions, limit or 0.0, 0.01]) * 1.3
-    for t in record.trials:
-        rungs = [r for r in t.rungs if r.get("domain_lift") is not None and r.get("general_regression") is not None]
-        xs = [min(r["general_regression"], right) for r in rungs]
-        ys = [r["domain_lift"] for r in rungs]
-        markers = [">" if r["general_regression"] > right else "o" for r in rungs]
-        for x, y, m in zip(xs, ys, markers):
-            ax.plot(x, y, m, color=colors[t.trial_id], ms=5, alpha=0.85)
-        ax.plot([], [], "o", color=colors[t.trial_id], label=str(t.number))
-    front = pareto_rungs(record)
-    if front:
-        ax.plot(
-            [r["general_regression"] for r in front],
-            [r["domain_lift"] for r in front],
-            "-",
-            color="black",
-            lw=1.2,
-            drawstyle="steps-post",
-        )
-        ax.plot(
-            [r["general_regression"] for r in front],
-            [r["domain_lift"] for r in front],
-            "o",
-            mfc="none",
-            mec="black",
-            ms=11,
-            label="Pareto front",
-        )
-    if limit is not None:
-        ax.axvline(limit, color="red", ls="--", lw=1)
-        ax.text(limit, ax.get_ylim()[1], " limit", color="red", va="top", fontsize=8)
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_xlim(-0.02 * right, right * 1.05)
-    ax.set_xlabel("general regression (relative perplexity rise; ► beyond the axis)")
-    ax.set_ylabel(f"domain lift ({record.domain_metric})")
-    ax.set_title("Domain lift vs general regression, every rung of every trial")
-    ax.legend(title="trial", fontsize=7, ncol=2, loc="best")
-    return save(fig, path)
-
-
-def axis_position(value: Any, parameter: dict[str, Any]) -> float:
-    """Where a parameter value sits on its parallel-coordinates axis, 0..1 over the search range (NaN: unset)."""
-    if value is None:
-        return math.nan
-    if parameter["type"] == "choice":
-        values = list(parameter["values"])
-        return values.index(value) / max(len(values) - 1, 1) if value in values else 0.5
-    low, high = parameter["low"], parameter["high"]
-    if parameter["log"]:
-        value, low, high = math.log(value), math.log(low), math.log(high)
-    return (value - low) / (high - low) if high > low else 0.5
-
-
-def axis_ends(parameter: dict[str, Any]) -> tuple[str, str]:
-    if parameter["type"] == "choice":
-        return str(parameter["values"][0]), str(parameter["values"][-1])
-    return f"{parameter['low']:.3g}", f"{parameter['high']:.3g}"
-
-
-def plot_parallel_coordinates(record: RunRecord, path: Path) -> Path:
-    """One line per trial across its parameters (search range scaled to 0..1), coloured by best objective."""
-    plt = pyplot()
-    parameters = [
-        p for p in record.spec["config"]["space"]["parameters"] if p["type"] == "choice" or p["low"] is not None
-    ]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    scored = [t.best["objective"] for t in record.trials if t.best.get("objective") not in (None, FAILING_OBJECTIVE)]
-    low, high = (min(scored), max(scored)) if scored else (0.0, 1.0)
-    cmap = plt.get_cmap("viridis")
-    xs = list(range(len(parameters)))
-    for t in sorted(record.trials, key=lambda t: objective_of(t.best)):
-        ys = [axis_position(t.params.get(p["name"]), p) for p in parameters]
-        objective = t.best.get("objective")
-        if objective is None or objective == FAILING_OBJECTIVE:
-            ax.plot(xs, ys, ls="--", color="red", lw=1.2, alpha=0.8)
-        else:
-            shade = (objective - low) / (high - low) if high > low else 1.0
-            ax.plot(xs, ys, color=cmap(shade), lw=2.0, alpha=0.9)
-        ax.text(xs[-1] + 0.05, ys[-1], str(t.number), fontsize=7, va="center")
-    for x, p in enumerate(parameters):
-        ax.axvline(x, color="grey", lw=0.8)
-        bottom, top = axis_ends(p)
-        ax.text(x, -0.07, bottom, ha="center", va="top", fontsize=7)
-        ax.text(x, 1.07, top, ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(xs, [p["name"] + (" (log)" if p["log"] else "") for p in parameters], fontsize=8)
-    ax.set_yticks([])
-    ax.set_ylim(-0.15, 1.15)
-    mappable = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(low, high))
-    fig.colorbar(mappable, ax=ax, label="best objective (red dashed: failing)")
-    ax.set_title("Parameters of every trial (labels: trial numbers)")
-    return save(fig, path)
-
-
-def plot_importance(step: int, importances: dict[str, dict[str, float]], path: Path) -> Path:
-    plt = pyplot()
-    first = next(iter(importances.values()))
-    names = sorted({p for values in importances.values() for p in values}, key=lambda n: first.get(n, 0.0))
-    fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(names) * max(len(importances), 1)))
-    height = 0.8 / max(len(importances), 1)
-    for k, (evaluator, values) in enumerate(importances.items()):
-        ys = [i + k * height for i in range(len(names))]
-        ax.barh(ys, [values.get(n, 0.0) for n in names], height=height, label=evaluator)
-    ax.set_yticks([i + height * (len(importances) - 1) / 2 for i in range(len(names))], names)
-    ax.set_xlabel("importance (normalized to sum to 1)")
-    ax.set_title(f"Parameter importance at step {step} (Optuna)")
-    ax.legend(fontsize=8)
-    return save(fig, path)
-
-
-def rung_survival(record: RunRecord) -> list[tuple[int, int]]:
-    """(step, trials that reported it) for every rung step, in step order."""
-    steps = sorted({int(r["step"]) for r in record.rows})
-    return [(s, sum(1 for t in record.trials if any(int(r["step"]) == s for r in t.rungs))) for s in steps]
-
-
-def plot_rung_survival(record: RunRecord, path: Path) -> Path:
-    plt = pyplot()
-    survival = rung_survival(record)
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
-    positions = range(len(survival))
-    bars = ax.bar(positions, [n for _, n in survival], color="#4c72b0")
-    ax.bar_label(bars, fontsize=8)
-    ax.set_xticks(positions, [str(s) for s, _ in survival])
-    ax.set_xlabel("rung (optimizer step)")
-    ax.set_ylabel("trials that reached it")
-    ax.set_title(f"ASHA rung survival ({len(record.trials)} trials)")
-    return save(fig, path)
-
-
-def plot_confusion(matrix: dict[str, dict[str, int]], path: Path) -> Path:
-    plt = pyplot()
-    labels, columns = list(matrix), list(next(iter(matrix.values())))
-    counts = [[matrix[t][p] for p in columns] for t in labels]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(columns), 1.2 + 0.7 * len(labels)))
-    ax.imshow(counts, cmap="Blues")
-    peak = max(max(row) for row in counts) or 1
-    for i, row in enumerate(counts):
-        for j, n in enumerate(row):
-            ax.text(j, i, str(n), ha="center", va="center", color="white" if n > peak / 2 else "black")
-    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("Best recipe, test split")
-    return save(fig, path)
 
 
 # --- the page -----------------------------------------------------------------------------

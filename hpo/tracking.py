@@ -24,7 +24,7 @@ from ray.tune import Callback
 
 from hpo.config import Tracking
 from hpo.records import RAY_KEYS
-from hpo.report import RunRecord, load_run
+from hpo.run_record import RunRecord, load_run
 
 log = logging.getLogger(__name__)
 

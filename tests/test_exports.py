@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hpo.exports import Limit, service_hyperparameters
-from hpo.report import pareto_front
+from hpo.run_record import pareto_front
 from trainers.recipe import DataPaths, Hyperparameters, Recipe, Training, load_recipe
 
 

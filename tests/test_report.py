@@ -13,16 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hpo.report import (
-    RunRecord,
-    importance_rung,
-    pareto_front,
-    ranked_trials,
-    recommend,
-    relative_lift,
-    rung_survival,
-    summarize_trials,
-)
+from hpo.plots import rung_survival
+from hpo.report import importance_rung, recommend, relative_lift
+from hpo.run_record import RunRecord, load_run, pareto_front, ranked_trials, summarize_trials
 
 # --- the Pareto front -------------------------------------------------------------------------
 
@@ -157,8 +150,6 @@ def test_report_writes_a_self_contained_page_plots_and_a_summary(report, tiny_ru
 
 
 def test_survival_counts_every_trial_at_the_first_rung(tiny_run):
-    from hpo.report import load_run
-
     record = load_run(tiny_run)
     survival = rung_survival(record)
     assert survival[0] == (4, len(record.trials))
