@@ -111,9 +111,9 @@ def start_ray(config: SweepConfig) -> None:
         os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
         for name, value in QUIET_RAY.items():
             os.environ.setdefault(name, value)
-        # A new local cluster uses token authentication unless told otherwise, and says so in a
-        # warning that broke into every sweep's live view. It stays on; the notice goes.
-        logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(drop_token_auth_notice)
+    # Ray turns token authentication on for a new local cluster (or when a token file exists)
+    # and says so in a warning that broke into every sweep's live view. It stays on; the notice goes.
+    logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(drop_token_auth_notice)
     ray.init(
         address=os.environ.get("RAY_ADDRESS") or None,
         include_dashboard=False,
