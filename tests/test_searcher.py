@@ -2,6 +2,7 @@
 from them, and the rungs and stopping rule of the engine's ASHA."""
 
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -10,8 +11,19 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
+import hpo.searcher
 from hpo.scheduler import asha_rungs, goes_on, leads_go_on, make_asha
-from hpo.searcher import RungTPESampler, RungView, TPESearcher, edge_reaching_tpe, model_rung
+from hpo.searcher import (
+    LOCAL_EVERY,
+    LOCAL_SPREAD,
+    RungTPESampler,
+    RungView,
+    TPESearcher,
+    edge_reaching_tpe,
+    incumbent,
+    local_step,
+    model_rung,
+)
 from hpo.space import Parameter, SearchSpace, load_space
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "sft_lora.yaml"
@@ -186,6 +198,73 @@ def test_the_rung_seam_reaches_to_the_edges_of_the_range_without_a_warning(tmp_p
         rung_sampler = s.study.sampler
     assert sampler._parzen_estimator_parameters.consider_endpoints
     assert rung_sampler._tpe._parzen_estimator_parameters.consider_endpoints
+
+
+def test_the_incumbent_is_the_best_trial_at_the_highest_step_reported():
+    trials = [frozen(0, {1: 0.9}), frozen(1, {1: 0.2, 3: 0.4}), frozen(2, {1: 0.1, 3: 0.6}), frozen(3, {})]
+    assert incumbent(trials, optuna.study.StudyDirection.MAXIMIZE).number == 2  # not trial 0, best only at step 1
+    assert incumbent(trials, optuna.study.StudyDirection.MINIMIZE).number == 1
+    assert incumbent([frozen(0, {})], optuna.study.StudyDirection.MAXIMIZE) is None
+
+
+def test_a_local_step_stays_near_its_start_in_range_and_on_the_grid():
+    space = {
+        "lr": optuna.distributions.FloatDistribution(1e-6, 1e-4, log=True),
+        "ratio": optuna.distributions.FloatDistribution(0.0, 1.0),
+        "batch": optuna.distributions.IntDistribution(4, 64, step=4),
+        "rank": optuna.distributions.CategoricalDistribution([16, 32, 64]),
+    }
+    start = {"lr": 1e-4, "ratio": 0.5, "batch": 32, "rank": 32}
+    rng = np.random.RandomState(0)
+    steps = [local_step(start, space, rng) for _ in range(2000)]
+    assert all(1e-6 <= s["lr"] <= 1e-4 and 0.0 <= s["ratio"] <= 1.0 and s["batch"] % 4 == 0 for s in steps)
+    assert all(isinstance(s["batch"], int) and s["rank"] in (16, 32, 64) for s in steps)
+    spread = LOCAL_SPREAD * (np.log(1e-4) - np.log(1e-6))  # in log space
+    moved_down = np.log(1e-4) - np.log([s["lr"] for s in steps])  # from the upper end: up is clipped to it
+    assert abs(np.mean(moved_down == 0.0) - 0.5) < 0.05
+    assert abs(np.mean(moved_down) - spread / math.sqrt(2 * math.pi)) < 0.1 * spread
+    assert abs(np.std([s["ratio"] for s in steps]) - LOCAL_SPREAD) < 0.1 * LOCAL_SPREAD  # a little less: clipped
+    stays = math.erf(0.5 / (2 * LOCAL_SPREAD) / math.sqrt(2))  # within half an index step of the middle choice
+    assert abs(np.mean([s["rank"] == 32 for s in steps]) - stays) < 0.05
+
+
+def modelling_searcher(tmp_path, name: str) -> tuple[TPESearcher, list[float]]:
+    """A searcher on a one-parameter space whose three first trials ended at step 3, enough for TPE."""
+    space = SearchSpace("toy", "sft", "lora", (Parameter("x", "float", 0.5, 0.0, 1.0),))
+    s = TPESearcher(space, tmp_path / f"{name}.journal", "toy", seed=3, startup_trials=3, rungs=(1, 3))
+    seen = []
+    for index in range(3):  # the defaults, then random values
+        x = s.suggest(f"seed-{index}")["x"]
+        s.on_trial_result(f"seed-{index}", {"step": 1, "objective": x})
+        s.on_trial_complete(f"seed-{index}", {"step": 3, "objective": x, "final": 1.0})
+        seen.append(x)
+    return s, seen
+
+
+def test_while_other_trials_run_every_third_trial_is_a_local_step_around_the_incumbent(tmp_path):
+    s, seen = modelling_searcher(tmp_path, "parallel")
+    proposals = {}
+    for index in range(2 * LOCAL_EVERY + 1):  # none of them ends: all but the first ask while others run
+        x = s.suggest(f"model-{index}")["x"]
+        proposals[s.live[f"model-{index}"].number] = x
+    local = [x for number, x in proposals.items() if number % LOCAL_EVERY == 0 and number > 3]
+    rng = np.random.RandomState(3)
+    assert len(local) == 2 and local == [local_step({"x": max(seen)}, s.space.distributions(), rng)["x"] for _ in local]
+
+
+def test_with_one_worker_the_rung_seam_stays_pure_tpe(tmp_path, monkeypatch):
+    def one_at_a_time(s: TPESearcher) -> list[float]:
+        xs = []
+        for index in range(2 * LOCAL_EVERY):
+            x = s.suggest(f"model-{index}")["x"]
+            s.on_trial_complete(f"model-{index}", {"step": 3, "objective": 1.0 - abs(x - 0.7), "final": 1.0})
+            xs.append(x)
+        return xs
+
+    with_steps = one_at_a_time(modelling_searcher(tmp_path, "steps")[0])
+    monkeypatch.setattr(hpo.searcher, "LOCAL_EVERY", 10**9)
+    without = one_at_a_time(modelling_searcher(tmp_path, "none")[0])
+    assert with_steps == without
 
 
 # The scheduler side of the seam: which rungs exist and who goes on from them.
