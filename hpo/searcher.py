@@ -98,13 +98,14 @@ def local_step(
     params: dict[str, Any], search_space: dict[str, BaseDistribution], rng: np.random.RandomState
 ) -> dict[str, Any]:
     """`params` moved by a Gaussian step in every parameter: LOCAL_SPREAD of its range (log range
-    for log parameters, index range for choices), rounded to the parameter's grid and kept in range."""
+    for log parameters, the choices' positions in increasing order for choices), rounded to the
+    parameter's grid and kept in range."""
     return {name: nudge(params[name], d, rng) for name, d in search_space.items() if name in params}
 
 
 def nudge(value: Any, distribution: BaseDistribution, rng: np.random.RandomState) -> Any:
-    if isinstance(distribution, CategoricalDistribution):
-        choices = distribution.choices
+    if isinstance(distribution, CategoricalDistribution):  # a space's choices are numbers: step in their order
+        choices = sorted(distribution.choices)
         index = choices.index(value) + rng.normal(0.0, LOCAL_SPREAD * (len(choices) - 1))
         return choices[int(round(min(len(choices) - 1, max(0.0, index))))]
     low, high = distribution.low, distribution.high

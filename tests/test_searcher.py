@@ -226,6 +226,12 @@ def test_a_local_step_stays_near_its_start_in_range_and_on_the_grid():
     assert abs(np.std([s["ratio"] for s in steps]) - LOCAL_SPREAD) < 0.1 * LOCAL_SPREAD  # a little less: clipped
     stays = math.erf(0.5 / (2 * LOCAL_SPREAD) / math.sqrt(2))  # within half an index step of the middle choice
     assert abs(np.mean([s["rank"] == 32 for s in steps]) - stays) < 0.05
+    unordered = {**space, "rank": optuna.distributions.CategoricalDistribution([64, 16, 32])}
+    ranks = [local_step(start, unordered, rng)["rank"] for _ in range(2000)]  # 32 is in the middle of 16 < 32 < 64
+    assert (
+        abs(np.mean([r == 32 for r in ranks]) - stays) < 0.05
+        and abs(np.mean([r == 16 for r in ranks]) - (1 - stays) / 2) < 0.05
+    )
 
 
 def modelling_searcher(tmp_path, name: str) -> tuple[TPESearcher, list[float]]:
