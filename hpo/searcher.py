@@ -264,9 +264,10 @@ class RungTPESampler(BaseSampler):
         if self._view is None or self._view.step != step:
             self._view = RungView(step, study.direction, self._tpe, self.rungs)
         self._view.sync(others)
-        best = incumbent(others, study.direction)
-        if trial.number % LOCAL_EVERY == 0 and best is not None and any_running(others):
-            return local_step(best.params, search_space, self._local)
+        if trial.number % LOCAL_EVERY == 0 and any_running(others):
+            best = incumbent(others, study.direction)
+            if best is not None:
+                return local_step(best.params, search_space, self._local)
         return self._view.sample(search_space)
 
     def sample_independent(
