@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -158,7 +159,13 @@ def test_a_failing_tracker_never_raises_and_stops_trying(tmp_path, monkeypatch):
 def test_a_stalled_tracker_does_not_slow_the_sweep(tmp_path, monkeypatch):
     import wandb
 
-    monkeypatch.setattr(wandb, "init", lambda **kwargs: time.sleep(3))
+    release = threading.Event()
+
+    def stalled_init(**kwargs):
+        release.wait(10)
+        raise TimeoutError("W&B did not answer")
+
+    monkeypatch.setattr(wandb, "init", stalled_init)
     mirror = WandbMirror(tmp_path, "offline", "p", "g", lambda *_: ("completed", ""))
     started = time.perf_counter()
     trial = fake_trial("t1", {"x": 1})
@@ -168,6 +175,8 @@ def test_a_stalled_tracker_does_not_slow_the_sweep(tmp_path, monkeypatch):
     mirror.on_trial_complete(0, [], trial)
     assert time.perf_counter() - started < 0.5  # the hooks only enqueue
     assert mirror.drain(timeout=0.2) is False  # the end of a sweep waits a bounded time, then moves on
+    release.set()  # the stalled call gives up: the mirror stops trying and skips what is queued
+    assert mirror.drain(timeout=10) and mirror.broken
 
 
 def test_the_callback_survives_ray_pickling_it(tmp_path):
