@@ -11,7 +11,6 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-import hpo.searcher
 from hpo.scheduler import asha_rungs, goes_on, leads_go_on, make_asha
 from hpo.searcher import (
     LOCAL_EVERY,
@@ -253,24 +252,23 @@ def test_while_other_trials_run_every_third_trial_is_a_local_step_around_the_inc
     for index in range(2 * LOCAL_EVERY + 1):  # none of them ends: all but the first ask while others run
         x = s.suggest(f"model-{index}")["x"]
         proposals[s.live[f"model-{index}"].number] = x
-    local = [x for number, x in proposals.items() if number % LOCAL_EVERY == 0 and number > 3]
+    local = [x for number, x in proposals.items() if number % LOCAL_EVERY == 0]
     rng = np.random.RandomState(3)
-    assert len(local) == 2 and local == [local_step({"x": max(seen)}, s.space.distributions(), rng)["x"] for _ in local]
+    assert len(local) == 3 and local == [local_step({"x": max(seen)}, s.space.distributions(), rng)["x"] for _ in local]
 
 
-def test_with_one_worker_the_rung_seam_stays_pure_tpe(tmp_path, monkeypatch):
-    def one_at_a_time(s: TPESearcher) -> list[float]:
-        xs = []
-        for index in range(2 * LOCAL_EVERY):
-            x = s.suggest(f"model-{index}")["x"]
-            s.on_trial_complete(f"model-{index}", {"step": 3, "objective": 1.0 - abs(x - 0.7), "final": 1.0})
-            xs.append(x)
-        return xs
-
-    with_steps = one_at_a_time(modelling_searcher(tmp_path, "steps")[0])
-    monkeypatch.setattr(hpo.searcher, "LOCAL_EVERY", 10**9)
-    without = one_at_a_time(modelling_searcher(tmp_path, "none")[0])
-    assert with_steps == without
+def test_with_one_worker_every_third_trial_is_a_local_step_around_the_incumbent_too(tmp_path):
+    s, seen = modelling_searcher(tmp_path, "serial")
+    rng = np.random.RandomState(3)
+    steps = 0
+    for index in range(2 * LOCAL_EVERY):  # each trial ends before the next is asked for
+        x = s.suggest(f"model-{index}")["x"]
+        if s.live[f"model-{index}"].number % LOCAL_EVERY == 0:
+            assert x == local_step({"x": max(seen)}, s.space.distributions(), rng)["x"]
+            steps += 1
+        s.on_trial_complete(f"model-{index}", {"step": 3, "objective": x, "final": 1.0})
+        seen.append(x)
+    assert steps == 2
 
 
 # The scheduler side of the seam: which rungs exist and who goes on from them.

@@ -156,7 +156,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search"))
     parser.add_argument("--quick", action="store_true", help="one task, two seeds, a 20-training budget")
     parser.add_argument("--tasks", default="dev", help="'dev' (the 8 development tasks), 'all' (34) or ids: 3945,7593")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=50, help="full trainings (52 epochs each) per run")
     parser.add_argument("--grace", type=int, default=GRACE_EPOCHS, help="ASHA's first rung, in epochs")
     parser.add_argument("--methods", default="", help="comma-separated method keys (default: all)")
