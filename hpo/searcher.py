@@ -219,7 +219,7 @@ class RungTPESampler(BaseSampler):
     the `incumbent` instead. TPE's good density is a mixture over all the good trials, so
     most of its proposals fall between them and few close to the very best one. On
     LCBench (benchmarks/README.md) the steps took one worker's budget fraction from 0.157
-    to 0.120 (8 development tasks, 400 runs; all 34 tasks, 340 runs: 0.140 to 0.102) and
+    to 0.120 (8 development tasks, 400 runs; all 34 tasks, 680 runs: 0.132 to 0.111) and
     4 workers' from 0.189 to 0.147 (80 runs).
     """
 
