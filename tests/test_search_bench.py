@@ -49,6 +49,14 @@ def test_four_workers_run_trials_concurrently_in_simulated_time(tmp_path):
     assert four.simulated_seconds < one.simulated_seconds / 2  # the same compute, spread over 4 workers
 
 
+def test_the_overlap_counts_what_other_workers_ran_while_the_improving_trial_trained(tmp_path):
+    one = simulate(RandomSearcher(SPACE, 0), make_scheduler("asha", None), toy_curve, 10 * EPOCHS, workers=1)
+    four = simulate(RandomSearcher(SPACE, 0), make_scheduler("asha", None), toy_curve, 10 * EPOCHS, workers=4)
+    assert one.overlap == [0] * len(one.values)  # one worker: nothing else runs
+    assert len(four.overlap) == len(four.values) and max(four.overlap) > 0
+    assert all(0 <= overlap < spent for overlap, spent in zip(four.overlap, four.epochs))
+
+
 def test_a_run_reaches_a_target_on_the_compute_and_the_clock_axes():
     run = Run(
         "m",
@@ -57,6 +65,7 @@ def test_a_run_reaches_a_target_on_the_compute_and_the_clock_axes():
         epochs=(3, 9, 40),
         values=(50.0, 70.0, 90.0),
         seconds=(6.0, 20.0, 55.0),
+        overlap=(0, 0, 12),
         trials=5,
         simulated_seconds=80.0,
         max_running=1,
@@ -66,6 +75,7 @@ def test_a_run_reaches_a_target_on_the_compute_and_the_clock_axes():
     assert (run.epochs_to_reach(70.0), run.seconds_to_reach(70.0)) == (9.0, 20.0)
     assert (run.epochs_to_reach(80.0), run.seconds_to_reach(80.0)) == (40.0, 55.0)
     assert math.isinf(run.seconds_to_reach(95.0))
+    assert run.overlap_to_reach(80.0) == 12.0 and math.isinf(run.overlap_to_reach(95.0))
 
 
 def test_hyperband_pauses_and_resumes_trials(tmp_path):
@@ -101,6 +111,7 @@ def test_the_tiny_run_writes_the_table_with_ours_and_every_peer(tiny_run):
     for method in ALL:
         assert f"| {method.key} |" in table, method.key
     assert "## Goals" in table and "budget fraction" in table and "simulated h to match" in table
+    assert "less the compute the other workers spent while the matching trial trained" in table
     assert (tiny_run / "regret.png").stat().st_size > 1000
 
 

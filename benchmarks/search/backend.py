@@ -12,7 +12,10 @@ runs what `scheduler.choose_trial_to_run` picks, else a new trial from
 suggests while other trials are still running.
 
 Each epoch of a trial takes its surrogate time (`time_cummax` differences); events are
-processed in simulated-time order. Compute is counted in epochs.
+processed in simulated-time order. Compute is counted in epochs. With several workers the
+trace also records, at each improvement, the overlap: the epochs other trials ran since
+the improving trial started, the compute that parallel workers add to what one worker
+would have spent on the same trials.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class SimTrial:
     is_saving: bool = False
     last_result: dict = field(default_factory=dict)
     epochs: int = 0
+    started: int = 0  # epochs spent by the run when this trial started
 
     def __str__(self) -> str:
         return self.trial_id
@@ -62,16 +66,18 @@ class Trace:
     epochs: list[int] = field(default_factory=list)  # cumulative epochs at each improvement
     values: list[float] = field(default_factory=list)  # the incumbent from then on
     seconds: list[float] = field(default_factory=list)  # simulated time at each improvement
+    overlap: list[int] = field(default_factory=list)  # epochs others ran while the improving trial trained
     trials: int = 0
     simulated_seconds: float = 0.0
     max_running: int = 0
     suggested_while_running: int = 0  # suggestions made while another trial was mid-training
 
-    def observe(self, spent: int, value: float, clock: float) -> None:
+    def observe(self, spent: int, value: float, clock: float, trial: SimTrial) -> None:
         if not self.values or value > self.values[-1]:
             self.epochs.append(spent)
             self.values.append(value)
             self.seconds.append(clock)
+            self.overlap.append(spent - trial.started - trial.epochs)
 
 
 class SimController:
@@ -142,6 +148,8 @@ def simulate(
 
     def start(trial: SimTrial) -> None:
         nonlocal order
+        if trial.epochs == 0:
+            trial.started = spent
         trial.status = Trial.RUNNING
         running.add(trial)
         heapq.heappush(events, (clock + float(trial.curve.epoch_seconds[trial.epochs]), order, trial))
@@ -163,7 +171,7 @@ def simulate(
         trial.epochs += 1
         spent += 1
         result = trial.result()
-        trace.observe(spent, result[METRIC], clock)
+        trace.observe(spent, result[METRIC], clock, trial)
         decision = scheduler.on_trial_result(controller, trial, result)
         if decision != TrialScheduler.STOP:
             searcher.on_trial_result(trial.trial_id, result)

@@ -28,6 +28,7 @@ class Run:
     epochs: tuple[int, ...]  # cumulative epochs at each improvement of the incumbent
     values: tuple[float, ...]  # the incumbent from then on
     seconds: tuple[float, ...]  # simulated time at each improvement
+    overlap: tuple[int, ...]  # epochs other trials ran while the improving trial trained (several workers)
     trials: int
     simulated_seconds: float
     max_running: int
@@ -45,6 +46,10 @@ class Run:
     def seconds_to_reach(self, target: float) -> float:
         """Simulated wall-clock until the incumbent reached `target` (all workers busy in parallel)."""
         return self._first_reaching(target, self.seconds)
+
+    def overlap_to_reach(self, target: float) -> float:
+        """Of `epochs_to_reach(target)`, the epochs other workers ran while the trial that reached it trained."""
+        return self._first_reaching(target, self.overlap)
 
     def _first_reaching(self, target: float, axis: Sequence[float]) -> float:
         for when, value in zip(axis, self.values):
@@ -73,12 +78,14 @@ class Summary:
     trials: float  # median trials started per run
     simulated_hours: float  # median simulated wall-clock of a run
     hours_to_match: float  # median simulated wall-clock before the target; inf when under half hit it
+    fraction_less_overlap: float  # the budget fraction without the overlap (what other workers ran meanwhile)
 
 
 def summarize(
     runs: Sequence[Run], references: dict[str, Reference], goal: dict[str, float], budget_epochs: int
 ) -> Summary:
     fractions = [run.epochs_to_reach(goal[run.task]) / budget_epochs for run in runs]
+    overlaps = [run.overlap_to_reach(goal[run.task]) / budget_epochs for run in runs]
     regrets = [references[run.task].regret(run.incumbent_at(budget_epochs)) for run in runs]
     return Summary(
         method=runs[0].method,
@@ -90,6 +97,7 @@ def summarize(
         trials=float(np.median([run.trials for run in runs])),
         simulated_hours=float(np.median([run.simulated_seconds for run in runs]) / 3600),
         hours_to_match=float(np.median([run.seconds_to_reach(goal[run.task]) for run in runs]) / 3600),
+        fraction_less_overlap=float(np.median([f - o if math.isfinite(f) else f for f, o in zip(fractions, overlaps)])),
     )
 
 

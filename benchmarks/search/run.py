@@ -100,6 +100,7 @@ def run_job(job: Job) -> Run:
         epochs=tuple(trace.epochs),
         values=tuple(trace.values),
         seconds=tuple(trace.seconds),
+        overlap=tuple(trace.overlap),
         trials=trace.trials,
         simulated_seconds=trace.simulated_seconds,
         max_running=trace.max_running,
@@ -147,6 +148,10 @@ def comparisons(overall: dict[str, Summary]) -> list[str]:
             f"{fraction(single.budget_fraction)}, regret {multi.regret:.3f} vs {single.regret:.3f}, "
             f"simulated hours to match random search {hours(multi.hours_to_match)} vs {hours(single.hours_to_match)}: "
             f"{'within 10%' if ok_fraction and ok_regret else 'MORE than 10% worse'}"
+        )
+        lines.append(
+            f"  - less the compute the other workers spent while the matching trial trained: "
+            f"{fraction(multi.fraction_less_overlap)} vs {fraction(single.budget_fraction)}"
         )
     return lines
 
