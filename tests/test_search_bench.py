@@ -49,7 +49,7 @@ def test_four_workers_run_trials_concurrently_in_simulated_time(tmp_path):
     assert four.simulated_seconds < one.simulated_seconds / 2  # the same compute, spread over 4 workers
 
 
-def test_the_overlap_counts_what_other_workers_ran_while_the_improving_trial_trained(tmp_path):
+def test_the_overlap_counts_what_other_workers_ran_while_the_improving_trial_trained():
     one = simulate(RandomSearcher(SPACE, 0), make_scheduler("asha", None), toy_curve, 10 * EPOCHS, workers=1)
     four = simulate(RandomSearcher(SPACE, 0), make_scheduler("asha", None), toy_curve, 10 * EPOCHS, workers=4)
     assert one.overlap == [0] * len(one.values)  # one worker: nothing else runs

@@ -6,7 +6,8 @@ median, over seeds, of full random search's incumbent at the end of the budget. 
 budget fraction is the compute it spent before its incumbent reached that target,
 divided by the budget (infinite when it never did); the hit rate is the share of runs
 that reached it. Medians are taken over all runs of a method (tasks x seeds), a run
-that never hit counting as infinite.
+that never hit counting as infinite. With several workers, the overlap is the part of a
+run's compute that other workers ran while the trial that reached the target trained.
 """
 
 from __future__ import annotations
