@@ -45,13 +45,14 @@ from transformers import PrinterCallback, set_seed
 from trl import SFTTrainer
 
 from hpo.baseline import measure_baseline
-from hpo.config import Budget, Resources, Scheduler, SweepConfig, load_sweep
+from hpo.config import AshaSettings, Budget, Resources, SweepConfig, load_sweep
 from hpo.space import Parameter, SearchSpace
 from hpo.sweep import prepare, run_sweep, trial_recipe
 from hpo.timing import trial_times
 from trainers.models import load_base
 from trainers.recipe import Recipe
-from trainers.sft import lora_config, sft_config, training_rows
+from trainers.rungs import lora_config
+from trainers.sft import trainer_config, training_rows
 
 RATIO_GOAL = 0.95
 OVERHEAD_GOAL = 0.05
@@ -74,7 +75,7 @@ def benchmark_config(config: SweepConfig, steps: int, trials: int, cpus: int, ou
         space=fixed_space(config.space),
         budget=Budget(trials=trials, concurrency=1),
         resources=Resources(cpu=cpus, gpu=0),
-        scheduler=Scheduler(
+        scheduler=AshaSettings(
             rung_interval=steps // 2, max_steps=steps, reduction_factor=config.scheduler.reduction_factor
         ),
         output_dir=output_dir,
@@ -183,7 +184,7 @@ def standalone_figures(recipe: Recipe, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         trainer = SFTTrainer(
             model=model,
-            args=sft_config(recipe, Path(scratch)),
+            args=trainer_config(recipe, Path(scratch)),
             train_dataset=Dataset.from_list(training_rows(recipe)),
             processing_class=tokenizer,
             peft_config=lora_config(recipe),

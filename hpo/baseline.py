@@ -2,8 +2,8 @@
 
 Cached by (model, start adapter, stage, probe data, probe settings) so that repeated
 sweeps over the same model and probes pay for it once; each run directory keeps its own
-baseline.json. RFT baselines are never cached: the reward is code (or a service) whose
-behaviour the cache cannot see.
+baseline.json. A stage whose probe depends on more than files (RFT's reward is code or a
+service, whose behaviour the cache cannot see) is never cached.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import logging
 import os
 from pathlib import Path
 
+from hpo.rundir import write_json
 from trainers.model_store import resolve_model
 from trainers.models import load_base
 from trainers.probes import load_probes, run_probes
 from trainers.recipe import Recipe
+from trainers.stages import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,7 @@ def baseline_key(recipe: Recipe) -> str:
     for adapter in recipe.start_adapters:  # an adapter is small: its bytes are its identity
         for file in sorted(Path(adapter).glob("adapter_*")):
             digest.update(file.read_bytes())
-    settings = [dataclasses.asdict(recipe.probes), recipe.training.max_seq_len, list(recipe.labels)]
-    if recipe.stage != "sft":  # keeps the keys of existing SFT caches
-        settings.append(recipe.stage)
+    settings = [dataclasses.asdict(recipe.probes), recipe.training.max_seq_len, list(recipe.labels), recipe.stage]
     if recipe.system_prompt is not None:
         settings.append({"system_prompt": recipe.system_prompt})
     digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -56,7 +56,7 @@ def baseline_key(recipe: Recipe) -> str:
 def measure_baseline(recipe: Recipe) -> dict:
     """Baseline metrics (from the cache when the same model and probes were scored before)."""
     cached = cache_dir() / f"{baseline_key(recipe)}.json"
-    cacheable = recipe.stage != "rft"
+    cacheable = STAGES[recipe.stage].baseline_cacheable
     if cacheable and cached.is_file():
         baseline = json.loads(cached.read_text())
         log.info("baseline: reused %s", cached)
@@ -71,8 +71,3 @@ def measure_baseline(recipe: Recipe) -> dict:
             write_json(cached, baseline)
     return baseline
 
-
-def write_json(path: Path, document: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2))
-    tmp.replace(path)

@@ -10,11 +10,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from hpo.errors import EXIT_BAD_INPUT, InputError, Problems
 from hpo.reader import load_yaml
+from hpo.rundir import RunDir
 from trainers.model_store import ModelError
+from trainers.stages import STAGES
 
 if TYPE_CHECKING:
     from hpo.config import SweepConfig
@@ -68,7 +68,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     run_dir = run_pipeline(pipeline, args.allow_low_reward, lambda line: print(line, flush=True), live)
     print(f"run directory: {run_dir}")
-    print(f"chain:         {run_dir / 'chain.yaml'}")
+    print(f"chain:         {RunDir(run_dir).chain}")
     return 0
 
 
@@ -100,7 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from hpo.resume import load_resumable
 
-    check_run_dir(args.run_dir)
+    RunDir(args.run_dir).require()
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
     from hpo.live import LiveView
     from hpo.sweep import resume_sweep
@@ -113,50 +113,43 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def print_outcome(config: SweepConfig, run_dir: Path) -> None:
-    """The best rung's validation scores, its service flags and (SFT) its test scores."""
+    """The best rung's validation scores, its service flags and (where the stage has one) its test scores."""
     from hpo.evaluate import evaluate_best, format_confusion
-    from hpo.records import read_rows
     from hpo.timing import time_summary, trial_times
 
-    recipe = run_dir / "best" / "recipe.yaml"
-    exported = yaml.safe_load(recipe.read_text())
+    run = RunDir(run_dir)
+    exported = run.read_recipe_document()
     print_metrics("best (validation)", exported["expected"])
     for flag in exported.get("service_flags", []):
         print(f"service: {flag}")
-    scores = evaluate_best(run_dir) if config.recipe.stage == "sft" else {}  # test scores need labels
+    scores = evaluate_best(run_dir) if STAGES[config.recipe.stage].held_out_check else {}
     if scores:
         print_metrics(f"base (test, {scores['examples']} examples)", scores["base"])
         print_metrics(f"best (test, {scores['examples']} examples)", scores["best"])
         print(format_confusion(scores["confusion"]))
-    print(time_summary(trial_times(read_rows(run_dir / "trials.parquet"))))
+    print(time_summary(trial_times(run.read_rows())))
     print(f"run directory: {run_dir}")
-    print(f"best recipe:   {recipe}")
+    print(f"best recipe:   {run.recipe}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hpo.export import export_best
+    from hpo.best_recipe import export_best
 
-    check_run_dir(args.run_dir)
-    if not (args.run_dir / "spec.yaml").is_file():
-        raise InputError([f"{args.run_dir}: spec.yaml not found (give a run directory written by `hpo sweep`)"])
+    run = RunDir(args.run_dir)
+    run.require(run.spec.name)
     recipe = export_best(args.run_dir, service_compatible=args.service_compatible or None)
     print(recipe)
-    from hpo.exports import service_warnings
+    from hpo.tool_configs import service_warnings
 
     for line in service_warnings(recipe.parent):  # TRL/PEFT/service exports sit next to the recipe
         print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
-def check_run_dir(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise InputError([f"{run_dir}: folder not found (give a run directory written by `hpo sweep`)"])
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from hpo.report import write_report
 
-    check_run_dir(args.run_dir)
+    RunDir(args.run_dir).require()
     page, summary = write_report(args.run_dir)
     print(f"report:  {page}")
     print(f"summary: {summary}")

@@ -2,13 +2,9 @@
 
 Relative paths in a sweep file are relative to the file itself. `search_space` names a
 file, or a built-in space in search_spaces/ by its stem (e.g. `sft_lora`); without it,
-the stage's built-in space (DEFAULT_SPACES). What the data files must hold, and what
-`task` says, depends on the stage:
-
-- sft: {"prompt", "completion"} domain rows, `task.labels`, exact match;
-- cpt: {"text"} domain rows and general mix, held-out domain perplexity;
-- rft: {"prompt", "completion"} domain rows (the completion is the reference handed to
-  the reward), `task.reward`, no general mix.
+the stage's built-in space. What the data files must hold, and what `task` says, is the
+stage's (trainers.stages): its row fields, whether it mixes in general rows, whether it
+needs labels or a reward, and the metric it is judged by.
 
 `training.epochs` (`auto` or a number) sizes the schedule from the data
 (hpo.guardrails.training_plan) instead of `scheduler.max_steps`; ASHA's longest trial is
@@ -27,14 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hpo.errors import Problems
-from hpo.guardrails import TrainingPlan, domain_rows_per_step, training_plan
+from hpo.guardrails import TrainingPlan, training_plan
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
 from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_choice_rows, check_rows, read_jsonl
 from trainers.model_store import model_folder_problem
 from trainers.recipe import (
     LORA_HYPERPARAMETERS,
-    RFT_HYPERPARAMETERS,
     DataPaths,
     Hyperparameters,
     Probes,
@@ -42,18 +37,9 @@ from trainers.recipe import (
     Reward,
     Training,
 )
+from trainers.stages import METHODS, SFT, STAGES, Stage, users_of
 
 BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
-STAGES = ("sft", "cpt", "rft")
-METHODS = ("lora", "full")
-STAGE_METHODS = {"sft": ("lora", "full"), "cpt": ("lora", "full"), "rft": ("lora",)}
-DEFAULT_SPACES = {
-    ("sft", "lora"): "sft_lora",
-    ("sft", "full"): "sft_full",
-    ("cpt", "lora"): "cpt",
-    ("rft", "lora"): "rft",
-}
-STAGE_METRICS = {"sft": "exact_match", "cpt": "perplexity", "rft": "reward"}
 WANDB_MODES = ("offline", "online", "disabled")
 DEFAULT_MAX_KL = 0.5  # nats per token to the reference: far past this the policy has left the start behind
 DEFAULT_MIN_LENGTH_RATIO = 0.5  # reward up while length halves between rungs: reward hacking
@@ -97,7 +83,7 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class Scheduler:
+class AshaSettings:
     """ASHA over optimizer steps: rungs at rung_interval * reduction_factor**k."""
 
     rung_interval: int
@@ -106,7 +92,7 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
-class Searcher:
+class SearcherSettings:
     seed: int = 0
     startup_trials: int = 4  # random trials before TPE models the space (defaults count)
 
@@ -136,8 +122,8 @@ class SweepConfig:
     objective: Objective
     budget: Budget
     resources: Resources
-    scheduler: Scheduler
-    searcher: Searcher
+    scheduler: AshaSettings
+    searcher: SearcherSettings
     tracking: Tracking
     output_dir: str
     guardrails: Guardrails = field(default_factory=Guardrails)
@@ -225,11 +211,10 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     top = Reader(document, problems)
     base = path.parent
     name = top.text("name", path.stem)
-    stage = top.text("stage", "sft", choices=STAGES)
-    method = top.text("method", "lora", choices=METHODS)
-    stage = stage if stage in STAGES else "sft"  # a bad stage is reported; keep checking the rest as sft
-    if method in METHODS and method not in STAGE_METHODS[stage]:
-        problems.add("method", f"stage {stage} supports {', '.join(STAGE_METHODS[stage])}, got '{method}'")
+    stage = STAGES.get(top.text("stage", SFT.name, choices=tuple(STAGES)), SFT)  # a bad stage is reported;
+    method = top.text("method", "lora", choices=METHODS)  # the rest is checked as sft
+    if method in METHODS and method not in stage.methods:
+        problems.add("method", f"stage {stage.name} supports {', '.join(stage.methods)}, got '{method}'")
     model = _model(top, base)
     start_adapters = _start_adapters(top, base)
     data, labels, reward, system_prompt = _data(top, base, stage, problems)
@@ -246,7 +231,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     seed = top.number("seed", 0, low=0, integer=True)
     _check_generations(problems, stage, training, space)
     recipe = Recipe(
-        stage,
+        stage.name,
         method,
         model,
         data,
@@ -304,18 +289,16 @@ def _start_adapters(top: Reader, base: Path) -> tuple[str, ...]:
 
 
 def _data(
-    top: Reader, base: Path, stage: str, problems: Problems
+    top: Reader, base: Path, stage: Stage, problems: Problems
 ) -> tuple[DataPaths, tuple[str, ...], Reward | None, str | None]:
     """The data paths (rows checked), the task's labels, reward and system prompt."""
-    task = top.section("task", required=stage != "cpt")
+    task = top.section("task", required=stage.task_required)
     system_prompt = task.text("system_prompt", None) if task.has("system_prompt") else None
     labels: tuple[str, ...] = ()
-    if stage == "sft":
-        labels = task.texts("labels")
-    elif stage == "rft":
-        labels = task.texts("labels", None)  # optional: when given, every reference must be one
-    reward = _reward(task.section("reward", required=True), base) if stage == "rft" else None
-    task.text("metric", STAGE_METRICS[stage], choices=(STAGE_METRICS[stage],))
+    if stage.reads_labels:  # optional labels: when given, every reference must be one
+        labels = task.texts("labels") if stage.labels_required else task.texts("labels", None)
+    reward = _reward(task.section("reward", required=True), base) if stage.reward else None
+    task.text("metric", stage.task_metric, choices=(stage.task_metric,))
     task.finish()
     if len(set(labels)) != len(labels):
         problems.add("task.labels", "must not repeat a label")
@@ -323,27 +306,26 @@ def _data(
     paths = {
         "domain_train": section.path("domain_train", base),
         "domain_eval": section.path("domain_eval", base),
-        "general_mix": section.path("general_mix", base, required=stage != "rft"),
+        "general_mix": section.path("general_mix", base, required=stage.general_mix),
         "general_probe": section.path("general_probe", base),
         "instruction_probe": section.path("instruction_probe", base, required=False),
         "domain_test": section.path("domain_test", base, required=False),
         "mmlu_probe": section.path("mmlu_probe", base, required=False),
     }
     section.finish()
-    if stage == "rft" and paths["general_mix"] is not None:
+    if not stage.general_mix and paths["general_mix"] is not None:
         problems.add(
             "data.general_mix",
-            "stage rft trains on prompts alone and mixes in no general rows (remove it; "
-            "in a pipeline set `rft: {data: {general_mix: null}}`)",
+            f"stage {stage.name} trains on prompts alone and mixes in no general rows (remove it; "
+            f"in a pipeline set `{stage.name}: {{data: {{general_mix: null}}}}`)",
         )
-    text_stage = stage == "cpt"
-    fields = {"general_probe": TEXT_FIELDS, "general_mix": TEXT_FIELDS if text_stage else PROMPT_FIELDS}
+    fields = {"general_probe": TEXT_FIELDS, "general_mix": stage.row_fields, "instruction_probe": PROMPT_FIELDS}
     if paths["mmlu_probe"] is not None and paths["mmlu_probe"].is_file():
         problems.extend(check_choice_rows(paths["mmlu_probe"], "data.mmlu_probe"))
     for key, file in paths.items():
         if key != "mmlu_probe" and file is not None and file.is_file():
             domain = key.startswith("domain")
-            expected = (TEXT_FIELDS if text_stage else PROMPT_FIELDS) if domain else fields.get(key, PROMPT_FIELDS)
+            expected = stage.row_fields if domain else fields[key]
             problems.extend(check_rows(file, f"data.{key}", expected, labels if domain else ()))
     data = DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
     return data, labels, reward, system_prompt
@@ -382,40 +364,42 @@ def _reward(section: Reader, base: Path) -> Reward:
     return reward
 
 
-def _space(top: Reader, base: Path, stage: str, method: str, problems: Problems) -> SearchSpace:
-    default = DEFAULT_SPACES.get((stage, method))
+def _space(top: Reader, base: Path, stage: Stage, method: str, problems: Problems) -> SearchSpace:
+    default = stage.spaces.get(method)
     if default is None and not top.has("search_space"):
         builtin = ", ".join(sorted(p.stem for p in BUILTIN_SPACES.glob("*.yaml")))
         problems.add(
             "search_space",
-            f"is required for {stage}/{method}: no built-in space (give a .yaml path; built-in: {builtin})",
+            f"is required for {stage.name}/{method}: no built-in space (give a .yaml path; built-in: {builtin})",
         )
-        return SearchSpace("", stage, method, ())
+        return SearchSpace("", stage.name, method, ())
     ref = top.text("search_space", default)
     candidate = (base / ref).resolve()
     file = candidate if candidate.suffix in (".yaml", ".yml") else BUILTIN_SPACES / f"{ref}.yaml"
     if not file.is_file():
         builtin = ", ".join(sorted(p.stem for p in BUILTIN_SPACES.glob("*.yaml")))
         problems.add("search_space", f"not found: {ref} (give a .yaml path or a built-in space: {builtin})")
-        return SearchSpace(str(file), stage, method, ())
+        return SearchSpace(str(file), stage.name, method, ())
     space = load_space(file, problems)
-    if (space.stage, space.method) != (stage, method) and space.stage and method in METHODS:
+    if (space.stage, space.method) != (stage.name, method) and space.stage and method in METHODS:
         problems.add(
             "search_space",
-            f"{file.name} is for {space.stage}/{space.method}, the sweep is {stage}/{method} (pick the matching space)",
+            f"{file.name} is for {space.stage}/{space.method}, the sweep is {stage.name}/{method} "
+            "(pick the matching space)",
         )
     for parameter in space.parameters:
         key = f"{Path(space.path).name}: parameters.{parameter.name}"
+        owners = users_of(parameter.name)
         if method == "full" and parameter.name in LORA_HYPERPARAMETERS:
             problems.add("search_space", f"{key}: method full trains no LoRA adapter (remove it)")
-        if stage != "rft" and parameter.name in RFT_HYPERPARAMETERS:
-            problems.add("search_space", f"{key}: only stage rft uses it (remove it)")
+        if owners and stage.name not in owners:
+            problems.add("search_space", f"{key}: only stage {', '.join(owners)} uses it (remove it)")
     return space
 
 
 def _scheduler(
-    section: Reader, training: Training, epochs: int | str | None, stage: str, data: DataPaths, space: SearchSpace
-) -> tuple[Scheduler, TrainingPlan | None]:
+    section: Reader, training: Training, epochs: int | str | None, stage: Stage, data: DataPaths, space: SearchSpace
+) -> tuple[AshaSettings, TrainingPlan | None]:
     """ASHA's settings; with `training.epochs`, max_steps comes from the data size instead."""
     interval = section.number("rung_interval", None, low=1, integer=True)
     max_steps = section.number("max_steps", None, low=1, integer=True)
@@ -438,11 +422,11 @@ def _scheduler(
         section.problems.add("scheduler.rung_interval", "is required (add it)")
     if interval and max_steps and interval > max_steps:
         section.problems.add("scheduler.rung_interval", f"must be <= scheduler.max_steps ({max_steps}), got {interval}")
-    return Scheduler(interval or 1, max_steps or 1, factor), plan
+    return AshaSettings(interval or 1, max_steps or 1, factor), plan
 
 
 def _plan(
-    training: Training, epochs: int | str, stage: str, data: DataPaths, space: SearchSpace
+    training: Training, epochs: int | str, stage: Stage, data: DataPaths, space: SearchSpace
 ) -> TrainingPlan | None:
     """The data-size plan for `training.epochs` ("auto" or a number of epochs); None if the data is unreadable
     (that problem is already reported)."""
@@ -456,7 +440,7 @@ def _plan(
     batch = training.batch_size * training.grad_accum
     return training_plan(
         examples,
-        domain_rows_per_step(stage, batch, defaults),  # at the first trial's (the defaults') settings
+        stage.rows_per_step(batch, defaults),  # at the first trial's (the defaults') settings
         defaults.warmup_ratio,
         epochs=None if epochs == "auto" else int(epochs),
         duplication=training.duplication,
@@ -505,9 +489,9 @@ def _callbacks(section: Reader, import_root: str) -> tuple[str, ...]:
     return specs
 
 
-def _check_generations(problems: Problems, stage: str, training: Training, space: SearchSpace) -> None:
+def _check_generations(problems: Problems, stage: Stage, training: Training, space: SearchSpace) -> None:
     """GRPO splits each batch into groups of num_generations answers: every value must divide it."""
-    if stage != "rft":
+    if not stage.grouped_generations:
         return
     batch = training.batch_size * training.grad_accum
     parameter = next((p for p in space.parameters if p.name == "num_generations"), None)
@@ -537,12 +521,13 @@ def _probes(section: Reader) -> Probes:
     return probes
 
 
-def _objective(section: Reader, stage: str) -> Objective:
-    rft = stage == "rft"
+def _objective(section: Reader, stage: Stage) -> Objective:
+    rft = stage.rung_guardrails
+    guarded = ", ".join(s.name for s in STAGES.values() if s.rung_guardrails)
     for key in ("max_kl", "min_length_ratio"):
         if not rft and section.has(key):
             section.used.add(key)
-            section.problems.add(section.key(key), f"only stage rft uses it (remove it; this sweep is {stage})")
+            section.problems.add(section.key(key), f"only stage {guarded} uses it (remove it; this sweep is {stage.name})")
     objective = Objective(
         general_weight=section.number("general_weight", Objective.general_weight, low=0.0),
         max_general_regression=section.number("max_general_regression", Objective.max_general_regression, low=0.0),
@@ -589,10 +574,10 @@ def _resources(section: Reader) -> Resources:
     return resources
 
 
-def _searcher(section: Reader, seed: int) -> Searcher:
-    searcher = Searcher(
+def _searcher(section: Reader, seed: int) -> SearcherSettings:
+    searcher = SearcherSettings(
         seed=section.number("seed", seed, low=0, integer=True),
-        startup_trials=section.number("startup_trials", Searcher.startup_trials, low=1, integer=True),
+        startup_trials=section.number("startup_trials", SearcherSettings.startup_trials, low=1, integer=True),
     )
     section.finish()
     return searcher

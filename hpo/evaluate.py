@@ -5,13 +5,13 @@ The search only ever saw the validation split; these numbers are the ones to bel
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from peft import PeftModel
 
+from hpo.rundir import RunDir, write_json
 from trainers.data import read_jsonl
 from trainers.models import load_base
 from trainers.probes import ProbeSet, choice_accuracy, domain_probe, load_probes
@@ -43,21 +43,20 @@ def evaluate_best(run_dir: Path) -> dict:
     files the sweep scored, so their values come from baseline.json and the best rung. With
     `data.mmlu_probe`, both models also get `mmlu_accuracy`, a known benchmark next to them.
     """
-    run_dir = Path(run_dir)
-    best = run_dir / "best"
-    recipe, exported = load_recipe(best / "recipe.yaml")
-    if recipe.data.domain_test is None or not (best / "adapter").is_dir():
+    run = RunDir(run_dir)
+    recipe, exported = load_recipe(run.recipe)
+    if recipe.data.domain_test is None or not run.adapter.is_dir():
         return {}
     probes = load_probes(recipe, domain_split="test")
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)
     mmlu = read_jsonl(recipe.data.mmlu_probe) if recipe.data.mmlu_probe else []
     base_domain, _ = held_out_scores(model, tokenizer, probes, mmlu)
     if recipe.method == "full":  # the checkpoint is the whole model
-        tuned, _ = load_base(str(best / "adapter"))
+        tuned, _ = load_base(str(run.adapter))
     else:
-        tuned = PeftModel.from_pretrained(model, str(best / "adapter"))
+        tuned = PeftModel.from_pretrained(model, str(run.adapter))
     best_domain, predictions = held_out_scores(tuned, tokenizer, probes, mmlu)
-    baseline = json.loads((run_dir / "baseline.json").read_text())["metrics"]
+    baseline = run.read_baseline()["metrics"]
     scores = {
         "split": "test",
         "examples": len(probes.domain),
@@ -65,7 +64,7 @@ def evaluate_best(run_dir: Path) -> dict:
         "best": {**best_domain, **general_metrics(exported["expected"])},
         "confusion": confusion(predictions["expected"], predictions["predictions"], recipe.labels),
     }
-    (best / "test_scores.json").write_text(json.dumps(scores, indent=2))
+    write_json(run.test_scores, scores)
     return scores
 
 

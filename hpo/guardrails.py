@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hpo.objective import kl_violation
-from trainers.recipe import Hyperparameters, Recipe
+from trainers.recipe import Recipe
+from trainers.stages import STAGES
 
 DEFAULT_EPOCHS = 2
 SMALL_SET = 1_000  # fewer examples than this are duplicated
@@ -68,17 +69,6 @@ def training_plan(
         duplication = min(MAX_DUPLICATION, math.ceil(SMALL_SET / examples)) if examples < SMALL_SET else 1
     max_steps = max(1, math.ceil(examples * duplication * epochs / rows_per_step))
     return TrainingPlan(examples, epochs, duplication, max_steps, warmup_steps(warmup_ratio, max_steps))
-
-
-def domain_rows_per_step(stage: str, batch: int, hyperparameters: Hyperparameters) -> float:
-    """Domain rows one optimizer step consumes out of a batch of `batch` (x grad accumulation) rows.
-
-    SFT and CPT batches hold general rows too (the domain share is the mixing ratio); an
-    RFT batch holds num_generations answers to each prompt.
-    """
-    if stage == "rft":
-        return batch / hyperparameters.num_generations
-    return batch * hyperparameters.mixing_ratio
 
 
 def warmup_steps(warmup_ratio: float, max_steps: int) -> int:
@@ -138,7 +128,7 @@ def rung_stop_reason(
 def service_values(recipe: Recipe, examples: int) -> dict[str, float]:
     """A recipe in the service's terms: epochs over the domain rows, learning rate, warmup steps."""
     hp, training = recipe.hyperparameters, recipe.training
-    rows = training.last_step * domain_rows_per_step(recipe.stage, training.batch_size * training.grad_accum, hp)
+    rows = training.last_step * STAGES[recipe.stage].rows_per_step(training.batch_size * training.grad_accum, hp)
     return {
         "epochs": round(rows / examples, 2),
         "learning_rate": hp.learning_rate,

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 from ray.tune import Callback
 
+from hpo.rundir import Status
+from trainers.flags import Flag
+
 Write = Callable[[str], object]
 TABLE_EVERY = 8  # rungs between two tables
 BAR_WIDTH = 20
@@ -47,7 +50,7 @@ def progress_line(done: int, total: int, elapsed: float) -> str:
 @dataclass
 class TrialRow:
     number: int
-    state: str = "running"
+    state: str = Status.RUNNING
     step: int | None = None
     objective: float | None = None
     domain_lift: float | None = None
@@ -116,8 +119,8 @@ class LiveView(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        how = "completed" if last.get("final") else "stopped"
-        self.end(trial, how, how if how == "completed" else f"stopped at step {last.get('step')}")
+        how = Status.COMPLETED if last.get(Flag.FINAL) else Status.STOPPED
+        self.end(trial, how, how if how == Status.COMPLETED else f"stopped at step {last.get('step')}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.end(trial, "failed", "failed")

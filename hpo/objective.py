@@ -2,12 +2,11 @@
 
     objective = domain_lift - general_weight * general_regression
 
-`domain_lift` is the stage's domain gain over the starting model:
-
-- sft: strict exact match minus the base's (a difference of rates);
-- cpt: the relative drop of held-out domain perplexity, `1 - perplexity / base perplexity`
-  (0.5 when perplexity halves; mirrors `general_regression`, which is a relative rise);
-- rft: mean reward on held-out prompts minus the base's (in the reward's own units).
+`domain_lift` is the stage's domain gain over the starting model, on the stage's domain
+metric (trainers.stages): a difference for rates and rewards (sft: strict exact match;
+rft: mean reward on held-out prompts, in the reward's own units); for a metric where lower
+is better (cpt: held-out domain perplexity), the relative drop `1 - value / base` (0.5 when
+perplexity halves; mirrors `general_regression`, which is a relative rise).
 
 `general_regression` is the relative rise of general-text perplexity over the base model
 (an improvement counts as 0, never as a bonus). A rung over a limit (general regression,
@@ -19,27 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from trainers.stages import SFT, DomainMetric
 
 FAILING_OBJECTIVE = -10.0
-DOMAIN_METRIC = "domain_exact_match"
 GENERAL_METRIC = "general_perplexity"
 KL_METRIC = "train_kl"
-
-
-@dataclass(frozen=True)
-class DomainMetric:
-    """The metric a stage is judged on, and which way is better."""
-
-    name: str
-    higher_is_better: bool = True
-
-
-DOMAIN_METRICS = {
-    "sft": DomainMetric(DOMAIN_METRIC),
-    "cpt": DomainMetric("domain_perplexity", higher_is_better=False),
-    "rft": DomainMetric("reward_mean"),
-}
 
 
 def domain_lift(value: float, base: float, metric: DomainMetric) -> float:
@@ -61,7 +45,7 @@ def score(
     general_weight: float,
     max_general_regression: float | None,
     *,
-    domain: DomainMetric = DOMAIN_METRICS["sft"],
+    domain: DomainMetric = SFT.metric,
     max_kl: float | None = None,
 ) -> dict[str, float | str]:
     """Objective, its components, and `violation` (empty when the rung passes)."""

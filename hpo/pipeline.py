@@ -17,25 +17,23 @@ stage ended; a `method: full` stage hands on its whole model (`recipe.model`).
     RUN/stages/<stage>/   each stage's complete run directory (spec, baseline, trials, best/)
     RUN/chain.yaml        which recipe fed which, and the final recipe
 
-The same module runs a single sweep's gate: `check_start` refuses RFT on a base whose
-positive-reward rate is too low (hpo.guardrails.rft_gate) before any run directory exists.
+The same module runs a single sweep's gate: `check_start` refuses a stage that reads a gate
+metric (RFT: the positive-reward rate) on a base where it is too low (hpo.guardrails.rft_gate),
+before any run directory exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-import yaml
 from ray.tune import Callback
 
-from hpo.config import STAGES, SweepConfig, overlay, sweep_from_document
+from hpo.config import SweepConfig, overlay, sweep_from_document
 from hpo.errors import InputError, Problems
 from hpo.guardrails import (
     SERVICE_LIMITS,
@@ -45,11 +43,11 @@ from hpo.guardrails import (
     warmup_before_first_rung,
     warmup_steps,
 )
-from hpo.objective import DOMAIN_METRICS
 from hpo.reader import load_yaml
-from hpo.records import RUNNING
+from hpo.rundir import RunDir, Status, new_run_dir, write_yaml
 from hpo.scheduler import asha_rungs
 from trainers.data import read_jsonl
+from trainers.stages import STAGES
 
 Say = Callable[[str], object]
 LiveFactory = Callable[[SweepConfig], Callback | None]
@@ -154,11 +152,12 @@ def service_range_flags(config: SweepConfig) -> list[str]:
 
 
 def check_start(config: SweepConfig, metrics: dict[str, float], allow_low_reward: bool) -> list[str]:
-    """Warnings about the starting model; raises InputError when RFT must not start from it."""
-    if config.recipe.stage != "rft":
+    """Warnings about the starting model; raises InputError when the stage must not start from it."""
+    gate = STAGES[config.recipe.stage].gate_metric
+    if gate is None:
         return []
     allowed = allow_low_reward or config.guardrails.allow_low_reward
-    refusal, warning = rft_gate(metrics["positive_reward_rate"], config.recipe.probes.domain_examples, allowed)
+    refusal, warning = rft_gate(metrics[gate], config.recipe.probes.domain_examples, allowed)
     if refusal:
         raise InputError([f"{config.path}: task.reward: {refusal}"])
     return [warning] if warning else []
@@ -178,14 +177,13 @@ def run_stage(
         say(f"warning: {line}")
     run_dir, baseline = prepare(config, baseline, run_dir)
     run_sweep(config, run_dir, baseline, live)
-    expected = yaml.safe_load((run_dir / "best" / "recipe.yaml").read_text())["expected"]
-    say(format_metrics("best (validation)", expected))
+    say(format_metrics("best (validation)", RunDir(run_dir).read_recipe_document()["expected"]))
     return run_dir
 
 
 def starting_from(config: SweepConfig, previous: SweepConfig, previous_run: Path) -> SweepConfig:
     """`config` starting from the best rung of the previous stage's run."""
-    best = str((previous_run / "best" / "adapter").resolve())
+    best = str(RunDir(previous_run).adapter.resolve())
     if previous.recipe.method == "full":  # the checkpoint is the whole model, earlier adapters included
         recipe = dataclasses.replace(config.recipe, model=best, start_adapters=())
     else:  # the adapter was trained on the previous start: merge that first, then the adapter
@@ -196,9 +194,9 @@ def starting_from(config: SweepConfig, previous: SweepConfig, previous_run: Path
 
 def run_pipeline(pipeline: Pipeline, allow_low_reward: bool, say: Say, live: LiveFactory = lambda config: None) -> Path:
     """Run every stage in order; returns the pipeline's run directory (with chain.yaml)."""
-    run_dir = Path(pipeline.output_dir) / f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    shutil.copyfile(pipeline.path, run_dir / "pipeline.yaml")
+    run = new_run_dir(pipeline.output_dir, pipeline.name)
+    run_dir = run.path
+    shutil.copyfile(pipeline.path, run.pipeline)
     chain: list[dict[str, Any]] = []
     previous: tuple[SweepConfig, Path] | None = None
     for config in pipeline.stages:
@@ -206,7 +204,7 @@ def run_pipeline(pipeline: Pipeline, allow_low_reward: bool, say: Say, live: Liv
             config = starting_from(config, *previous)
         stage = config.recipe.stage
         say(f"== stage {stage} ({config.recipe.method}) ==")
-        stage_dir = run_stage(config, run_dir / "stages" / stage, allow_low_reward, say, live(config))
+        stage_dir = run_stage(config, run.stage(stage).path, allow_low_reward, say, live(config))
         chain.append(chain_link(config, stage_dir, run_dir))
         write_chain(run_dir, chain)
         if unfinished(stage_dir):  # Ray Tune returns from an interrupt (Ctrl-C) instead of raising
@@ -218,29 +216,26 @@ def run_pipeline(pipeline: Pipeline, allow_low_reward: bool, say: Say, live: Liv
 
 def unfinished(stage_dir: Path) -> bool:
     """Whether the stage's record still has trials that never ended."""
-    statuses = pq.read_table(stage_dir / "trials.parquet", columns=["status"]).column("status").to_pylist()
-    return RUNNING in statuses
+    return any(row["status"] == Status.RUNNING for row in RunDir(stage_dir).read_rows())
 
 
 def chain_link(config: SweepConfig, stage_dir: Path, run_dir: Path) -> dict[str, Any]:
-    best = yaml.safe_load((stage_dir / "best" / "recipe.yaml").read_text())
-    shown = ("trial_id", "step", "objective", "domain_lift", DOMAIN_METRICS[config.recipe.stage].name)
+    stage_run = RunDir(stage_dir)
+    best = stage_run.read_recipe_document()
+    shown = ("trial_id", "step", "objective", "domain_lift", STAGES[config.recipe.stage].metric.name)
     return {
         "stage": config.recipe.stage,
         "method": config.recipe.method,
         "run_dir": str(stage_dir.relative_to(run_dir)),
         "started_from": {"model": config.recipe.model, "adapters": list(config.recipe.start_adapters)},
         "baseline": best["baseline"],
-        "best_recipe": str((stage_dir / "best" / "recipe.yaml").relative_to(run_dir)),
+        "best_recipe": str(stage_run.recipe.relative_to(run_dir)),
         "best": {k: best["expected"].get(k) for k in shown},
     }
 
 
 def write_chain(run_dir: Path, chain: list[dict[str, Any]]) -> None:
-    document = {"stages": chain, "final_recipe": chain[-1]["best_recipe"]}
-    tmp = run_dir / "chain.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(document, sort_keys=False))
-    tmp.replace(run_dir / "chain.yaml")
+    write_yaml(RunDir(run_dir).chain, {"stages": chain, "final_recipe": chain[-1]["best_recipe"]})
 
 
 SHOWN_METRICS = (

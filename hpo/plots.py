@@ -1,4 +1,4 @@
-"""The report's plots, one PNG each, drawn from a run read back by `hpo.run_record`."""
+"""The report's plots, one PNG each, drawn from a run read back by `hpo.analysis`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hpo.analysis import RunRecord, best_rung, feasible_rungs, objective_of, pareto_rungs
 from hpo.objective import FAILING_OBJECTIVE
-from hpo.run_record import RunRecord, best_rung, feasible_rungs, objective_of, pareto_rungs
+from hpo.rundir import Status
 
 
 def pyplot():
@@ -44,9 +45,9 @@ def plot_objective_vs_compute(record: RunRecord, path: Path) -> Path:
     for t in record.trials:
         xs = [r["tokens_seen"] if use_tokens else r["step"] for r in t.rungs if r.get("objective") is not None]
         ys = [max(r["objective"], floor) for r in t.rungs if r.get("objective") is not None]
-        style = "-" if t.status == "completed" else "--"
+        style = "-" if t.status == Status.COMPLETED else "--"
         ax.plot(xs, ys, style, marker="o", ms=3, color=colors[t.trial_id], label=f"{t.number} {t.status}")
-        if t.status != "completed" and xs:
+        if t.status != Status.COMPLETED and xs:
             ax.plot(xs[-1], ys[-1], "x", color="black", ms=7)
         failing = [(x, y) for x, y, r in zip(xs, ys, t.rungs) if r.get("violation")]
         if failing:

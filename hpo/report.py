@@ -4,7 +4,7 @@ Everything is read from the run directory (spec.yaml, baseline.json, trials.parq
 study.journal, best/), so a report can be rebuilt at any time, on any machine, without Ray
 or W&B. The plots are embedded in the page as data URIs: the one file opens offline.
 
-The run is read back by hpo.run_record and drawn by hpo.plots; this module adds the
+The run is read back by hpo.analysis and drawn by hpo.plots; this module adds the
 recommendation and parameter importance, and lays out the page.
 """
 
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpo.analysis import RunRecord, load_run
 from hpo.errors import InputError
-from hpo.objective import DOMAIN_METRICS, domain_lift
+from hpo.objective import domain_lift
 from hpo.plots import (
     plot_confusion,
     plot_importance,
@@ -28,9 +29,10 @@ from hpo.plots import (
     plot_parallel_coordinates,
     plot_rung_survival,
 )
-from hpo.run_record import RunRecord, load_run
+from hpo.rundir import RunDir
 from hpo.timing import time_summary, trial_times
-from trainers.recipe import LORA_HYPERPARAMETERS, RFT_HYPERPARAMETERS
+from trainers.recipe import LORA_HYPERPARAMETERS
+from trainers.stages import SFT, STAGES, Stage
 
 STRONG_RELATIVE_LIFT = 0.10  # above this, LoRA has shown the task is learnable: scale up
 MANY_FAILING = 0.5  # share of trials over the regression limit that calls for a gentler recipe
@@ -44,22 +46,12 @@ def relative_change(value: float, base: float) -> float:
     return value / base - 1.0
 
 
-def relative_lift(value: float, base: float, stage: str) -> float:
+def relative_lift(value: float, base: float, stage: Stage) -> float:
     """The domain gain relative to the base: already relative for perplexity-like metrics."""
-    metric = DOMAIN_METRICS[stage]
+    metric = stage.metric
     if not metric.higher_is_better:
         return domain_lift(value, base, metric)
     return relative_change(value, base) if base >= 0 else (value - base) / abs(base)
-
-
-# What to do after a clear win, per stage.
-SCALE_UP = {
-    "sft": "LoRA has shown the task is learnable from this data: a full-rank SFT run, or RFT where answers "
-    "can be checked automatically, is the next step.",
-    "cpt": "The domain text is being learnt: a full-rank continued pre-training run, then SFT on the task, "
-    "is the next step.",
-    "rft": "The reward is being learnt: a longer RFT run on more prompts, or full-rank RFT, is the next step.",
-}
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ def recommend(
     general_regression: float,
     limit: float | None,
     failing_share: float = 0.0,
-    stage: str = "sft",
+    stage: Stage = SFT,
 ) -> Recommendation:
     """The next step, following the usual guidance for customizing a model.
 
@@ -110,7 +102,7 @@ def recommend(
         return Recommendation(
             "strong",
             f"{lift} with general regression {general_regression:.1%} (within the limit).",
-            SCALE_UP[stage] + caution,
+            stage.scale_up + caution,
         )
     return Recommendation(
         "modest",
@@ -153,7 +145,7 @@ def parameter_importance(record: RunRecord) -> tuple[int | None, dict[str, dict[
     """
     import optuna
 
-    journal = record.path / "study.journal"
+    journal = RunDir(record.path).journal
     if not journal.is_file():
         return None, {}, "no study.journal in the run directory"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -220,8 +212,9 @@ class Section:
 
 
 def used_hyperparameters(recipe: dict[str, Any]) -> dict[str, Any]:
-    """The recipe's hyperparameters its stage and method use (GRPO's only for rft, LoRA's only for lora)."""
-    unused = set() if recipe["stage"] == "rft" else set(RFT_HYPERPARAMETERS)
+    """The recipe's hyperparameters its stage and method use (a stage's own only for it, LoRA's only for lora)."""
+    stage = STAGES[recipe["stage"]]
+    unused = {name for other in STAGES.values() for name in other.own_hyperparameters} - stage.own_hyperparameters
     if recipe["method"] != "lora":
         unused |= LORA_HYPERPARAMETERS
     return {k: v for k, v in recipe["hyperparameters"].items() if k not in unused}
@@ -260,8 +253,9 @@ def sections(record: RunRecord, out: Path) -> list[Section]:
     columns, rows = record.final_table()
     found.append(Section("All trials", ((columns, rows),)))
     found.append(time_section(record))
-    dashboard = f"optuna-dashboard {record.path / 'study.journal'}"
-    wandb_dir = record.path / "wandb"
+    run = RunDir(record.path)
+    dashboard = f"optuna-dashboard {run.journal}"
+    wandb_dir = run.wandb
     mirrors = f"W&B offline runs: `wandb sync {wandb_dir}/offline-run-*`. " if wandb_dir.is_dir() else ""
     found.append(Section("More", text=f"{mirrors}Optuna's dashboard opens the study: `{dashboard}`."))
     return found
@@ -375,7 +369,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     record = load_run(run_dir)
     if not record.trials:
         raise InputError([f"{record.path / 'trials.parquet'}: no trial reported a rung; nothing to report"])
-    out = record.path / "report"
+    out = RunDir(record.path).report
     out.mkdir(exist_ok=True)
     found = sections(record, out)
     page, summary = out / "index.html", out / "summary.md"

@@ -16,6 +16,7 @@ import yaml
 from hpo.config import SweepConfig, data_hashes, load_sweep
 from hpo.errors import InputError
 from hpo.pipeline import is_pipeline
+from hpo.rundir import RunDir
 
 # Where a sweep file and its runs live may change; what it runs may not (as in SweepConfig.spec_hash).
 UNCOMPARED = ("path", "output_dir")
@@ -23,12 +24,11 @@ QUICK_SUFFIX = "-quick"  # the name `hpo sweep --quick` gives its runs
 
 
 def read_spec(run_dir: Path) -> dict[str, Any]:
-    spec_file = run_dir / "spec.yaml"
-    if not spec_file.is_file():
-        raise InputError([f"{run_dir}: spec.yaml not found (give a run directory written by `hpo sweep`)"])
-    if not (run_dir / "tune").is_dir() or not (run_dir / "baseline.json").is_file():
+    run = RunDir(run_dir)
+    run.require(run.spec.name)
+    if not run.tune.is_dir() or not run.baseline.is_file():
         raise InputError([f"{run_dir}: no trials were started here (run `hpo sweep` again instead)"])
-    return yaml.safe_load(spec_file.read_text())
+    return run.read_spec()
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -73,5 +73,5 @@ def load_resumable(run_dir: Path, sweep_file: Path | None = None) -> SweepConfig
         found = config_differences(spec, config)
     if found:
         fix = "resume with the sweep file the run started with (--sweep FILE), or start a new sweep"
-        raise InputError([f"{run_dir / 'spec.yaml'}: {line} ({fix})" for line in found])
+        raise InputError([f"{RunDir(run_dir).spec}: {line} ({fix})" for line in found])
     return config

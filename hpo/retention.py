@@ -18,8 +18,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hpo.export import trial_checkpoints
-from hpo.records import RUNNING, TrialTable
+from hpo.rundir import Status, TrialTable, trial_checkpoints
 from trainers.checkpoints import METRICS
 
 
@@ -51,7 +50,7 @@ def prune(tune_dir: Path, table: TrialTable, keep: int) -> list[Path]:
     rows = list(table.rows.values())
     best = best_trials(rows)
     deleted = []
-    ended = {t for t in table.ended_trials() if table.status[t][0] != RUNNING}  # finishing trials wait for Ray
+    ended = {t for t in table.ended_trials() if table.status[t][0] != Status.RUNNING}  # finishing trials wait for Ray
     for trial_id in ended:
         folders = trial_checkpoints(tune_dir, trial_id)
         objectives = {

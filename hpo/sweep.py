@@ -2,40 +2,33 @@
 
 `run_sweep` runs a prepared sweep; `resume_sweep` finishes one whose driver stopped
 (`hpo resume`), with the same trainable, searcher, scheduler and callbacks (`sweep_parts`).
-
-run_dir/spec.yaml        sweep file + resolved config + spec hash + data hashes
-run_dir/baseline.json    the base model on the probes
-run_dir/study.journal    the Optuna study (journal file: safe for several processes)
-run_dir/tune/            Ray Tune's experiment (trial dirs, checkpoints: hpo.retention)
-run_dir/trials.parquet   one row per trial per rung
-run_dir/best/            recipe.yaml and adapter of the best rung
+What lands where in the run directory is hpo.rundir's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
-import yaml
 from ray import tune
 from ray.tune import Callback
 
-from hpo.baseline import measure_baseline, write_json
+from hpo.baseline import measure_baseline
+from hpo.best_recipe import export_best
 from hpo.config import SweepConfig, data_hashes
-from hpo.export import export_best
-from hpo.records import RecordCallback, TrialTable
+from hpo.recorder import RecordCallback
 from hpo.retention import CheckpointRetention
+from hpo.rundir import RunDir, Status, TrialTable, new_run_dir, write_json, write_yaml
 from hpo.scheduler import METRIC, STEP, StrictASHA, asha_rungs, make_asha
 from hpo.searcher import TPESearcher
 from hpo.tracking import wandb_mirror
 from hpo.trial import run_trial
+from trainers.flags import Flag
 from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -43,10 +36,9 @@ MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its newest c
 STATE_PERIOD_S = "2"  # at most this old is the experiment state `hpo resume` restarts from
 # Embedded Ray's background work, off: every CPU-second it takes while a trial trains stalls
 # both of torch's lockstep threads. Metrics export (nobody scrapes it without a dashboard), event
-# statistics, and idle workers started ahead for tasks (trials run in actors) together used
-# 3.6 CPU-s a minute on an idle 2-core machine, 1.8 without them. Workers also run at the
-# driver's priority instead of Ray's default nice 15, which left a trial's training ~5% slower
-# than the same steps in the driver while Ray's own processes ran beside it.
+# statistics, and idle workers started ahead for tasks (trials run in actors) about halve what an
+# idle Ray uses. Workers also run at the driver's priority instead of Ray's default nice 15, which
+# slowed a trial's training while Ray's own processes ran beside it (benchmarks/README.md).
 QUIET_RAY = {
     "RAY_worker_niceness": "0",
     "RAY_enable_metrics_collection": "0",
@@ -62,38 +54,30 @@ def drop_token_auth_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
-def make_run_dir(config: SweepConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(config.output_dir) / f"{config.name}-{stamp}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    return run_dir
-
-
-def write_spec(config: SweepConfig, run_dir: Path) -> None:
+def write_spec(config: SweepConfig, run: RunDir) -> None:
     spec = {
         "sweep_file": config.path,  # what `hpo resume` reloads and checks against `config`
         "spec_hash": config.spec_hash(),
         "data_sha256": data_hashes(config.recipe.data),
         "config": config.resolved(),
     }
-    (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_yaml(run.spec, spec)
 
 
 def stop_reason(scheduler: StrictASHA):
     def reason(trial_id: str, last: dict) -> tuple[str, str]:
-        if last.get("diverged"):
-            return "diverged", str(last.get("violation", ""))
-        if last.get("failed"):  # e.g. the reward endpoint kept failing
-            return "error", str(last.get("violation", ""))
-        if last.get("oom"):  # out of memory even at batch size 1
-            return "error", str(last.get("violation", ""))
-        if last.get("guardrail"):  # e.g. RFT's KL over its limit, or a reward blow-up
-            return "stopped", f"guardrail: {last.get('violation', '')}"
-        if last.get("final"):
-            return "completed", ""
+        violation = str(last.get(Flag.VIOLATION, ""))
+        if last.get(Flag.DIVERGED):
+            return Status.DIVERGED, violation
+        if last.get(Flag.FAILED) or last.get(Flag.OOM):  # the reward endpoint kept failing; OOM at batch size 1
+            return Status.ERROR, violation
+        if last.get(Flag.GUARDRAIL):  # e.g. RFT's KL over its limit, or a reward blow-up
+            return Status.STOPPED, f"guardrail: {violation}"
+        if last.get(Flag.FINAL):
+            return Status.COMPLETED, ""
         if trial_id in scheduler.stopped_at:
-            return "stopped", f"asha: below the rung cutoff at step {scheduler.stopped_at[trial_id]}"
-        return "stopped", f"sweep budget ended at step {last.get(STEP)}"
+            return Status.STOPPED, f"asha: below the rung cutoff at step {scheduler.stopped_at[trial_id]}"
+        return Status.STOPPED, f"sweep budget ended at step {last.get(STEP)}"
 
     return reason
 
@@ -136,12 +120,13 @@ def prepare(config: SweepConfig, baseline: dict | None = None, run_dir: Path | N
     """
     baseline = baseline or measure_baseline(trial_recipe(config))
     if run_dir is None:
-        run_dir = make_run_dir(config)
+        run = new_run_dir(config.output_dir, config.name)
     else:
-        run_dir.mkdir(parents=True, exist_ok=False)
-    write_spec(config, run_dir)
-    write_json(run_dir / "baseline.json", baseline)
-    return run_dir, baseline
+        run = RunDir(run_dir)
+        run.path.mkdir(parents=True, exist_ok=False)
+    write_spec(config, run)
+    write_json(run.baseline, baseline)
+    return run.path, baseline
 
 
 @dataclass
@@ -164,15 +149,16 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
         config.budget.trials,
     )
     rungs = asha_rungs(config.scheduler.rung_interval, config.scheduler.max_steps, config.scheduler.reduction_factor)
+    run = RunDir(run_dir)
     searcher = TPESearcher(
         config.space,
-        run_dir / "study.journal",
+        run.journal,
         config.name,
         config.searcher.seed,
         config.searcher.startup_trials,
         rungs=rungs,
     )
-    table = TrialTable(run_dir / "trials.parquet")  # a resumed sweep's rows stay as they are
+    table = TrialTable(run.trials)  # a resumed sweep's rows stay as they are
     reason = stop_reason(scheduler)
     mirror = wandb_mirror(config.tracking, run_dir, run_dir.name, reason)  # None: W&B disabled
     trainable = tune.with_resources(
@@ -183,7 +169,7 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
     )
     callbacks = [
         RecordCallback(table, reason),
-        CheckpointRetention(run_dir / "tune", table, config.checkpoints.keep),  # after the record: reads endings
+        CheckpointRetention(run.tune, table, config.checkpoints.keep),  # after the record: reads endings
         *([live] if live else []),
         *([mirror] if mirror else []),
     ]
@@ -202,9 +188,10 @@ def tune_config(config: SweepConfig, parts: SweepParts) -> tune.TuneConfig:
 
 
 def run_config(config: SweepConfig, run_dir: Path, parts: SweepParts) -> tune.RunConfig:
+    run = RunDir(run_dir.resolve())
     return tune.RunConfig(
-        name="tune",
-        storage_path=str(run_dir.resolve()),
+        name=run.tune.name,
+        storage_path=str(run.path),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=config.checkpoints.keep, checkpoint_score_attribute=METRIC, checkpoint_score_order="max"
         ),
@@ -232,14 +219,14 @@ def resume_sweep(config: SweepConfig, run_dir: Path, live: Callback | None = Non
     ASHA's rung records are rebuilt from trials.parquet.
     """
     run_dir = run_dir.resolve()  # Ray restores from an absolute path or URI
-    baseline = json.loads((run_dir / "baseline.json").read_text())
+    baseline = RunDir(run_dir).read_baseline()
     start_ray(config)
     parts = sweep_parts(config, run_dir, baseline, live)
     recorded = sorted(parts.table.rows.values(), key=lambda row: row["recorded_at"])
     parts.scheduler.replay(
         ((row["trial_id"], int(row["step"]), row.get("objective")) for row in recorded), parts.table.ended_trials()
     )
-    tuner = tune.Tuner.restore(str(run_dir / "tune"), parts.trainable, resume_unfinished=True, resume_errored=True)
+    tuner = tune.Tuner.restore(str(RunDir(run_dir).tune), parts.trainable, resume_unfinished=True, resume_errored=True)
     attach(tuner, tune_config(config, parts), run_config(config, run_dir, parts))
     return finish(tuner, parts, run_dir)
 

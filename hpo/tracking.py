@@ -22,9 +22,9 @@ from typing import Any
 
 from ray.tune import Callback
 
+from hpo.analysis import RunRecord, load_run
 from hpo.config import Tracking
-from hpo.records import RAY_KEYS
-from hpo.run_record import RunRecord, load_run
+from hpo.rundir import RAY_KEYS, Status
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class WandbMirror(Callback):
         self.submit(self._finish, trial.trial_id, status, reason)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.submit(self._finish, trial.trial_id, "error", str(trial.error_file or "error"))
+        self.submit(self._finish, trial.trial_id, Status.ERROR, str(trial.error_file or "error"))
 
     def on_experiment_end(self, trials, **info):
         self.submit(self._finish_all)  # trials the sweep left running (e.g. a time budget) still get a summary
@@ -220,7 +220,7 @@ class WandbMirror(Callback):
 
     def _finish_all(self) -> None:
         for trial_id in list(self.runs):
-            self._finish(trial_id, "stopped", "the sweep ended")
+            self._finish(trial_id, Status.STOPPED, "the sweep ended")
 
     def _sweep(self, run_dir: Path) -> None:
         import wandb

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import gc
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,11 @@ from ray import tune
 
 from hpo.config import Objective
 from hpo.guardrails import rung_stop_reason
-from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, score
+from hpo.objective import FAILING_OBJECTIVE, score
 from trainers.checkpoints import METRICS, is_complete, newest_complete
+from trainers.flags import Flag
 from trainers.recipe import Recipe
-
-
-def trainer_for(stage: str):
-    """The trainer module of a stage: trainers.sft, trainers.cpt or trainers.rft."""
-    return importlib.import_module(f"trainers.{stage}")
+from trainers.stages import STAGES, Stage
 
 
 def resume_point() -> Path | None:
@@ -71,9 +67,9 @@ def batch_metrics(recipe: Recipe, oom_retries: int) -> dict[str, float]:
 def free_memory() -> None:
     """Give a finished attempt's memory back: to the accelerator, and to the OS.
 
-    Trial workers are reused (`reuse_actors`), and glibc keeps freed heap: measured on
-    SmolLM2-135M, a worker held 2.8-3.9 GB after each trial and about 0.6 GB after
-    `malloc_trim`; without it, two reused workers reached 22 GB and the node ran out of memory.
+    Trial workers are reused (`reuse_actors`), and glibc keeps freed heap: without
+    `malloc_trim` reused workers keep gigabytes each and a node runs out of memory
+    (benchmarks/README.md has the measurement).
     """
     import torch
 
@@ -89,7 +85,7 @@ def free_memory() -> None:
 class RungReporter:
     """Scores a trainer's rungs and hands them to Ray; remembers the last one for what follows."""
 
-    def __init__(self, stage: str, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
+    def __init__(self, stage: Stage, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
         self.stage, self.baseline, self.objective = stage, baseline, objective
         self.previous = resumed  # the last rung's metrics, for RFT's blow-up check
         self.last_step = int(resumed["step"]) if resumed else 0
@@ -101,18 +97,20 @@ class RungReporter:
             self.baseline,
             self.objective.general_weight,
             self.objective.max_general_regression,
-            domain=DOMAIN_METRICS[self.stage],
+            domain=self.stage.metric,
             max_kl=self.objective.max_kl,
         )
         stop = self.guardrail(metrics)
-        ending = {"objective": FAILING_OBJECTIVE, "violation": stop, "final": 1.0, "guardrail": 1.0} if stop else {}
+        ending = (
+            {"objective": FAILING_OBJECTIVE, Flag.VIOLATION: stop, Flag.FINAL: 1.0, Flag.GUARDRAIL: 1.0} if stop else {}
+        )
         result = {**metrics, **self.batch, **scored, **ending}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None)
         self.previous, self.last_step = metrics, step
         return bool(stop)
 
     def guardrail(self, metrics: dict[str, float]) -> str:
-        if self.stage != "rft":
+        if not self.stage.rung_guardrails:
             return ""
         objective = self.objective
         return rung_stop_reason(metrics, self.previous, objective.max_kl, objective.min_length_ratio)
@@ -120,7 +118,7 @@ class RungReporter:
     def end(self, step: int, flag: str, violation: str) -> None:
         """A failing final result of its own, never overwriting a reported rung."""
         step = max(step, self.last_step + 1)
-        ending = {"step": step, "objective": FAILING_OBJECTIVE, "final": 1.0, flag: 1.0, "violation": violation}
+        ending = {"step": step, "objective": FAILING_OBJECTIVE, Flag.FINAL: 1.0, flag: 1.0, Flag.VIOLATION: violation}
         tune.report({**self.batch, **ending})
 
 
@@ -136,7 +134,7 @@ def run_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float]
 
 def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
     from trainers.rewards import RewardError
-    from trainers.sft import Diverged, OutOfMemory
+    from trainers.rungs import Diverged, OutOfMemory
 
     resume_from = resume_point()
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
@@ -146,28 +144,29 @@ def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, floa
             trial_recipe.training, batch_size=int(resumed["batch_size"]), grad_accum=int(resumed["grad_accum"])
         )
         trial_recipe, oom_retries = dataclasses.replace(trial_recipe, training=training), int(resumed["oom_retries"])
-    reporter = RungReporter(recipe.stage, baseline, objective, resumed)
-    if resumed and resumed["final"]:  # it ended before the sweep stopped; Ray had not heard of the end
+    stage = STAGES[recipe.stage]
+    reporter = RungReporter(stage, baseline, objective, resumed)
+    if resumed and resumed[Flag.FINAL]:  # it ended before the sweep stopped; Ray had not heard of the end
         reporter.batch = batch_metrics(trial_recipe, oom_retries)
         reporter(int(resumed["step"]), resumed, None)
         return
     while True:
         reporter.batch = batch_metrics(trial_recipe, oom_retries)
         try:
-            trainer_for(recipe.stage).train(trial_recipe, reporter, resume_from=resume_from)
+            stage.train(trial_recipe, reporter, resume_from=resume_from)
             return
         except OutOfMemory as err:
             smaller = halved_batch(trial_recipe)
             if smaller is None:
                 accum = trial_recipe.training.grad_accum
-                reporter.end(err.step, "oom", f"out of memory at batch size 1 (grad_accum {accum}), step {err.step}")
+                reporter.end(err.step, Flag.OOM, f"out of memory at batch size 1 (grad_accum {accum}), step {err.step}")
                 return
             trial_recipe, oom_retries = smaller, oom_retries + 1
             resume_from = resume_point()  # the newest rung reported so far, if any
             free_memory()
         except Diverged as err:
-            reporter.end(err.step, "diverged", str(err))
+            reporter.end(err.step, Flag.DIVERGED, str(err))
             return
         except RewardError as err:
-            reporter.end(err.step, "failed", str(err))
+            reporter.end(err.step, Flag.FAILED, str(err))
             return

@@ -8,8 +8,9 @@ from safetensors.torch import load_file
 
 from hpo.baseline import measure_baseline
 from hpo.config import load_sweep
-from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, domain_lift, score
-from trainers.cpt import cpt_config, train, training_rows
+from hpo.objective import FAILING_OBJECTIVE, domain_lift, score
+from trainers.cpt import train, trainer_config, training_rows
+from trainers.stages import STAGES
 
 
 def cpt_recipe(tiny, **hyperparameters):
@@ -32,7 +33,7 @@ def test_training_lowers_domain_perplexity_and_changes_every_lora_weight(tiny, t
     first, last = rungs[0][2], rungs[-1][2]
     for name in last:
         assert not (first[name] == last[name]).all(), f"{name} did not change between rungs"
-    assert cpt_config(recipe, tmp_path).lr_scheduler_type == "cosine"  # warmup, then a cosine decay
+    assert trainer_config(recipe, tmp_path).lr_scheduler_type == "cosine"  # warmup, then a cosine decay
 
 
 def test_a_run_resumed_from_a_rung_checkpoint_ends_like_the_uninterrupted_run(tiny, interrupted_and_resumed):
@@ -51,7 +52,7 @@ def test_the_mix_is_raw_text_at_the_mixing_ratio(tiny):
 
 
 def test_domain_lift_is_the_relative_drop_of_perplexity():
-    metric = DOMAIN_METRICS["cpt"]
+    metric = STAGES["cpt"].metric
     assert domain_lift(10.0, 20.0, metric) == pytest.approx(0.5)  # perplexity halved
     assert domain_lift(30.0, 20.0, metric) == pytest.approx(-0.5)  # worse is negative
     base = {"domain_perplexity": 20.0, "general_perplexity": 10.0}

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from hpo.exports import Limit, service_hyperparameters
-from hpo.run_record import pareto_front
+from hpo.analysis import pareto_front
+from hpo.tool_configs import Limit, service_hyperparameters
 from trainers.recipe import DataPaths, Hyperparameters, Recipe, Training, load_recipe
 
 
@@ -107,13 +107,13 @@ def test_every_export_records_the_recipes_provenance(exported):
 def test_trl_config_equals_the_trainers_own(exported, tmp_path):
     from trl import SFTConfig
 
-    from trainers.sft import sft_config
+    from trainers.sft import trainer_config
 
     best, recipe, _, _ = exported
     document = yaml.safe_load((best / "trl_sft_config.yaml").read_text())
     assert document["config_class"] == "trl.SFTConfig"
     assert document["stop_at_step"] == recipe.training.stop_at_step
-    ours = sft_config(recipe, tmp_path)
+    ours = trainer_config(recipe, tmp_path)
     rebuilt = SFTConfig(output_dir=str(tmp_path), use_cpu=ours.use_cpu, bf16=ours.bf16, **document["kwargs"])
     assert rebuilt.to_dict() == ours.to_dict()
     kwargs = document["kwargs"]
@@ -125,7 +125,7 @@ def test_trl_config_equals_the_trainers_own(exported, tmp_path):
 def test_peft_config_equals_the_trainers_own(exported):
     from peft import LoraConfig
 
-    from trainers.sft import lora_config
+    from trainers.rungs import lora_config
 
     best, recipe, _, _ = exported
     kwargs = json.loads((best / "peft_lora_config.json").read_text())["lora_config"]

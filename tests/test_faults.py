@@ -25,9 +25,8 @@ import yaml
 
 from hpo.config import load_sweep
 from hpo.errors import InputError
-from hpo.export import find_checkpoint
-from hpo.records import TrialTable, read_rows
 from hpo.retention import best_trials, prune
+from hpo.rundir import RunDir, TrialTable, find_checkpoint, read_rows
 from hpo.trial import halved_batch
 from trainers.checkpoints import copy_weights, is_complete, mark_complete, newest_complete
 
@@ -81,7 +80,7 @@ def assert_checkpoints_pruned(run_dir: Path, keep: int) -> None:
         folders = sorted((run_dir / "tune").glob(f"*_{trial_id}_*/checkpoint_*"))
         assert len(folders) <= (keep if trial_id in best else 0), (trial_id, folders)
     best_row = max(rows, key=lambda row: row["objective"])
-    assert find_checkpoint(run_dir, best_row["trial_id"], best_row["step"]) is not None
+    assert find_checkpoint(RunDir(run_dir), best_row["trial_id"], best_row["step"]) is not None
 
 
 def test_a_killed_worker_goes_on_from_its_last_rung_checkpoint(tiny):
@@ -249,10 +248,10 @@ def test_a_torn_checkpoint_is_never_resumed_from_or_exported(tmp_path):
         weights.truncate(50)
     assert not is_complete(newer)
     assert newest_complete([older, newer]) == older
-    assert find_checkpoint(tmp_path, "abc12345", 8) is None
-    assert find_checkpoint(tmp_path, "abc12345", 4) == older
+    assert find_checkpoint(RunDir(tmp_path), "abc12345", 8) is None
+    assert find_checkpoint(RunDir(tmp_path), "abc12345", 4) == older
     (older / "complete.json").unlink()  # written last: without it the folder was never finished
-    assert newest_complete([older, newer]) is None and find_checkpoint(tmp_path, "abc12345", 4) is None
+    assert newest_complete([older, newer]) is None and find_checkpoint(RunDir(tmp_path), "abc12345", 4) is None
 
 
 def test_only_the_weights_leave_a_checkpoint(tmp_path):

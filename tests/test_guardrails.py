@@ -24,7 +24,7 @@ from hpo.guardrails import (
 )
 from hpo.objective import FAILING_OBJECTIVE
 from hpo.pipeline import check_start
-from hpo.records import TrialTable
+from hpo.rundir import TrialTable
 from hpo.sweep import stop_reason
 
 

@@ -2,7 +2,7 @@ import math
 
 import pyarrow.parquet as pq
 
-from hpo.records import TrialTable
+from hpo.rundir import TrialTable
 
 
 def test_one_row_per_rung_and_the_final_status_on_every_row(tmp_path):

@@ -13,9 +13,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from hpo.analysis import RunRecord, load_run, pareto_front, ranked_trials, summarize_trials
 from hpo.plots import rung_survival
 from hpo.report import importance_rung, recommend, relative_lift
-from hpo.run_record import RunRecord, load_run, pareto_front, ranked_trials, summarize_trials
+from trainers.stages import STAGES
 
 # --- the Pareto front -------------------------------------------------------------------------
 
@@ -51,8 +52,8 @@ def test_a_lift_from_a_base_score_of_zero_reads_as_such():
 
 
 def test_the_next_step_after_a_clear_win_depends_on_the_stage():
-    assert "continued pre-training" in recommend(0.3, 0.0, 0.25, stage="cpt").advice
-    assert "longer RFT run" in recommend(0.3, 0.0, 0.25, stage="rft").advice
+    assert "continued pre-training" in recommend(0.3, 0.0, 0.25, stage=STAGES["cpt"]).advice
+    assert "longer RFT run" in recommend(0.3, 0.0, 0.25, stage=STAGES["rft"]).advice
 
 
 def test_regression_over_the_limit_suggests_more_general_data_or_a_lower_learning_rate():
@@ -78,10 +79,10 @@ def test_many_failing_trials_add_a_caution_to_any_advice():
 
 
 def test_relative_lift_per_stage():
-    assert relative_lift(0.9, 0.6, "sft") == pytest.approx(0.5)  # exact match 0.6 -> 0.9
-    assert relative_lift(5.0, 10.0, "cpt") == pytest.approx(0.5)  # perplexity halves
-    assert relative_lift(0.5, 0.0, "sft") == math.inf  # from nothing, any gain is a full gain
-    assert relative_lift(-0.5, -1.0, "rft") == pytest.approx(0.5)  # a negative base reward
+    assert relative_lift(0.9, 0.6, STAGES["sft"]) == pytest.approx(0.5)  # exact match 0.6 -> 0.9
+    assert relative_lift(5.0, 10.0, STAGES["cpt"]) == pytest.approx(0.5)  # perplexity halves
+    assert relative_lift(0.5, 0.0, STAGES["sft"]) == math.inf  # from nothing, any gain is a full gain
+    assert relative_lift(-0.5, -1.0, STAGES["rft"]) == pytest.approx(0.5)  # a negative base reward
 
 
 # --- trials, rungs, importance ------------------------------------------------------------------

@@ -9,8 +9,9 @@ from safetensors.torch import load_file
 
 from hpo.cli import main
 from hpo.config import load_sweep
-from hpo.objective import DOMAIN_METRICS, FAILING_OBJECTIVE, score
+from hpo.objective import FAILING_OBJECTIVE, score
 from trainers.rft import train
+from trainers.stages import STAGES
 
 # Gate rewards, written next to the sweep file (the reward's import root): one the base
 # never earns, one it always earns (whatever the tiny model's answers, which vary with the
@@ -74,7 +75,7 @@ def test_rft_objective_is_the_reward_lift_with_a_kl_limit():
         base,
         1.0,
         0.5,
-        domain=DOMAIN_METRICS["rft"],
+        domain=STAGES["rft"].metric,
         max_kl=0.5,
     )
     assert passing["domain_lift"] == pytest.approx(0.6)
@@ -84,7 +85,7 @@ def test_rft_objective_is_the_reward_lift_with_a_kl_limit():
         base,
         1.0,
         0.5,
-        domain=DOMAIN_METRICS["rft"],
+        domain=STAGES["rft"].metric,
         max_kl=0.5,
     )
     assert failing["objective"] == FAILING_OBJECTIVE and failing["violation"] == "kl 0.8 > limit 0.5"

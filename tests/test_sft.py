@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from hpo.config import load_sweep
 from trainers.data import mix
-from trainers.sft import Diverged, train
+from trainers.rungs import Diverged
+from trainers.sft import train
 
 
 def tiny_recipe(tiny, **hyperparameters):

@@ -26,6 +26,9 @@ import torch
 
 from trainers.data import CHOICE_LETTERS, chat, read_jsonl
 from trainers.recipe import Recipe
+from trainers.rewards import load_reward
+from trainers.scorers import parse_answer
+from trainers.stages import STAGES
 
 GENERATION_BATCH = 16
 
@@ -40,7 +43,7 @@ class ProbeSet:
     labels: tuple[str, ...]
     max_new_tokens: int
     max_seq_len: int
-    stage: str = "sft"
+    domain_probe: str = "exact_match"  # a key of DOMAIN_PROBES: the recipe's stage's probe
     system_prompt: str | None = None  # the recipe's system turn, the same as in training
     reward: Callable[..., list[float]] | None = field(default=None, compare=False)  # stage rft
 
@@ -54,11 +57,7 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
     probes = recipe.probes
     instructions = read_jsonl(recipe.data.instruction_probe) if recipe.data.instruction_probe else []
     domain = read_jsonl(domain_path)
-    reward = None
-    if recipe.stage == "rft" and recipe.reward is not None:
-        from trainers.rewards import load_reward  # rewards parse answers with this module's rule
-
-        reward = load_reward(recipe.reward)
+    reward = load_reward(recipe.reward) if recipe.reward is not None else None
     return ProbeSet(
         domain=domain[: probes.domain_examples] if domain_split == "eval" else domain,
         general_texts=[row["text"] for row in read_jsonl(recipe.data.general_probe)][: probes.general_passages],
@@ -66,7 +65,7 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
         labels=recipe.labels,
         max_new_tokens=probes.max_new_tokens,
         max_seq_len=recipe.training.max_seq_len,
-        stage=recipe.stage,
+        domain_probe=STAGES[recipe.stage].probe,
         system_prompt=recipe.system_prompt,
         reward=reward,
     )
@@ -74,11 +73,6 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
 
 def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> str:
     return tokenizer.apply_chat_template(chat(prompt, system_prompt), tokenize=False, add_generation_prompt=True)
-
-
-def parse_answer(generated: str) -> str:
-    """The parse rule: surrounding whitespace stripped, nothing else."""
-    return generated.strip()
 
 
 @torch.no_grad()
@@ -212,20 +206,39 @@ def choice_accuracy(model: Any, tokenizer: Any, rows: Sequence[dict], system_pro
     return hits / len(rows) if rows else math.nan
 
 
-def domain_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
-    """The stage's domain metrics and, for answer-generating stages, the answers themselves."""
-    if probes.stage == "cpt":
-        texts = [row["text"] for row in probes.domain]
-        return {"domain_perplexity": perplexity(model, tokenizer, texts, probes.max_seq_len)}, {}
-    if probes.stage == "rft":
-        if probes.reward is None:
-            raise ValueError("stage rft needs a reward to probe with (task.reward in the sweep file)")
-        scored = reward_probe(model, tokenizer, probes.domain, probes)
-        metrics = {k: scored[k] for k in ("reward_mean", "positive_reward_rate", "response_length")}
-        return metrics, {k: scored[k] for k in ("predictions", "expected", "rewards")}
+def perplexity_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """Held-out domain perplexity (stage cpt)."""
+    texts = [row["text"] for row in probes.domain]
+    return {"domain_perplexity": perplexity(model, tokenizer, texts, probes.max_seq_len)}, {}
+
+
+def reward_rate_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """Mean reward, positive-reward rate and answer length of greedy answers (stage rft)."""
+    if probes.reward is None:
+        raise ValueError("stage rft needs a reward to probe with (task.reward in the sweep file)")
+    scored = reward_probe(model, tokenizer, probes.domain, probes)
+    metrics = {k: scored[k] for k in ("reward_mean", "positive_reward_rate", "response_length")}
+    return metrics, {k: scored[k] for k in ("predictions", "expected", "rewards")}
+
+
+def exact_match_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """Strict exact match and parse rate of greedy answers against the labels (stage sft)."""
     domain = exact_match(model, tokenizer, probes.domain, probes)
     metrics = {"domain_exact_match": domain["exact_match"], "domain_parse_rate": domain["parse_rate"]}
     return metrics, {"predictions": domain["predictions"], "expected": domain["expected"]}
+
+
+DomainProbe = Callable[[Any, Any, ProbeSet], tuple[dict[str, float], dict[str, list]]]
+DOMAIN_PROBES: dict[str, DomainProbe] = {
+    "exact_match": exact_match_probe,
+    "perplexity": perplexity_probe,
+    "reward": reward_rate_probe,
+}
+
+
+def domain_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """The stage's domain metrics and, for answer-generating stages, the answers themselves."""
+    return DOMAIN_PROBES[probes.domain_probe](model, tokenizer, probes)
 
 
 def run_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from trainers.stages import STAGES
+
 # Hard limits a value must respect to make sense at all (service limits are stricter
 # and are checked at export). (low, high, low_is_open)
 HYPERPARAMETER_LIMITS: dict[str, tuple[float, float, bool]] = {
@@ -54,7 +56,6 @@ class Hyperparameters:
 HYPERPARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparameters))
 INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "num_generations"})
 LORA_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "lora_dropout"})
-RFT_HYPERPARAMETERS = frozenset({"beta", "num_generations", "temperature"})
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class Reward:
 
 @dataclass(frozen=True)
 class Recipe:
-    stage: str  # sft | cpt | rft
+    stage: str  # a key of trainers.stages.STAGES
     method: str  # lora | full
     model: str
     data: DataPaths
@@ -157,7 +158,6 @@ def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
     )
 
 
-STAGES = ("sft", "cpt", "rft")
 
 # The dataclass each section of a recipe is read into, for naming unknown keys.
 RECIPE_SECTIONS: dict[str, type] = {

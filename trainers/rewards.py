@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from trainers.imports import import_named
-from trainers.probes import parse_answer
 from trainers.recipe import Reward
+from trainers.scorers import parse_answer
 
 RewardFunction = Callable[..., list[float]]
 BACKOFF_S = 0.2  # first retry waits this long, doubling after each failure

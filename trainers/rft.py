@@ -1,10 +1,10 @@
 """Reinforcement fine-tuning with TRL's GRPO: sampled answers scored by a reward, a KL leash to the start.
 
-Reads top to bottom: load the base model (with an earlier stage's adapter merged in,
-when the recipe names one), wrap the sweep's reward, train a new LoRA adapter with
-TRL's GRPOTrainer, and at every rung run the shared probes (greedy answers to held-out
-prompts scored by the same reward, plus the general probes), add the window's training
-statistics and hand it all to `report`. Standalone:
+Reads top to bottom: prompts in chat form (the row's completion travels as `reference`),
+the GRPOConfig, and TRL's GRPOTrainer with the sweep's reward handed to the shared rung
+loop (trainers.rungs), which at every rung runs the shared probes (greedy answers to
+held-out prompts scored by the same reward, plus the general probes) and adds the
+window's training statistics. Standalone:
 
     python -m trainers.rft recipe.yaml [--out DIR]
 
@@ -17,29 +17,15 @@ num_generations answers each, up to `probes.max_new_tokens` tokens long.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
-import torch
 from datasets import Dataset
-from transformers import set_seed
 from trl import GRPOConfig, GRPOTrainer
 
-from trainers.callbacks import load_callbacks
 from trainers.data import chat, duplicate, read_jsonl
-from trainers.models import load_base, training_dtype
-from trainers.probes import load_probes
 from trainers.recipe import Recipe
 from trainers.rewards import RecordedReward, load_reward
-from trainers.sft import (
-    LOSS_WINDOW,
-    Report,
-    RungCallback,
-    lora_config,
-    resumed_metrics,
-    run_standalone,
-    run_training,
-)
+from trainers.rungs import LOSS_WINDOW, Report, common_args, lora_config, run_standalone, train_stage
 
 # GRPO's logged statistics, averaged over each rung's window.
 GRPO_WINDOW = {
@@ -63,32 +49,15 @@ def training_rows(recipe: Recipe) -> list[dict]:
     ]
 
 
-def grpo_config(recipe: Recipe, output_dir: Path) -> GRPOConfig:
-    hp, training = recipe.hyperparameters, recipe.training
+def trainer_config(recipe: Recipe, output_dir: Path) -> GRPOConfig:
+    hp = recipe.hyperparameters
     return GRPOConfig(
-        output_dir=str(output_dir),
-        max_steps=training.max_steps,
-        learning_rate=hp.learning_rate,
-        warmup_steps=hp.warmup_ratio,  # a value below 1 is a ratio of max_steps
+        **common_args(recipe, output_dir),
         lr_scheduler_type="linear",
-        weight_decay=hp.weight_decay,
-        per_device_train_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.grad_accum,
         beta=hp.beta,
         num_generations=hp.num_generations,
         max_completion_length=recipe.probes.max_new_tokens,
         temperature=hp.temperature,
-        gradient_checkpointing=False,  # small models: memory is not the limit, the recompute is pure cost
-        seed=recipe.seed,
-        data_seed=recipe.seed,
-        logging_steps=1,
-        logging_nan_inf_filter=False,
-        save_strategy="no",  # RungCallback asks for a save at every rung
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=training_dtype() == torch.bfloat16,
     )
 
 
@@ -111,31 +80,28 @@ def train(
     """
     if recipe.reward is None:
         raise ValueError("stage rft needs a reward (task.reward in the sweep file)")
-    torch.set_num_threads(recipe.training.threads)
-    set_seed(recipe.seed)
-    model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-    probes = load_probes(recipe)
     reward = RecordedReward(load_reward(recipe.reward))
-    with tempfile.TemporaryDirectory(prefix="rft-", dir=work_dir) as scratch:
-        callback = RungCallback(
-            recipe,
-            probes,
-            tokenizer,
-            report,
-            window=GRPO_WINDOW,
-            extra=reward_window(reward),
-            resumed=resumed_metrics(resume_from),
-        )
-        trainer = GRPOTrainer(
+
+    def make_trainer(model, tokenizer, output_dir: Path, callbacks: list) -> GRPOTrainer:
+        return GRPOTrainer(
             model=model,
             reward_funcs=[reward],
-            args=grpo_config(recipe, Path(scratch) / "trainer"),
+            args=trainer_config(recipe, output_dir),
             train_dataset=Dataset.from_list(training_rows(recipe)),
             processing_class=tokenizer,
             peft_config=lora_config(recipe),
-            callbacks=[callback, *load_callbacks(recipe.training)],
+            callbacks=callbacks,
         )
-        return run_training(trainer, callback, resume_from)
+
+    return train_stage(
+        recipe,
+        report,
+        make_trainer,
+        work_dir=work_dir,
+        resume_from=resume_from,
+        window=GRPO_WINDOW,
+        extra=reward_window(reward),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,73 +1,25 @@
 """Supervised fine-tuning with TRL + PEFT LoRA on a domain/general mix, scored at every rung.
 
-Reads top to bottom: load the base model, build the mixed dataset, train with TRL's
-SFTTrainer (loss on the completion only), and at every rung save the trainer's full
-state, run the shared probes and hand both to `report`. `method: full` trains every
-weight instead of a LoRA adapter; the rung's checkpoint then holds the whole model.
-Training can go on from a rung checkpoint (`resume_from`). Standalone:
+Reads top to bottom: the domain rows mixed with general instruction rows in TRL's
+conversational prompt-completion form, the SFTConfig (loss on the completion only), and
+TRL's SFTTrainer handed to the shared rung loop (trainers.rungs), which loads the base
+model, probes and reports at every rung, and resumes from a rung checkpoint
+(`resume_from`). `method: full` trains every weight instead of a LoRA adapter; the rung's
+checkpoint then holds the whole model. Standalone:
 
     python -m trainers.sft recipe.yaml [--out DIR]
-
-The rung loop here (`RungCallback`, `Report`, `Diverged`, `OutOfMemory`, `run_training`,
-`run_standalone`) is the one every trainer uses, so that all stages report, stop,
-resume and fail the same way.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import math
-import shutil
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import torch
-from datasets import Dataset
-from peft import LoraConfig
-from transformers import PrinterCallback, TrainerCallback, set_seed
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
-from trainers.callbacks import load_callbacks
-from trainers.checkpoints import METRICS, copy_weights, mark_complete
 from trainers.data import chat, duplicate, mix, read_jsonl
-from trainers.models import load_base, training_dtype
-from trainers.probes import ProbeSet, load_probes, run_probes
-from trainers.recipe import Recipe, read_recipe
-
-log = logging.getLogger(__name__)
-
-# report(step, metrics, checkpoint_dir) -> stop: the folder (a complete trainer checkpoint,
-# see trainers.checkpoints) is only valid during the call; a true answer stops training
-# after this rung (e.g. a guardrail tripped).
-Report = Callable[[int, dict[str, float], Path], bool | None]
-# Trainer log keys averaged over each rung's window, and the metric names they get.
-LOSS_WINDOW = {"loss": "train_loss"}
-
-
-class Diverged(RuntimeError):
-    """Training produced a non-finite loss or gradient norm."""
-
-    def __init__(self, step: int, what: str, value: float) -> None:
-        self.step, self.what, self.value = step, what, value
-        super().__init__(f"{what} became {value} at step {step}")
-
-
-class OutOfMemory(RuntimeError):
-    """The accelerator ran out of memory during training, at `step` with micro-batch `batch_size`."""
-
-    def __init__(self, step: int, batch_size: int) -> None:
-        self.step, self.batch_size = step, batch_size
-        super().__init__(f"out of memory at step {step} with batch size {batch_size}")
-
-
-def out_of_memory(err: BaseException) -> bool:
-    """torch's OutOfMemoryError, or the RuntimeError older CUDA paths raise ("CUDA out of memory")."""
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err)
+from trainers.recipe import Recipe
+from trainers.rungs import Report, common_args, run_standalone, sft_trainer, train_stage
 
 
 def training_rows(recipe: Recipe) -> list[dict]:
@@ -84,162 +36,14 @@ def training_rows(recipe: Recipe) -> list[dict]:
     ]
 
 
-def sft_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
-    hp, training = recipe.hyperparameters, recipe.training
+def trainer_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
     return SFTConfig(
-        output_dir=str(output_dir),
-        max_steps=training.max_steps,
-        learning_rate=hp.learning_rate,
-        warmup_steps=hp.warmup_ratio,  # a value below 1 is a ratio of max_steps
+        **common_args(recipe, output_dir),
         lr_scheduler_type="linear",
-        weight_decay=hp.weight_decay,
-        per_device_train_batch_size=training.batch_size,
-        gradient_accumulation_steps=training.grad_accum,
-        max_length=training.max_seq_len,
+        max_length=recipe.training.max_seq_len,
         completion_only_loss=True,
-        gradient_checkpointing=False,  # small models: memory is not the limit, the recompute is pure cost
-        seed=recipe.seed,
-        data_seed=recipe.seed,
-        logging_steps=1,
-        logging_nan_inf_filter=False,  # a NaN loss must reach the divergence check, not be smoothed over
-        save_strategy="no",  # RungCallback asks for a save at every rung
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
-        use_cpu=not torch.cuda.is_available(),
-        bf16=training_dtype() == torch.bfloat16,
     )
-
-
-def lora_config(recipe: Recipe) -> LoraConfig:
-    hp = recipe.hyperparameters
-    return LoraConfig(
-        r=hp.lora_rank,
-        lora_alpha=hp.lora_alpha,
-        lora_dropout=hp.lora_dropout,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
-
-
-def adapter_config(recipe: Recipe) -> LoraConfig | None:
-    """The LoRA adapter to train, or None for `method: full` (every weight trains)."""
-    return lora_config(recipe) if recipe.method == "lora" else None
-
-
-class RungCallback(TrainerCallback):
-    """Probes, saves and reports at every rung; stops at `stop_at_step` or when `report` says so;
-    catches divergence.
-
-    At a rung step it asks the Trainer to save its full state (weights, optimizer,
-    scheduler, RNG, trainer_state.json); once saved (`on_save`) the probes run, their
-    metrics and predictions join the folder, `complete.json` is written last and the
-    folder goes to `report`. `window` maps trainer log keys to metric names averaged over
-    each rung's window (e.g. GRPO's "kl"); `extra` adds metrics the trainer collects
-    itself. `resumed` are the metrics of the rung that training resumed from, if any.
-    """
-
-    def __init__(
-        self,
-        recipe: Recipe,
-        probes: ProbeSet,
-        tokenizer,
-        report: Report,
-        window: Mapping[str, str] = LOSS_WINDOW,
-        extra: Callable[[], dict[str, float]] | None = None,
-        resumed: Mapping[str, float] | None = None,
-    ) -> None:
-        self.recipe, self.probes, self.tokenizer, self.report = recipe, probes, tokenizer, report
-        self.window_names, self.extra = dict(window), extra
-        self.resumed_from = {"resumed_from_step": resumed["step"]} if resumed else {}
-        self.started = time.perf_counter()
-        self.train_seconds_before = float(resumed["train_seconds"]) if resumed else 0.0  # earlier attempts
-        self.probe_seconds = float(resumed["probe_seconds"]) if resumed else 0.0
-        self.rung_seconds = 0.0  # checkpoint save + probes + report, all rungs of this attempt
-        self.rung_started = self.started
-        self.window: dict[str, list[float]] = {name: [] for name in self.window_names.values()}
-        self.last_metrics: dict[str, float] = {}
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()  # model load and tokenization are not training time
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        for what in ("loss", "grad_norm"):
-            value = (logs or {}).get(what)
-            if value is not None and not math.isfinite(value):
-                raise Diverged(state.global_step, what, value)
-        for key, name in self.window_names.items():
-            if (logs or {}).get(key) is not None:
-                self.window[name].append(float(logs[key]))
-
-    def is_rung(self, step: int) -> bool:
-        return step % self.recipe.training.rung_interval == 0 or step >= self.recipe.training.last_step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.is_rung(state.global_step):
-            self.rung_started = time.perf_counter()
-            control.should_save = True  # the Trainer saves its state, then calls on_save: the rung
-        if state.global_step >= self.recipe.training.last_step:
-            control.should_training_stop = True
-
-    def on_save(self, args, state, control, model=None, **kwargs):
-        if not self.is_rung(state.global_step):  # a save some other callback asked for
-            return
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.rung(state.global_step, state, model, checkpoint):
-            control.should_training_stop = True
-
-    def window_means(self) -> dict[str, float]:
-        """Each window metric's mean since the last rung; train_loss is 0.0 before any loss is logged."""
-        means = {name: sum(values) / len(values) for name, values in self.window.items() if values}
-        means.setdefault("train_loss", 0.0)
-        self.window = {name: [] for name in self.window}
-        return means
-
-    def rung(self, step: int, state, model, checkpoint: Path) -> bool:
-        probes_started = time.perf_counter()
-        metrics, predictions = run_probes(model, self.tokenizer, self.probes)
-        self.probe_seconds += time.perf_counter() - probes_started
-        metrics.update(
-            step=step,
-            epoch=float(state.epoch or 0.0),
-            **self.window_means(),
-            **(self.extra() if self.extra else {}),
-            tokens_seen=float(state.num_input_tokens_seen),
-            train_seconds=self.train_seconds_before + self.rung_started - self.started - self.rung_seconds,
-            probe_seconds=self.probe_seconds,
-            final=float(step >= self.recipe.training.last_step),
-            **self.resumed_from,
-        )
-        (checkpoint / "predictions.json").write_text(json.dumps(predictions))
-        (checkpoint / METRICS).write_text(json.dumps(metrics))
-        mark_complete(checkpoint)  # last: a folder without it is never resumed from or exported
-        stop = self.report(step, metrics, checkpoint)
-        shutil.rmtree(checkpoint, ignore_errors=True)
-        self.last_metrics = metrics
-        self.rung_seconds += time.perf_counter() - self.rung_started
-        return bool(stop)
-
-
-def resumed_metrics(resume_from: Path | None) -> dict[str, float] | None:
-    """The metrics of the rung checkpoint training resumes from (None: a fresh start)."""
-    return json.loads((resume_from / METRICS).read_text()) if resume_from else None
-
-
-def run_training(trainer, callback: RungCallback, resume_from: Path | None) -> dict[str, float]:
-    """Train (from `resume_from`, a rung checkpoint, when given); returns the last rung's metrics.
-
-    Running out of accelerator memory becomes `OutOfMemory`, with the step it happened at.
-    """
-    trainer.remove_callback(PrinterCallback)  # rungs are reported, not every log line
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except RuntimeError as err:  # torch.OutOfMemoryError is one
-        if not out_of_memory(err):
-            raise
-        raise OutOfMemory(trainer.state.global_step, trainer.args.per_device_train_batch_size) from err
-    return callback.last_metrics
 
 
 def train(
@@ -249,52 +53,8 @@ def train(
 
     `resume_from` is a rung checkpoint of this recipe (as handed to `report`) to go on from.
     """
-    torch.set_num_threads(recipe.training.threads)
-    set_seed(recipe.seed)
-    model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-    probes = load_probes(recipe)
-    with tempfile.TemporaryDirectory(prefix="sft-", dir=work_dir) as scratch:
-        callback = RungCallback(recipe, probes, tokenizer, report, resumed=resumed_metrics(resume_from))
-        trainer = SFTTrainer(
-            model=model,
-            args=sft_config(recipe, Path(scratch) / "trainer"),
-            train_dataset=Dataset.from_list(training_rows(recipe)),
-            processing_class=tokenizer,
-            peft_config=adapter_config(recipe),
-            callbacks=[callback, *load_callbacks(recipe.training)],
-        )
-        return run_training(trainer, callback, resume_from)
-
-
-def run_standalone(train_recipe: Callable[[Recipe, Report], dict], stage: str, argv: list[str] | None) -> int:
-    """`python -m trainers.<stage> recipe.yaml --out DIR`: one rung per line, then DIR/metrics.json
-    and DIR/adapter/ (the last rung's adapter, or whole model for `method: full`)."""
-    parser = argparse.ArgumentParser(prog=f"python -m trainers.{stage}", description=f"Rerun a {stage} recipe.")
-    parser.add_argument("recipe", type=Path, help="recipe YAML (as written by `hpo export`)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the final adapter")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    recipe = read_recipe(args.recipe)
-    if recipe is None:
-        return 2
-    if recipe.stage != stage:
-        print(
-            f"error: {args.recipe}: recipe.stage must be {stage} for this trainer, got {recipe.stage} "
-            f"(run it with python -m trainers.{recipe.stage}, or python -m trainers)",
-            file=sys.stderr,
-        )
-        return 2
-    out = args.out or args.recipe.parent / "rerun"
-    out.mkdir(parents=True, exist_ok=True)
-
-    def report(step: int, metrics: dict[str, float], checkpoint: Path) -> None:
-        print(json.dumps({"step": step, **metrics}), flush=True)
-        if step >= recipe.training.last_step:
-            copy_weights(checkpoint, out / "adapter")  # the optimizer and RNG state stay behind
-
-    final = train_recipe(recipe, report)
-    (out / "metrics.json").write_text(json.dumps(final, indent=2))
-    return 0
+    make_trainer = sft_trainer(recipe, trainer_config, training_rows)
+    return train_stage(recipe, report, make_trainer, work_dir=work_dir, resume_from=resume_from)
 
 
 def main(argv: list[str] | None = None) -> int:

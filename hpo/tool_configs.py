@@ -14,7 +14,6 @@ different recipe from the one the sweep measured.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,20 +22,16 @@ from typing import Any
 
 import yaml
 
+from hpo.analysis import RunRecord, load_run, pareto_rungs, ranked_trials
 from hpo.errors import InputError
 from hpo.guardrails import SERVICE_LIMITS, service_values
-from hpo.run_record import RunRecord, load_run, pareto_rungs, ranked_trials
+from hpo.rundir import RunDir, write_json, write_text
 from trainers.data import read_jsonl
 from trainers.recipe import Recipe, load_recipe
+from trainers.stages import STAGES
 
 TOP_K = 5
 SCORES = ("objective", "domain_lift", "general_regression", "general_change")
-# The trainer's config builder per stage: (module, function).
-TRAINER_CONFIGS = {
-    "sft": ("trainers.sft", "sft_config"),
-    "cpt": ("trainers.cpt", "cpt_config"),
-    "rft": ("trainers.rft", "grpo_config"),
-}
 # Set by the machine that trains, not by the recipe.
 MACHINE_KEYS = frozenset({"output_dir", "use_cpu", "bf16", "fp16"})
 # Shown even at their library defaults: everything the trainers set explicitly (some defaults,
@@ -127,8 +122,7 @@ def non_default(values: Mapping[str, Any], defaults: Mapping[str, Any], shown: t
 
 def trainer_config(recipe: Recipe, output_dir: Path = Path("output")):
     """The TRL config object the stage's trainer builds for this recipe."""
-    module, function = TRAINER_CONFIGS[recipe.stage]
-    return getattr(importlib.import_module(module), function)(recipe, output_dir)
+    return STAGES[recipe.stage].trainer_config(recipe, output_dir)
 
 
 def trl_kwargs(recipe: Recipe) -> tuple[str, dict[str, Any]]:
@@ -143,7 +137,7 @@ def lora_kwargs(recipe: Recipe) -> dict[str, Any] | None:
     """LoraConfig keyword arguments of the recipe's adapter; None when every weight trains."""
     from peft import LoraConfig
 
-    from trainers.sft import adapter_config
+    from trainers.rungs import adapter_config
 
     config = adapter_config(recipe)
     if config is None:
@@ -233,17 +227,11 @@ def alternatives(record: RunRecord, k: int = TOP_K) -> dict[str, Any]:
 # --- writing --------------------------------------------------------------------------------
 
 
-def write_text(path: Path, text: str) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def write_exports(run_dir: Path) -> list[Path]:
     """Write the export files into RUN_DIR/best/ from best/recipe.yaml; returns their paths."""
-    best = Path(run_dir) / "best"
-    recipe, sections = load_recipe(best / "recipe.yaml")
+    run = RunDir(run_dir)
+    best = run.best
+    recipe, sections = load_recipe(run.recipe)
     provenance = sections["provenance"]
     class_name, kwargs = trl_kwargs(recipe)
     lora = lora_kwargs(recipe)
@@ -273,10 +261,6 @@ def write_exports(run_dir: Path) -> list[Path]:
         write_json(best / "alternatives.json", {**alternatives(load_run(run_dir)), "provenance": provenance})
     )
     return written
-
-
-def write_json(path: Path, document: dict[str, Any]) -> Path:
-    return write_text(path, json.dumps(document, indent=2) + "\n")
 
 
 def service_warnings(best_dir: Path) -> list[str]:

@@ -8,62 +8,43 @@ checkpoint without its completeness marker (trainers.checkpoints) is never expor
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpo.errors import InputError
-from hpo.exports import write_exports
 from hpo.guardrails import service_flags, service_values
-from hpo.records import read_rows
-from trainers.checkpoints import checkpoint_step, copy_weights
+from hpo.rundir import RunDir, find_checkpoint, is_param_column, row_params
+from hpo.tool_configs import write_exports
+from trainers.checkpoints import copy_weights
 from trainers.data import read_jsonl
 from trainers.recipe import Recipe, recipe_from_dict, save_recipe
 
-PARAM_PREFIX = "param_"
 
-
-def best_row(run_dir: Path) -> dict[str, Any]:
+def best_row(run: RunDir) -> dict[str, Any]:
     """The row with the highest objective.
 
     Among tied rows, one whose checkpoint Ray kept wins (each trial keeps its top-scoring
     checkpoints, but which of two equal scores survives is Ray's choice), then the
     earliest step (less compute).
     """
-    table = run_dir / "trials.parquet"
-    if not table.is_file():
-        raise InputError([f"{run_dir}: trials.parquet: not found (is this a run directory of `hpo sweep`?)"])
-    rows = [r for r in read_rows(table) if r.get("objective") is not None]
+    if not run.trials.is_file():
+        raise InputError([f"{run.path}: trials.parquet: not found (is this a run directory of `hpo sweep`?)"])
+    rows = [r for r in run.read_rows() if r.get("objective") is not None]
     if not rows:
-        raise InputError([f"{table}: no trial reported a score; nothing to export"])
+        raise InputError([f"{run.trials}: no trial reported a score; nothing to export"])
     top = max(r["objective"] for r in rows)
     tied = sorted((r for r in rows if r["objective"] == top), key=lambda r: r["step"])
-    kept = [r for r in tied if find_checkpoint(run_dir, r["trial_id"], int(r["step"])) is not None]
+    kept = [r for r in tied if find_checkpoint(run, r["trial_id"], int(r["step"])) is not None]
     return (kept or tied)[0]
 
 
-def trial_checkpoints(tune_dir: Path, trial_id: str) -> list[Path]:
-    """The checkpoint folders of a trial (Ray's layout: tune/<trainable>_<trial id>_<...>/checkpoint_NNNNNN)."""
-    return sorted(tune_dir.glob(f"*_{trial_id}_*/checkpoint_*"))
-
-
-def find_checkpoint(run_dir: Path, trial_id: str, step: int) -> Path | None:
-    """The kept, complete checkpoint folder of `trial_id` at `step` (Ray's layout under tune/)."""
-    for folder in trial_checkpoints(run_dir / "tune", trial_id):
-        if checkpoint_step(folder) == step:
-            return folder
-    return None
-
-
-def best_recipe(run_dir: Path, row: dict[str, Any]) -> Recipe:
-    spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
+def rung_recipe(spec: dict[str, Any], row: dict[str, Any]) -> Recipe:
+    """The recipe that trains `row`'s rung: the sweep's recipe with the trial's hyperparameters,
+    stopping at the rung's step, with torch threads matched to the CPUs a trial had."""
     recipe = recipe_from_dict(spec["config"]["recipe"])
-    params = {k[len(PARAM_PREFIX) :]: v for k, v in row.items() if k.startswith(PARAM_PREFIX) and v is not None}
     threads = max(1, int(spec["config"]["resources"]["cpu"]))
     training = dataclasses.replace(recipe.training, stop_at_step=int(row["step"]), threads=threads)
-    return dataclasses.replace(recipe.with_hyperparameters(params), training=training)
+    return dataclasses.replace(recipe.with_hyperparameters(row_params(row, drop_null=True)), training=training)
 
 
 def export_best(run_dir: Path, service_compatible: bool | None = None) -> Path:
@@ -73,17 +54,16 @@ def export_best(run_dir: Path, service_compatible: bool | None = None) -> Path:
     recipe also lists `service_flags`: values outside the managed service's ranges, as
     they are (never clamped).
     """
-    run_dir = Path(run_dir)
-    row = best_row(run_dir)
-    spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
-    baseline = json.loads((run_dir / "baseline.json").read_text())
-    best = run_dir / "best"
-    best.mkdir(exist_ok=True)
-    checkpoint = find_checkpoint(run_dir, row["trial_id"], int(row["step"]))
+    run = RunDir(run_dir)
+    row = best_row(run)
+    spec = run.read_spec()
+    baseline = run.read_baseline()
+    run.best.mkdir(exist_ok=True)
+    checkpoint = find_checkpoint(run, row["trial_id"], int(row["step"]))
     if checkpoint is not None:
-        copy_weights(checkpoint, best / "adapter")  # the optimizer and RNG state stay behind
-    expected = {k: v for k, v in row.items() if not k.startswith(PARAM_PREFIX) and v is not None}
-    recipe = best_recipe(run_dir, row)
+        copy_weights(checkpoint, run.adapter)  # the optimizer and RNG state stay behind
+    expected = {k: v for k, v in row.items() if not is_param_column(k) and v is not None}
+    recipe = rung_recipe(spec, row)
     if service_compatible is None:
         service_compatible = spec["config"].get("guardrails", {}).get("service_compatible", False)
     flags = {}
@@ -91,7 +71,7 @@ def export_best(run_dir: Path, service_compatible: bool | None = None) -> Path:
         examples = len(read_jsonl(recipe.data.domain_train))
         flags["service_flags"] = service_flags(service_values(recipe, examples))
     save_recipe(
-        best / "recipe.yaml",
+        run.recipe,
         recipe,
         expected=expected,
         baseline=baseline["metrics"],
@@ -102,9 +82,9 @@ def export_best(run_dir: Path, service_compatible: bool | None = None) -> Path:
             "trial_id": row["trial_id"],
             "step": int(row["step"]),
             "seed": spec["config"]["recipe"]["seed"],
-            "adapter": "adapter" if checkpoint is not None else None,
+            "adapter": run.adapter.name if checkpoint is not None else None,
         },
         **flags,
     )
-    write_exports(run_dir)  # TRL/PEFT configs, service hyperparameters, alternatives (hpo.exports)
-    return best / "recipe.yaml"
+    write_exports(run.path)  # TRL/PEFT configs, service hyperparameters, alternatives (hpo.tool_configs)
+    return run.recipe

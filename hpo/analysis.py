@@ -6,20 +6,15 @@ so the report, the exports and the W&B summary all name the same trials the same
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hpo.rundir import RunDir, Status, row_params
+from trainers.stages import STAGES, Stage
 
-from hpo.errors import InputError
-from hpo.objective import DOMAIN_METRICS
-from hpo.records import read_rows
-
-PARAM_PREFIX = "param_"
 COMPONENTS = ("objective", "domain_lift", "general_regression", "general_change")
 
 
@@ -52,12 +47,12 @@ class RunRecord:
         return self.path.name
 
     @property
-    def stage(self) -> str:
-        return self.spec["config"]["recipe"]["stage"]
+    def stage(self) -> Stage:
+        return STAGES[self.spec["config"]["recipe"]["stage"]]
 
     @property
     def domain_metric(self) -> str:
-        return DOMAIN_METRICS[self.stage].name
+        return self.stage.metric.name
 
     @property
     def limit(self) -> float | None:
@@ -77,25 +72,19 @@ class RunRecord:
         return columns, rows
 
 
-def read_optional(path: Path, reader) -> Any:
-    return reader(path.read_text()) if path.is_file() else None
-
-
-def load_run(run_dir: Path) -> RunRecord:
+def load_run(path: Path) -> RunRecord:
     """Read a run directory; raises InputError naming what is missing."""
-    run_dir = Path(run_dir)
-    missing = [n for n in ("spec.yaml", "baseline.json", "trials.parquet") if not (run_dir / n).is_file()]
-    if missing:
-        raise InputError([f"{run_dir}: {', '.join(missing)} not found (give a run directory written by `hpo sweep`)"])
-    rows = tuple(read_rows(run_dir / "trials.parquet"))
+    run = RunDir(path)
+    run.require(run.spec.name, run.baseline.name, run.trials.name)
+    rows = tuple(run.read_rows())
     return RunRecord(
-        path=run_dir,
-        spec=yaml.safe_load((run_dir / "spec.yaml").read_text()),
-        baseline=json.loads((run_dir / "baseline.json").read_text())["metrics"],
+        path=run.path,
+        spec=run.read_spec(),
+        baseline=run.read_baseline()["metrics"],
         rows=rows,
         trials=tuple(summarize_trials(rows)),
-        best=read_optional(run_dir / "best" / "recipe.yaml", yaml.safe_load),
-        test_scores=read_optional(run_dir / "best" / "test_scores.json", json.loads),
+        best=run.read_recipe_document(),
+        test_scores=run.read_test_scores(),
     )
 
 
@@ -109,9 +98,9 @@ def summarize_trials(rows: Sequence[dict[str, Any]]) -> list[TrialSummary]:
         rungs.sort(key=lambda r: r["step"])
         scored = [r for r in rungs if r.get("objective") is not None] or rungs
         best = max(scored, key=lambda r: (objective_of(r), -r["step"]))
-        params = {k[len(PARAM_PREFIX) :]: v for k, v in rungs[0].items() if k.startswith(PARAM_PREFIX)}
+        params = row_params(rungs[0])
         last = rungs[-1]
-        status, reason = last.get("status") or "running", last.get("stop_reason") or ""
+        status, reason = last.get("status") or Status.RUNNING, last.get("stop_reason") or ""
         trials.append(TrialSummary(number, trial_id, params, status, reason, int(last["step"]), best, tuple(rungs)))
     return trials
 

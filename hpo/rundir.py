@@ -1,0 +1,270 @@
+"""The run directory: one module knows its files, their layout and their formats.
+
+    RUN/spec.yaml            the sweep file's path, the resolved config, its hash, the data hashes
+    RUN/baseline.json        the base model on the probes
+    RUN/trials.parquet       one row per trial per rung (TrialTable writes it, read_rows reads it)
+    RUN/study.journal        the Optuna study (journal file: safe for several processes)
+    RUN/tune/                Ray Tune's experiment: trial folders and their rung checkpoints
+    RUN/best/                recipe.yaml, adapter/, test_scores.json and the export files
+    RUN/report/              `hpo report`'s page, summary and plots
+    RUN/wandb/               W&B offline runs
+
+A pipeline's run directory holds pipeline.yaml (the file as given), chain.yaml and one
+complete run directory per stage under stages/<stage>/.
+
+Everything here is plain file handling (yaml, json, pyarrow): reading a run for a report or
+an export imports no Ray. Writes are atomic (a temporary file, then a rename), so a reader
+never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from hpo.errors import InputError
+from trainers.checkpoints import checkpoint_step
+from trainers.flags import Flag
+
+PARAM_PREFIX = "param_"  # trials.parquet columns of a trial's hyperparameters
+# Result keys Ray adds that are bookkeeping, not metrics worth a column.
+RAY_KEYS = frozenset(
+    {
+        "config",
+        "date",
+        "hostname",
+        "node_ip",
+        "pid",
+        "time_this_iter_s",
+        "time_since_restore",
+        "iterations_since_restore",
+        "timestamp",
+        "done",
+        "trial_id",
+        "experiment_tag",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "timesteps_total",
+        "episodes_total",
+        "timesteps_since_restore",
+    }
+)
+
+
+class Status:
+    """How a trial ended, as trials.parquet records it (`status`), with a `stop_reason` beside it."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"  # trained to the end of its schedule
+    STOPPED = "stopped"  # by ASHA, a guardrail or the end of the budget
+    DIVERGED = "diverged"
+    ERROR = "error"  # raised, lost its worker too often, or ran out of memory at batch size 1
+
+
+LOST = "lost: the sweep stopped before Ray recorded this trial, so it was not resumed"
+
+
+class RunDir:
+    """The paths of one run directory."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    spec = property(lambda self: self.path / "spec.yaml")
+    baseline = property(lambda self: self.path / "baseline.json")
+    trials = property(lambda self: self.path / "trials.parquet")
+    journal = property(lambda self: self.path / "study.journal")
+    tune = property(lambda self: self.path / "tune")
+    best = property(lambda self: self.path / "best")
+    recipe = property(lambda self: self.path / "best" / "recipe.yaml")
+    adapter = property(lambda self: self.path / "best" / "adapter")
+    test_scores = property(lambda self: self.path / "best" / "test_scores.json")
+    report = property(lambda self: self.path / "report")
+    wandb = property(lambda self: self.path / "wandb")
+    pipeline = property(lambda self: self.path / "pipeline.yaml")
+    chain = property(lambda self: self.path / "chain.yaml")
+
+    def stage(self, name: str) -> RunDir:
+        """A pipeline stage's own run directory."""
+        return RunDir(self.path / "stages" / name)
+
+    def require(self, *files: str) -> None:
+        """InputError naming the files of this run directory that are missing."""
+        if not self.path.is_dir():
+            raise InputError([f"{self.path}: folder not found (give a run directory written by `hpo sweep`)"])
+        missing = [name for name in files if not (self.path / name).is_file()]
+        if missing:
+            raise InputError(
+                [f"{self.path}: {', '.join(missing)} not found (give a run directory written by `hpo sweep`)"]
+            )
+
+    def read_spec(self) -> dict[str, Any]:
+        return yaml.safe_load(self.spec.read_text())
+
+    def read_baseline(self) -> dict[str, Any]:
+        """baseline.json: {"metrics", "predictions", "model", ...}."""
+        return json.loads(self.baseline.read_text())
+
+    def read_rows(self) -> list[dict[str, Any]]:
+        return read_rows(self.trials)
+
+    def read_recipe_document(self) -> dict[str, Any] | None:
+        """best/recipe.yaml as plain data (None before a best rung was exported)."""
+        return yaml.safe_load(self.recipe.read_text()) if self.recipe.is_file() else None
+
+    def read_test_scores(self) -> dict[str, Any] | None:
+        return json.loads(self.test_scores.read_text()) if self.test_scores.is_file() else None
+
+
+def new_run_dir(output_dir: Path | str, name: str) -> RunDir:
+    """A fresh run directory `OUTPUT/NAME-YYYYmmdd-HHMMSS`, created here."""
+    run = RunDir(Path(output_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run.path.mkdir(parents=True, exist_ok=False)
+    return run
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` atomically: a reader sees the old file or the new one, never half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def write_json(path: Path, document: Any, indent: int | None = 2) -> Path:
+    return write_text(path, json.dumps(document, indent=indent) + "\n")
+
+
+def write_yaml(path: Path, document: Any) -> Path:
+    return write_text(path, yaml.safe_dump(document, sort_keys=False))
+
+
+# --- trials.parquet: the column codec, the reader and the writer ------------------------------
+
+
+def param_columns(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's hyperparameters as trials.parquet columns."""
+    return {f"{PARAM_PREFIX}{name}": value for name, value in params.items()}
+
+
+def row_params(row: dict[str, Any], drop_null: bool = False) -> dict[str, Any]:
+    """The hyperparameters a trials.parquet row records; `drop_null` leaves out the null columns
+    (parameters other trials had and this one did not)."""
+    params = {k[len(PARAM_PREFIX) :]: v for k, v in row.items() if k.startswith(PARAM_PREFIX)}
+    return {k: v for k, v in params.items() if v is not None} if drop_null else params
+
+
+def is_param_column(name: str) -> bool:
+    return name.startswith(PARAM_PREFIX)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a trials.parquet, read from one snapshot of its bytes.
+
+    A sweep replaces the file as it goes; pyarrow opens a path more than once (footer,
+    then pages), so a read across a replacement can mix two versions of the file.
+    """
+    return pq.read_table(pa.BufferReader(Path(path).read_bytes())).to_pylist()
+
+
+def clean(value: Any) -> Any:
+    """Parquet-friendly scalars; non-finite floats become null rather than NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class TrialTable:
+    """trials.parquet as the sweep writes it: rows keyed by (trial, step); a trial's status and stop
+    reason are set on all its rows. A table opened on an existing file (a resumed sweep) keeps its
+    rows as they are and adds to them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: dict[tuple[str, int], dict[str, Any]] = {}
+        self.status: dict[str, tuple[str, str]] = {}
+        self.started: dict[str, float] = {}  # when the driver started each trial (for overhead)
+        if self.path.is_file():
+            self.load()
+
+    def load(self) -> None:
+        for row in read_rows(self.path):
+            status, reason = row.pop("status"), row.pop("stop_reason")
+            trial_id = row["trial_id"]
+            self.rows[(trial_id, int(row["step"]))] = {k: v for k, v in row.items() if v is not None}
+            self.status[trial_id] = (status, reason or "")
+            if row.get("trial_started_at") is not None:
+                self.started[trial_id] = row["trial_started_at"]
+
+    def last_row(self, trial_id: str) -> dict[str, Any] | None:
+        steps = [step for trial, step in self.rows if trial == trial_id]
+        return self.rows[(trial_id, max(steps))] if steps else None
+
+    def ended(self, trial_id: str) -> bool:
+        """Whether the trial's ending is recorded (an error may still be resumed, so it does not count)."""
+        return self.status.get(trial_id, (Status.RUNNING, ""))[0] not in (Status.RUNNING, Status.ERROR)
+
+    def ended_trials(self) -> set[str]:
+        """Trials that must not run again: their ending is recorded, or their last rung was final."""
+        trials = {trial for trial, _ in self.rows}
+        return {t for t in trials if self.ended(t) or (self.last_row(t) or {}).get(Flag.FINAL)}
+
+    def lose(self, known: set[str]) -> None:
+        """Mark running trials that Ray does not know (after a restore) as lost."""
+        lost = [t for t, (status, _) in self.status.items() if status == Status.RUNNING and t not in known]
+        for trial_id in lost:
+            self.status[trial_id] = (Status.ERROR, LOST)
+        if lost:
+            self.write()
+
+    def start(self, trial_id: str) -> None:
+        self.started.setdefault(trial_id, time.time())
+
+    def add_result(self, trial_id: str, params: dict[str, Any], result: dict[str, Any]) -> None:
+        metrics = {k: clean(v) for k, v in result.items() if k not in RAY_KEYS and not isinstance(v, dict)}
+        row = {"trial_id": trial_id, **param_columns(params), **metrics}
+        row["recorded_at"] = time.time()
+        row["trial_started_at"] = self.started.get(trial_id)
+        self.rows[(trial_id, int(result["step"]))] = row
+        self.status.setdefault(trial_id, (Status.RUNNING, ""))
+        self.write()
+
+    def finish(self, trial_id: str, status: str, reason: str = "") -> None:
+        self.status[trial_id] = (status, reason)
+        self.write()
+
+    def table(self) -> pa.Table:
+        rows = []
+        for (trial_id, _), row in sorted(self.rows.items()):
+            status, reason = self.status.get(trial_id, (Status.RUNNING, ""))
+            rows.append({**row, "status": status, "stop_reason": reason})
+        columns = dict.fromkeys(key for row in rows for key in row)  # every row's keys: Arrow reads only the first's
+        return pa.Table.from_pylist([{**columns, **row} for row in rows])
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".parquet.tmp")
+        pq.write_table(self.table(), tmp)
+        tmp.replace(self.path)
+
+
+# --- rung checkpoints under tune/ --------------------------------------------------------------
+
+
+def trial_checkpoints(tune_dir: Path, trial_id: str) -> list[Path]:
+    """The checkpoint folders of a trial (Ray's layout: tune/<trainable>_<trial id>_<...>/checkpoint_NNNNNN)."""
+    return sorted(Path(tune_dir).glob(f"*_{trial_id}_*/checkpoint_*"))
+
+
+def find_checkpoint(run_dir: RunDir, trial_id: str, step: int) -> Path | None:
+    """The kept, complete checkpoint folder of `trial_id` at `step` (Ray's layout under tune/)."""
+    for folder in trial_checkpoints(run_dir.tune, trial_id):
+        if checkpoint_step(folder) == step:
+            return folder
+    return None
