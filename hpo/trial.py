@@ -33,6 +33,11 @@ from trainers.recipe import Recipe
 from trainers.stages import STAGES, Stage
 
 
+def trainer_for(stage: Stage):
+    """The stage's trainer module (trainers.stages): what a trial trains with."""
+    return stage.trainer()
+
+
 def resume_point() -> Path | None:
     """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it."""
     checkpoint = tune.get_checkpoint()
@@ -153,7 +158,7 @@ def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, floa
     while True:
         reporter.batch = batch_metrics(trial_recipe, oom_retries)
         try:
-            stage.train(trial_recipe, reporter, resume_from=resume_from)
+            trainer_for(stage).train(trial_recipe, reporter, resume_from=resume_from)
             return
         except OutOfMemory as err:
             smaller = halved_batch(trial_recipe)

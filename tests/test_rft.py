@@ -26,16 +26,6 @@ def always(prompts, completions, **kwargs):
 """
 
 
-def test_a_run_resumed_from_a_rung_checkpoint_ends_like_the_uninterrupted_run(tiny, interrupted_and_resumed):
-    recipe = load_sweep(tiny / "sweep_rft.yaml").recipe
-    recipe = recipe.with_hyperparameters({"learning_rate": 1e-2, "num_generations": 4, "lora_rank": 4, "lora_alpha": 8})
-    recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, max_steps=8, rung_interval=4))
-    whole, resumed, first = interrupted_and_resumed(train, recipe)
-    assert list(resumed) == [8] and resumed[8]["resumed_from_step"] == first == 4
-    for metric in ("train_loss", "train_kl", "train_reward_mean", "reward_mean", "general_perplexity", "tokens_seen"):
-        assert resumed[8][metric] == pytest.approx(whole[8][metric], rel=1e-6), metric
-
-
 def with_reward(tiny, callable_name: str, **changes):
     (tiny / "gate_rewards.py").write_text(GATE_REWARDS)
     sweep = tiny / "sweep_rft.yaml"

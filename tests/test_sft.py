@@ -51,18 +51,6 @@ def test_stop_at_step_ends_early_on_the_same_schedule(tiny):
     assert final["final"] == 1.0
 
 
-RESUMED_METRICS = ("train_loss", "domain_exact_match", "general_perplexity", "instruction_nll", "tokens_seen")
-
-
-def test_a_run_resumed_from_a_rung_checkpoint_ends_like_the_uninterrupted_run(tiny, interrupted_and_resumed):
-    recipe = tiny_recipe(tiny, learning_rate=1e-2)
-    recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, max_steps=8, rung_interval=4))
-    whole, resumed, first = interrupted_and_resumed(train, recipe)
-    assert list(resumed) == [8] and resumed[8]["resumed_from_step"] == first == 4
-    for metric in RESUMED_METRICS:
-        assert resumed[8][metric] == pytest.approx(whole[8][metric], rel=1e-6), metric
-
-
 def test_a_diverging_run_raises_with_its_step(tiny):
     from safetensors.torch import save_file
 

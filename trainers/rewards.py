@@ -146,3 +146,8 @@ class RecordedReward:
         """The rewards since the last call (one rung's window)."""
         values, self.values = self.values, []
         return values
+
+    def window_metrics(self) -> dict[str, float]:
+        """The positive-reward rate of the completions sampled since the last call (one rung's window)."""
+        values = self.take()
+        return {"train_positive_rate": sum(v > 0 for v in values) / len(values)} if values else {}

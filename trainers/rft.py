@@ -2,16 +2,12 @@
 
 Reads top to bottom: prompts in chat form (the row's completion travels as `reference`),
 the GRPOConfig, and TRL's GRPOTrainer with the sweep's reward handed to the shared rung
-loop (trainers.rungs), which at every rung runs the shared probes (greedy answers to
-held-out prompts scored by the same reward, plus the general probes) and adds the
-window's training statistics. Standalone:
+loop (trainers.rungs), which at every rung also scores greedy answers to held-out prompts
+with the same reward and adds the window's training statistics. The KL reference is the
+starting model itself (the adapter disabled), so `train_kl` measures how far this stage
+moved. Each step samples `batch_size` completions, `num_generations` per prompt.
 
     python -m trainers.rft recipe.yaml [--out DIR]
-
-The reference model of the KL penalty is the starting model itself (the adapter
-disabled), so `train_kl` measures how far this stage moved, not how far the base moved.
-Each step samples `batch_size` completions: batch_size / num_generations prompts with
-num_generations answers each, up to `probes.max_new_tokens` tokens long.
 """
 
 from __future__ import annotations
@@ -61,16 +57,6 @@ def trainer_config(recipe: Recipe, output_dir: Path) -> GRPOConfig:
     )
 
 
-def reward_window(reward: RecordedReward):
-    """The positive-reward rate of the completions sampled since the last rung."""
-
-    def metrics() -> dict[str, float]:
-        values = reward.take()
-        return {"train_positive_rate": sum(v > 0 for v in values) / len(values)} if values else {}
-
-    return metrics
-
-
 def train(
     recipe: Recipe, report: Report, work_dir: Path | None = None, resume_from: Path | None = None
 ) -> dict[str, float]:
@@ -100,7 +86,7 @@ def train(
         work_dir=work_dir,
         resume_from=resume_from,
         window=GRPO_WINDOW,
-        extra=reward_window(reward),
+        extra=reward.window_metrics,
     )
 
 
