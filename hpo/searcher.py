@@ -47,6 +47,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
+from hpo.compat import running_trial
 from hpo.scheduler import METRIC, STEP
 from hpo.space import SearchSpace
 
@@ -387,13 +388,10 @@ class TPESearcher(Searcher):
         the journal; a running Optuna trial that Ray never ran (asked just before the
         sweep stopped) is told as failed, so the sampler does not wait on it.
         """
-        study, storage = self.study, self.study._storage
+        study = self.study
         running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         numbers = {trial_id: n for trial_id, n in state["numbers"].items() if n in running}
-        self.live = {
-            trial_id: optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, n))
-            for trial_id, n in numbers.items()
-        }
+        self.live = {trial_id: running_trial(study, n) for trial_id, n in numbers.items()}
         self.last_step = {trial_id: max(running[n].intermediate_values, default=-1) for trial_id, n in numbers.items()}
         for number in set(running) - set(numbers.values()):
             study.tell(number, state=TrialState.FAIL)
