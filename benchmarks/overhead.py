@@ -17,7 +17,8 @@
 2. Searcher cost at 100 and 1,000 trials: a study filled with that many finished trials
    (intermediate values at ASHA's rungs, as a sweep leaves them), then the time of
    `suggest` (ask) and of `on_trial_complete` (tell) for further trials, median over
-   repeats, with the journal on disk.
+   repeats, with the journal on disk, for the rung seam (TPESearcher) and Optuna's own
+   wiring (PrunedTPESearcher, benchmarks/search/peers.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from benchmarks.search.peers import SEAMS
 from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
 from hpo.searcher import TPESearcher
 from hpo.space import Parameter, SearchSpace
@@ -133,14 +135,13 @@ def fill_study(searcher: TPESearcher, trials: int, rng: np.random.Generator) -> 
 
 def measure_ask_tell(trials: int, seam: str, repeats: int, workdir: Path) -> dict:
     rng = np.random.default_rng(trials)
-    searcher = TPESearcher(
+    searcher = SEAMS[seam](
         SPACE,
         workdir / f"ask-tell-{seam}-{trials}.journal",
         "ask-tell",
         seed=0,
         startup_trials=4,
         rungs=asha_rungs(1, REPORTS, REDUCTION_FACTOR),
-        seam=seam,
     )
     fill_study(searcher, trials, rng)
     asks, reports, tells = [], [], []
@@ -223,11 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
         workdir = Path(scratch).resolve()  # Ray Tune takes an absolute storage path or a URI
-        ask_rows = [
-            measure_ask_tell(trials, seam, args.repeats, workdir)
-            for trials in (100, 1000)
-            for seam in ("rung", "pruned")
-        ]
+        ask_rows = [measure_ask_tell(trials, seam, args.repeats, workdir) for trials in (100, 1000) for seam in SEAMS]
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             trial_rows = [

@@ -6,8 +6,7 @@ at. `asha_rungs` is that shared definition, computed the way Ray's ASHA lays out
 milestones, so the two can never drift apart.
 
 The engine's scheduler is `StrictASHA`: ASHA's stopping rule with the share that goes
-on counted strictly (see its docstring). `StopRecordingASHA` is Ray's stock ASHA with
-the same record of which trials it stopped; the search benchmark runs it as a peer.
+on counted strictly (see its docstring).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 METRIC = "objective"
 STEP = "step"
@@ -42,32 +41,6 @@ def asha_rungs(grace_period: int, max_t: int, reduction_factor: float) -> tuple[
     return tuple(sorted(judged | {max_t}))
 
 
-class StopRecordingASHA(ASHAScheduler):
-    """Ray's ASHA, remembering which trials it stopped so the record can say why a trial ended."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.stopped_at: dict[str, int] = {}
-
-    def on_trial_result(self, tune_controller, trial, result):
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and not result.get("final"):
-            self.stopped_at[trial.trial_id] = int(result[STEP])
-        return action
-
-
-def make_ray_asha(max_steps: int, rung_interval: int, reduction_factor: float) -> StopRecordingASHA:
-    """Ray's stock ASHA: one bracket over `step`, maximizing `objective`."""
-    return StopRecordingASHA(
-        time_attr=STEP,
-        metric=METRIC,
-        mode="max",
-        max_t=max_steps,
-        grace_period=rung_interval,
-        reduction_factor=reduction_factor,
-    )
-
-
 def goes_on(value: float, recorded: list[float], reduction_factor: float, lead: bool = True) -> bool:
     """Whether `value` ranks within the top floor(n / reduction_factor) of the n values at its rung.
 
@@ -89,10 +62,10 @@ def leads_go_on(trials: int | None, judged_rungs: int, reduction_factor: float) 
     sending `reduction_factor` trials through every rung by the share rule alone, so there
     the leader goes on and a small sweep still trains its best trials to the end. A
     larger sweep, or one bounded only by time or compute (`trials` None), makes the
-    first trials at a rung wait for company: on LCBench (benchmarks/search), full
-    trainings of early leaders were about half of what ours spent before matching random
-    search's result, and without them it got there with 0.162 of the budget instead of
-    0.195 (all 34 tasks, 5 seeds, one worker).
+    first trials at a rung wait for company: on LCBench, full trainings of early leaders
+    were the largest share of what ours spent before matching random search's result,
+    and without them it got there with less of the budget (benchmarks/README.md, "A
+    rung's first trials wait").
     """
     return trials is not None and trials <= reduction_factor ** (judged_rungs + 1)
 

@@ -6,26 +6,21 @@ training step (including the result ASHA stopped the trial on, which Ray hands o
 stopped early as *pruned*, one that failed as failed. The study lives in a journal
 file, safe for several processes, so a resumed sweep keeps what the sampler learnt.
 
-How the sampler learns from those records is the seam between searcher and scheduler:
+How the sampler learns from those records is the seam between searcher and scheduler,
+the rung seam: `RungTPESampler`, BOHB-style. TPE is fit at one fidelity, on every trial's
+value *at that rung*: once the lowest ASHA rung holds `startup_trials` values, the highest
+rung that holds `CLIMB_OBSERVATIONS` (3); trials that never reached it (stopped lower, or
+still running) count only as examples of where not to look. Low-fidelity scores are never
+compared with high-fidelity ones, and a trial that went deep only because it started early
+gets no credit for depth alone. On LCBench, climbing to a rung as soon as it holds 3 values
+matched random search's final result sooner than waiting for 15 (benchmarks/README.md).
+Every third trial is instead a local step around the incumbent (`local_step`): a Gaussian
+move of each parameter, a fifth of its range wide, from the best trial at the highest step
+reported.
 
-- ``seam="rung"`` (the default): `RungTPESampler`, BOHB-style. TPE is fit at one
-  fidelity, on every trial's value *at that rung*: once the lowest ASHA rung holds
-  `startup_trials` values, the highest rung that holds `CLIMB_OBSERVATIONS` (3);
-  trials that never reached it (stopped lower, or still running) count only as
-  examples of where not to look. Low-fidelity scores are never compared with
-  high-fidelity ones, and a trial that went deep only because it started early gets
-  no credit for depth alone. On LCBench, climbing to a rung as soon as it holds 3
-  values matched random search's final result sooner than waiting for 5 or 15
-  (benchmarks/README.md). Every third trial is instead a local step around the
-  incumbent (`local_step`): a Gaussian move of each parameter, a fifth of its range
-  wide, from the best trial at the highest step reported.
-- ``seam="pruned"``: Optuna's own wiring, a plain `TPESampler` over complete and pruned
-  trials (pruned ones ranked by how far they got, then by their last value). Kept for
-  comparison.
-
-benchmarks/search measures both, with the engine's `StrictASHA` and Ray's ASHA, against
-random search, Hyperband, median pruning and Ray's OptunaSearch on LCBench learning
-curves; benchmarks/README.md has the command and results/search/results.md the table.
+benchmarks/search measures it, with the engine's `StrictASHA`, against its peers on LCBench
+learning curves; benchmarks/README.md lists them and has the command, and
+results/search/results.md the table.
 """
 
 from __future__ import annotations
@@ -47,11 +42,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
+from hpo.compat import running_trial
 from hpo.scheduler import METRIC, STEP
 from hpo.space import SearchSpace
 
 log = logging.getLogger(__name__)
-SEAMS = ("rung", "pruned")
 MODEL_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 CLIMB_OBSERVATIONS = 3  # values a rung above the lowest needs before TPE is fit there
 LOCAL_EVERY = 3  # once TPE models, every third trial is a local step around the incumbent
@@ -63,11 +58,11 @@ def model_rung(trials: Sequence[FrozenTrial], rungs: Sequence[int], min_observat
     then the highest rung holding at least min(CLIMB_OBSERVATIONS, min_observations).
 
     The climb is quick because a higher rung holds the few trials that beat the rest
-    lower down: on LCBench (8 development tasks, 10 seeds, one worker) ours matched
-    random search's result with 0.128 of the budget when a rung needed 3 values, 0.143
-    with 2, 0.163 with 5 and 0.196 with 15. With the local steps, on 400 fresh runs, 3
-    and 5 values do equally well (0.120 and 0.126) and 15 values worse (0.141). With no
-    rungs given, every reported step is a candidate.
+    lower down, and waiting for more values there leaves TPE modelling low-fidelity noise
+    for longer: on LCBench, climbing at 3 values matched random search's result sooner
+    than at 2 or 15, and as soon as at 5 once the local steps were there
+    (benchmarks/README.md, "Edges and a quick climb"). With no rungs given, every
+    reported step is a candidate.
     """
     counts: dict[int, int] = {}
     for trial in trials:
@@ -136,9 +131,9 @@ class RungView:
     a judged rung survived ASHA there: it stays out of the view until it reaches this rung
     or ends. Counted as bad, the survivors, which are what several workers spend most of
     their time on, pushed the sampler away from the best region: with 4 workers on LCBench
-    the budget fraction went from 0.25 to 0.20 (one worker: 0.18) once they were left out.
-    A rung value, once recorded, never changes, so the view only ever adds trials or
-    completes running ones.
+    it needed clearly less of the budget once they were left out (benchmarks/README.md,
+    "Several workers"). A rung value, once recorded, never changes, so the view only ever
+    adds trials or completes running ones.
     """
 
     def __init__(
@@ -197,12 +192,12 @@ def edge_reaching_tpe(seed: int) -> TPESampler:
     falls off just past the most extreme one seen. Here the range's ends count as
     neighbours, and the sampler keeps reaching towards an edge that the good trials lean
     to. Good settings often sit at an edge of the space (on LCBench, over the 34 tasks:
-    the largest learning rates, the smallest weight decay, the most layers), and with
-    this alone ours matched random search's result with 0.163 of the budget instead of
-    0.180 (8 development tasks, 10 seeds; benchmarks/README.md); with the local steps, on
-    400 fresh runs, the default kernels do as well (0.126 against 0.120, geometric means
-    equal within noise). Optuna deprecated the argument in 4.9 and will remove it in 6,
-    hence the pin `optuna<6` and its warning silenced here.
+    the largest learning rates, the smallest weight decay, the most layers), and this
+    alone let ours match random search's result sooner; with the local steps the default
+    kernels do as well, within noise, and the edge-reaching ones are kept as they cost
+    nothing measurable (benchmarks/README.md, "Edges and a quick climb"). Optuna
+    deprecated the argument in 4.9 and will remove it in 6, hence the pin `optuna<6` and
+    its warning silenced here.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*consider_endpoints.*", category=FutureWarning)
@@ -220,9 +215,8 @@ class RungTPESampler(BaseSampler):
     Every `LOCAL_EVERY`-th trial (by number) that TPE would propose is a local step around
     the `incumbent` instead. TPE's good density is a mixture over all the good trials, so
     most of its proposals fall between them and few close to the very best one. On
-    LCBench (benchmarks/README.md) the steps took one worker's budget fraction from 0.157
-    to 0.120 (8 development tasks, 400 runs; all 34 tasks, 680 runs: 0.132 to 0.111) and
-    4 workers' from 0.189 to 0.147 (80 runs).
+    LCBench the steps let one worker and 4 workers alike match random search's result
+    with less of the budget (benchmarks/README.md, "Local steps around the incumbent").
     """
 
     def __init__(
@@ -278,19 +272,6 @@ class RungTPESampler(BaseSampler):
         self._random.after_trial(study, trial, state, values)
 
 
-def make_sampler(seam: str, space: SearchSpace, seed: int, startup_trials: int, rungs: Sequence[int]) -> BaseSampler:
-    if seam == "rung":
-        return RungTPESampler(space.distributions(), rungs, startup_trials, seed)
-    if seam == "pruned":
-        return TPESampler(
-            seed=seed,
-            n_startup_trials=startup_trials,
-            multivariate=True,
-            constant_liar=True,  # concurrent trials: running ones count as pessimistic guesses
-        )
-    raise ValueError(f"seam must be one of {SEAMS}, got {seam!r}")
-
-
 def open_study(journal: Path, name: str, sampler: BaseSampler) -> optuna.Study:
     """The sweep's study (created or re-opened) in its journal file."""
     storage = JournalStorage(JournalFileBackend(str(journal)))
@@ -300,10 +281,9 @@ def open_study(journal: Path, name: str, sampler: BaseSampler) -> optuna.Study:
 class TPESearcher(Searcher):
     """Suggests configs from an Optuna study; the first suggestion is the space's defaults.
 
-    `rungs` are the steps ASHA judges trials at (`hpo.scheduler.asha_rungs`). With the
-    rung seam, `startup_trials` is how many values the lowest rung needs before TPE is
-    fit: random configurations until then, afterwards the rung `model_rung` picks. With
-    Optuna's wiring it is TPE's own count of random trials.
+    `rungs` are the steps ASHA judges trials at (`hpo.scheduler.asha_rungs`).
+    `startup_trials` is how many values the lowest rung needs before TPE is fit: random
+    configurations until then, afterwards the rung `model_rung` picks.
     """
 
     def __init__(
@@ -315,18 +295,14 @@ class TPESearcher(Searcher):
         startup_trials: int,
         *,
         rungs: Sequence[int] = (),
-        seam: str = "rung",
     ) -> None:
         super().__init__(metric=METRIC, mode="max")
-        if seam not in SEAMS:
-            raise ValueError(f"seam must be one of {SEAMS}, got {seam!r}")
         self.space = space
         self.journal = Path(journal)
         self.study_name = study_name
         self.seed = seed
         self.startup_trials = startup_trials
         self.rungs = tuple(rungs)
-        self.seam = seam
         self.live: dict[str, optuna.Trial] = {}  # Ray trial id -> its running Optuna trial
         self.last_step: dict[str, int] = {}  # Ray trial id -> the last step recorded on it
         self._study: optuna.Study | None = None
@@ -334,11 +310,14 @@ class TPESearcher(Searcher):
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            sampler = make_sampler(self.seam, self.space, self.seed, self.startup_trials, self.rungs)
-            self._study = open_study(self.journal, self.study_name, sampler)
+            self._study = open_study(self.journal, self.study_name, self.make_sampler())
             if not self._study.trials:
                 self._study.enqueue_trial(self.space.defaults())
         return self._study
+
+    def make_sampler(self) -> BaseSampler:
+        """The study's sampler: TPE fit at a rung (`RungTPESampler`)."""
+        return RungTPESampler(self.space.distributions(), self.rungs, self.startup_trials, self.seed)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the space comes from the search-space file, not from Ray's param_space
@@ -387,13 +366,10 @@ class TPESearcher(Searcher):
         the journal; a running Optuna trial that Ray never ran (asked just before the
         sweep stopped) is told as failed, so the sampler does not wait on it.
         """
-        study, storage = self.study, self.study._storage
+        study = self.study
         running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         numbers = {trial_id: n for trial_id, n in state["numbers"].items() if n in running}
-        self.live = {
-            trial_id: optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, n))
-            for trial_id, n in numbers.items()
-        }
+        self.live = {trial_id: running_trial(study, n) for trial_id, n in numbers.items()}
         self.last_step = {trial_id: max(running[n].intermediate_values, default=-1) for trial_id, n in numbers.items()}
         for number in set(running) - set(numbers.values()):
             study.tell(number, state=TrialState.FAIL)

@@ -20,6 +20,7 @@ from ray.tune import Callback
 
 from hpo.baseline import measure_baseline
 from hpo.best_recipe import export_best
+from hpo.compat import TOKEN_AUTH_LOGGER, replace_tuner_settings
 from hpo.config import SweepConfig, data_hashes
 from hpo.recorder import RecordCallback
 from hpo.retention import CheckpointRetention
@@ -46,8 +47,6 @@ QUIET_RAY = {
     "RAY_prestart_worker_first_driver": "0",
     "RAY_enable_worker_prestart": "0",
 }
-
-TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def drop_token_auth_notice(record: logging.LogRecord) -> bool:
@@ -235,13 +234,11 @@ def attach(tuner: tune.Tuner, tune_settings: tune.TuneConfig, run_settings: tune
     """Give a restored Tuner this sweep's searcher, scheduler and callbacks.
 
     `Tuner.restore` brings back the ones pickled when the sweep started, with none of
-    what they learnt since (and an empty record). Ray has no public way to replace them,
-    so they are set on its internal tuner; on `fit` Ray restores the searcher's saved
+    what they learnt since (and an empty record). Ray has no public way to replace them
+    (`hpo.compat.replace_tuner_settings`); on `fit` Ray restores the searcher's saved
     state into the new searcher. Storage path and name are the same as before.
     """
-    internal = tuner._local_tuner
-    internal._tune_config = tune_settings
-    internal._run_config = run_settings
+    replace_tuner_settings(tuner, tune_settings, run_settings)
 
 
 def finish(tuner: tune.Tuner, parts: SweepParts, run_dir: Path) -> Path:

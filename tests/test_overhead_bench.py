@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 from benchmarks.overhead import markdown, measure_ask_tell
+from benchmarks.search.peers import SEAMS
 
 
 def test_ask_tell_timing_runs_the_real_searcher_on_a_filled_study(tmp_path):
-    rows = [measure_ask_tell(30, seam, repeats=3, workdir=tmp_path) for seam in ("rung", "pruned")]
+    rows = [measure_ask_tell(30, seam, repeats=3, workdir=tmp_path) for seam in SEAMS]
     for row in rows:
         assert row["trials"] == 30 and row["ask_ms"] > 0 and row["tell_ms"] > 0
     assert list(tmp_path.glob("ask-tell-*.journal"))  # the journal lives on disk, as in a sweep

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
+from optuna.samplers import TPESampler
+from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
 
 from benchmarks.search.backend import simulate
 from benchmarks.search.methods import ALL, STARTUP_TRIALS, RandomSearcher, make_scheduler, make_searcher
 from benchmarks.search.metrics import Run
+from benchmarks.search.peers import PrunedTPESearcher, make_ray_asha
 from benchmarks.search.problem import Curve
 from hpo.space import Parameter, SearchSpace
 
@@ -76,6 +81,35 @@ def test_a_run_reaches_a_target_on_the_compute_and_the_clock_axes():
     assert (run.epochs_to_reach(80.0), run.seconds_to_reach(80.0)) == (40.0, 55.0)
     assert math.isinf(run.seconds_to_reach(95.0))
     assert run.overlap_to_reach(80.0) == 12.0 and math.isinf(run.overlap_to_reach(95.0))
+
+
+def test_the_tpe_peer_is_optunas_own_sampler_over_the_engines_records(tmp_path):
+    searcher = make_searcher("tpe", SPACE, seed=0, workdir=tmp_path)
+    assert isinstance(searcher, PrunedTPESearcher) and type(searcher.study.sampler) is TPESampler
+    searcher.suggest("stopped")
+    searcher.on_trial_result("stopped", {"step": 3, "objective": 0.5})
+    searcher.on_trial_complete("stopped", {"step": 9, "objective": 0.6, "final": 0.0})
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {3: 0.5, 9: 0.6}
+    clone = pickle.loads(pickle.dumps(searcher))  # as Ray ships a searcher
+    assert type(clone.study.sampler) is TPESampler and len(clone.study.trials) == 1
+
+
+class Trial:  # what a scheduler reads from Ray's Trial
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def test_rays_asha_peer_records_the_trials_it_stopped_early():
+    scheduler = make_ray_asha(max_steps=9, rung_interval=1, reduction_factor=3)
+    trials = [Trial("t0"), Trial("t1")]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    assert scheduler.on_trial_result(None, trials[0], {"step": 1, "objective": 0.9}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, trials[1], {"step": 1, "objective": 0.1}) == TrialScheduler.STOP
+    final = {"step": 9, "objective": 0.95, "final": 1.0}
+    assert scheduler.on_trial_result(None, trials[0], final) == TrialScheduler.STOP
+    assert scheduler.stopped_at == {"t1": 1}  # a trial that ran to the end was not stopped early
 
 
 def test_hyperband_pauses_and_resumes_trials(tmp_path):

@@ -101,13 +101,6 @@ def test_a_paused_trial_dropped_without_a_result_is_pruned_not_failed(tmp_path):
     assert trial.state == TrialState.PRUNED and trial.intermediate_values == {2: 0.1}
 
 
-def test_an_unknown_seam_is_refused(tmp_path):
-    import pytest
-
-    with pytest.raises(ValueError, match="seam must be one of"):
-        TPESearcher(load_space(SPACE), tmp_path / "j", "s", seed=0, startup_trials=2, seam="complete")
-
-
 def frozen(number: int, values: dict[int, float], state: TrialState = TrialState.PRUNED) -> optuna.trial.FrozenTrial:
     distributions = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
     trial = optuna.trial.create_trial(

@@ -3,17 +3,20 @@
 ours                 what `hpo sweep` runs: TPESearcher (rung seam) + the engine's StrictASHA,
                      as for a sweep bounded by compute, not by a trial count
 random               random search, every trial trained in full
-tpe                  TPESearcher with Optuna's own wiring, every trial trained in full
-random+asha          random search + Ray's ASHA
+tpe                  PrunedTPESearcher (TPESearcher with Optuna's own wiring), every trial
+                     trained in full
+random+asha          random search + Ray's ASHA (StopRecordingASHA)
 random+hyperband     random search + Ray's HyperBandScheduler
-tpe+hyperband        TPESearcher (Optuna's wiring) + Ray's HyperBandScheduler
-tpe+median           TPESearcher (Optuna's wiring) + Optuna's MedianPruner, as Optuna runs it
+tpe+hyperband        PrunedTPESearcher + Ray's HyperBandScheduler
+tpe+median           PrunedTPESearcher + Optuna's MedianPruner, as Optuna runs it
 ray-optuna+asha      Ray's stock OptunaSearch + Ray's ASHA: a stopped trial is told to TPE
                      as complete with its last (low-fidelity) value
 ablations:
 ours (ray asha)      the rung seam with Ray's stock ASHA: what the scheduler adds
-tpe+asha (pruned)    Optuna's wiring with Ray's ASHA (stopped trials told as pruned): the
+tpe+asha (pruned)    PrunedTPESearcher with Ray's ASHA (stopped trials told as pruned): the
                      engine's wiring before the rung seam
+
+PrunedTPESearcher and StopRecordingASHA live in benchmarks/search/peers.py.
 
 Every ASHA judges at epochs 3, 9, 27 and stops at 52 (GRACE_EPOCHS, REDUCTION_FACTOR;
 `--grace` changes the first rung). TPESearcher-based methods share STARTUP_TRIALS; Ray's
@@ -32,7 +35,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks.search.lcbench import N_EPOCHS
-from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha, make_ray_asha
+from benchmarks.search.peers import PrunedTPESearcher, make_ray_asha
+from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
 from hpo.searcher import TPESearcher
 from hpo.space import SearchSpace
 
@@ -121,7 +125,7 @@ def make_searcher(kind: str, space: SearchSpace, seed: int, workdir: Path, grace
     if kind == "ours":
         return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs)
     if kind == "tpe":
-        return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs, seam="pruned")
+        return PrunedTPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs)
     if kind == "random":
         return RandomSearcher(space, seed)
     if kind == "ray-optuna":
