@@ -1,4 +1,12 @@
-"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), resume one, export the best recipe, write a report."""
+"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), resume one, export the best recipe, write a report.
+
+Exit codes, for `hpo sweep` and `hpo resume` alike (README.md, "Exit codes"):
+
+    0        the budget finished and a passing best recipe was written
+    1        the sweep ran, but no trial passed (the counts by reason are printed; no best recipe)
+    2        bad input: every problem on its own `error:` line, before anything started or was written
+    130/143  interrupted by SIGINT/SIGTERM: trials stopped cleanly, `hpo resume RUN_DIR` finishes it
+"""
 
 from __future__ import annotations
 
@@ -10,16 +18,19 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.errors import EXIT_BAD_INPUT, InputError, Problems
+from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, InputError, Problems
+from hpo.interrupt import Interrupted, StopSignals, exit_code
 from hpo.reader import load_yaml
-from hpo.rundir import RunDir
+from hpo.rundir import RunDir, Status, SweepState
 from trainers.model_store import ModelError
 from trainers.stages import STAGES
 
 if TYPE_CHECKING:
     from hpo.config import SweepConfig
+    from hpo.sweep import Outcome
 
 log = logging.getLogger("hpo")
+SIGNALS = StopSignals()  # installed by main(): SIGINT and SIGTERM stop a sweep cleanly
 
 
 def is_pipeline(path: Path) -> bool:
@@ -30,7 +41,7 @@ def is_pipeline(path: Path) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hpo.config import load_sweep
+    from hpo.config import load_sweep, probe_shortfalls
 
     if is_pipeline(args.sweep):
         from hpo.pipeline import load_pipeline
@@ -48,6 +59,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         for line in describe(config):
             print(f"  {line}")
+        for line in probe_shortfalls(config):
+            print(f"warning: {line}")
     return 0
 
 
@@ -66,22 +79,26 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     def live(config):
         return None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
 
-    run_dir = run_pipeline(pipeline, args.allow_low_reward, lambda line: print(line, flush=True), live)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    run_dir, outcome = run_pipeline(pipeline, args.allow_low_reward, say, live, SIGNALS)
     print(f"run directory: {run_dir}")
-    print(f"chain:         {RunDir(run_dir).chain}")
-    return 0
+    if outcome.passed:
+        print(f"chain:         {RunDir(run_dir).chain}")
+    return conclusion(outcome)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hpo.config import load_sweep
+    from hpo.config import load_sweep, probe_shortfalls
 
     if is_pipeline(args.sweep):
         return cmd_pipeline(args)
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
+    for line in probe_shortfalls(config):
+        print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
     from hpo.live import LiveView
     from hpo.pipeline import check_start
-    from hpo.sweep import prepare, run_sweep, trial_recipe
+    from hpo.sweep import prepare, require_resources, run_sweep, start_ray, trial_recipe
 
     print(f"measuring the base model {config.recipe.model} on the probes ...", flush=True)
     baseline = measure_baseline(trial_recipe(config))
@@ -90,11 +107,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"warning: {line}", flush=True)
     if args.baseline_only:
         return 0
+    start_ray(config)
+    require_resources(config, lambda line: print(line, flush=True))  # refuses with exit code 2
     run_dir, baseline = prepare(config, baseline)
+    args.started_run = run_dir  # an interrupt from here on leaves something to resume
     live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
-    run_sweep(config, run_dir, baseline, live)
-    print_outcome(config, run_dir)
-    return 0
+    outcome = run_sweep(config, run_dir, baseline, live, SIGNALS)
+    return conclude(config, outcome)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -103,16 +122,61 @@ def cmd_resume(args: argparse.Namespace) -> int:
     RunDir(args.run_dir).require()
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
     from hpo.live import LiveView
-    from hpo.sweep import resume_sweep
+    from hpo.sweep import require_resources, resume_sweep, start_ray
 
     print(f"resuming {args.run_dir} ...", flush=True)
+    start_ray(config)
+    require_resources(config, lambda line: print(line, flush=True))
+    args.started_run = args.run_dir
     live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
-    resume_sweep(config, args.run_dir, live)
-    print_outcome(config, args.run_dir)
+    outcome = resume_sweep(config, args.run_dir, live, SIGNALS)
+    return conclude(config, outcome)
+
+
+def conclude(config: SweepConfig, outcome: Outcome) -> int:
+    """Say how the sweep ended and return its exit code; only a passing best gets the full outcome."""
+    if outcome.passed:
+        print_outcome(config, outcome.run_dir)
+    return conclusion(outcome)
+
+
+def conclusion(outcome: Outcome) -> int:
+    from hpo.best_recipe import no_passing_line
+
+    if outcome.signal is not None:
+        print(interrupted_line(outcome.run_dir, outcome.ended, outcome.budget), file=sys.stderr, flush=True)
+        return exit_code(outcome.signal)
+    if outcome.failures:
+        print(no_passing_line(outcome.failures), file=sys.stderr, flush=True)
+        return EXIT_NO_PASSING
     return 0
 
 
-def print_outcome(config: SweepConfig, run_dir: Path) -> None:
+def interrupted_line(run_dir: Path | None, ended: int | None = None, budget: int | None = None) -> str:
+    if run_dir is None:
+        return "interrupted before the sweep started: nothing was written (run the same command again)"
+    if ended is None or budget is None:
+        ended, budget = recorded_progress(RunDir(run_dir))
+    return f"interrupted: {ended} of {budget} trials ended; finish with `hpo resume {run_dir}`"
+
+
+def recorded_progress(run: RunDir) -> tuple[int, int]:
+    """(trials ended, the budget) from a run directory's record, for an interrupt outside Ray Tune's loop."""
+    budget = run.read_spec()["config"]["budget"]["trials"] if run.spec.is_file() else 0
+    rows = run.read_rows() if run.trials.is_file() else []
+    return len({row["trial_id"] for row in rows if row["status"] != Status.RUNNING}), budget
+
+
+def stopped(args: argparse.Namespace, signum: int) -> int:
+    """An interrupt outside Ray Tune's loop: the run directory, if one was made, is left to `hpo resume`."""
+    run_dir = getattr(args, "started_run", None)
+    if run_dir is not None and RunDir(run_dir).read_state() != SweepState.FINISHED:
+        RunDir(run_dir).write_state(SweepState.INTERRUPTED, signal=signum)
+    print(interrupted_line(run_dir), file=sys.stderr, flush=True)
+    return exit_code(signum)
+
+
+def print_outcome(config: SweepConfig, run_dir: Path) -> None:  # the body: what a finished sweep shows
     """The best rung's validation scores, its service flags and (where the stage has one) its test scores."""
     from hpo.evaluate import evaluate_best, format_confusion
     from hpo.timing import time_summary, trial_times
@@ -133,12 +197,18 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hpo.best_recipe import export_best
+    from hpo.best_recipe import NoPassingTrial, export_best, is_partial, partial_line
 
     run = RunDir(args.run_dir)
     run.require(run.spec.name)
-    recipe = export_best(args.run_dir, service_compatible=args.service_compatible or None)
+    try:
+        recipe = export_best(args.run_dir, service_compatible=args.service_compatible or None)
+    except NoPassingTrial as err:
+        print(err, file=sys.stderr)
+        return EXIT_NO_PASSING
     print(recipe)
+    if is_partial(run):
+        print(f"warning: {partial_line(run)}", file=sys.stderr)
     from hpo.tool_configs import service_warnings
 
     for line in service_warnings(recipe.parent):  # TRL/PEFT/service exports sit next to the recipe
@@ -213,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_libraries()
+    SIGNALS.install()
     try:
         return args.run(args)
+    except Interrupted as stop:
+        return stopped(args, stop.signum)
     except InputError as err:
         for line in err.problems:
             print(f"error: {line}", file=sys.stderr)

@@ -4,7 +4,8 @@ The trainer stays Ray-free; here each rung's metrics are scored by the composite
 objective with the stage's domain metric, and the rung's checkpoint (a complete trainer
 state) becomes a Ray checkpoint. A trial whose worker died goes on from its newest
 complete checkpoint (`ray.tune.get_checkpoint`), not from step 0, and its later rungs
-say `resumed_from_step`. Running out of accelerator memory retries in the same trial
+say `resumed_from_step`; a trial that `hpo resume` continues (hpo.continuation) goes on
+from the newest complete checkpoint of the trial it continues. Running out of accelerator memory retries in the same trial
 with half the micro-batch and twice the gradient accumulation (the same effective
 batch), from the newest checkpoint; every rung records `batch_size`, `grad_accum` and
 `oom_retries`. A trial ends early, as a failing final result that Ray never retries,
@@ -25,8 +26,10 @@ from typing import Any
 from ray import tune
 
 from hpo.config import Objective
+from hpo.continuation import CONTINUES, trial_params
 from hpo.guardrails import rung_stop_reason
 from hpo.objective import FAILING_OBJECTIVE, score
+from hpo.rundir import RunDir, continue_point
 from trainers.checkpoints import METRICS, is_complete, newest_complete
 from trainers.flags import Flag
 from trainers.recipe import Recipe
@@ -38,11 +41,13 @@ def trainer_for(stage: Stage):
     return stage.trainer()
 
 
-def resume_point() -> Path | None:
-    """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it."""
+def resume_point(config: dict[str, Any] | None = None, tune_dir: Path | None = None) -> Path | None:
+    """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it;
+    for a fresh Ray trial that continues an earlier one (`config[CONTINUES]`), that trial's newest."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None
+        continues = (config or {}).get(CONTINUES)
+        return continue_point(RunDir(tune_dir.parent), continues) if continues and tune_dir else None
     latest = Path(checkpoint.path)
     if not latest.is_dir():  # storage that is not a local or shared file system: fetch a copy
         latest = Path(checkpoint.to_directory())
@@ -127,23 +132,36 @@ class RungReporter:
         tune.report({**self.batch, **ending})
 
 
-def run_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
+def run_trial(
+    config: dict[str, Any],
+    recipe: Recipe,
+    baseline: dict[str, float],
+    objective: Objective,
+    tune_dir: Path | None = None,
+) -> None:
     """One trial in a (reused) worker: first give back what an earlier trial here left behind, whether
-    it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it)."""
+    it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it).
+    `tune_dir` is where the checkpoints of a trial this one continues are."""
     free_memory()
     try:
-        train_trial(config, recipe, baseline, objective)
+        train_trial(config, recipe, baseline, objective, tune_dir)
     finally:
         free_memory()
 
 
-def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
+def train_trial(
+    config: dict[str, Any],
+    recipe: Recipe,
+    baseline: dict[str, float],
+    objective: Objective,
+    tune_dir: Path | None = None,
+) -> None:
     from trainers.rewards import RewardError
     from trainers.rungs import Diverged, OutOfMemory
 
-    resume_from = resume_point()
+    resume_from = resume_point(config, tune_dir)
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
-    trial_recipe, oom_retries = recipe.with_hyperparameters(config), 0
+    trial_recipe, oom_retries = recipe.with_hyperparameters(trial_params(config)), 0
     if resumed and "batch_size" in resumed:  # a worker lost after an out-of-memory retry keeps the smaller batch
         training = dataclasses.replace(
             trial_recipe.training, batch_size=int(resumed["batch_size"]), grad_accum=int(resumed["grad_accum"])
@@ -167,7 +185,7 @@ def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, floa
                 reporter.end(err.step, Flag.OOM, f"out of memory at batch size 1 (grad_accum {accum}), step {err.step}")
                 return
             trial_recipe, oom_retries = smaller, oom_retries + 1
-            resume_from = resume_point()  # the newest rung reported so far, if any
+            resume_from = resume_point(config, tune_dir)  # the newest rung reported so far, if any
             free_memory()
         except Diverged as err:
             reporter.end(err.step, Flag.DIVERGED, str(err))
