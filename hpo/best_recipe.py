@@ -143,10 +143,3 @@ def export_best(run_dir: Path, service_compatible: bool | None = None) -> Path:
 def is_partial(run: RunDir) -> bool:
     """Whether the sweep has not finished (interrupted, or its driver gone): its best is the best so far."""
     return run.read_state() != SweepState.FINISHED
-
-
-def partial_line(run: RunDir) -> str:
-    return (
-        f"partial: {run.path} has not finished; this is the best rung so far, not the sweep's answer "
-        f"(finish it with `hpo resume {run.path}`)"
-    )

@@ -75,6 +75,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from hpo.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
+    refuse_ray_client()
 
     def live(config):
         return None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
@@ -93,6 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if is_pipeline(args.sweep):
         return cmd_pipeline(args)
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
+    refuse_ray_client()
     for line in probe_shortfalls(config):
         print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
@@ -120,6 +122,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from hpo.resume import load_resumable
 
     RunDir(args.run_dir).require()
+    refuse_ray_client()  # resuming reads the run's record and checkpoints here
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
     from hpo.live import LiveView
     from hpo.sweep import require_resources, resume_sweep, start_ray
@@ -131,6 +134,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
     outcome = resume_sweep(config, args.run_dir, live, SIGNALS)
     return conclude(config, outcome)
+
+
+def refuse_ray_client() -> None:
+    """A Ray Client address (ray://) runs the driver's record-keeping remotely: refused before anything starts."""
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address.startswith("ray://"):
+        from hpo.sweep import ray_client_refusal
+
+        raise InputError([ray_client_refusal(address)])
 
 
 def conclude(config: SweepConfig, outcome: Outcome) -> int:
@@ -197,7 +209,8 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:  # the body: what
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hpo.best_recipe import NoPassingTrial, export_best, is_partial, partial_line
+    from hpo.best_recipe import NoPassingTrial, export_best, is_partial
+    from hpo.rundir import partial_line
 
     run = RunDir(args.run_dir)
     run.require(run.spec.name)

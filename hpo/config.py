@@ -606,17 +606,21 @@ def machine_shortfall(resources: Resources) -> dict[str, str]:
     cpus = machine_cpus()
     if resources.cpu > cpus:
         found["cpu"] = (
-            f"each trial asks for {resources.cpu:g} CPUs but this machine has {cpus} "
+            f"each trial asks for {resources.cpu:g} CPU{plural(resources.cpu)} but this machine has {cpus} "
             f"(lower it to at most {cpus}, or run on a Ray cluster: docs/cluster.md)"
         )
     gpus = machine_gpus() if resources.gpu > 0 else 0
     if resources.gpu > gpus:
         have = f"{gpus}" if gpus else "none"
         found["gpu"] = (
-            f"each trial asks for {resources.gpu:g} GPUs but this machine has {have} "
+            f"each trial asks for {resources.gpu:g} GPU{plural(resources.gpu)} but this machine has {have} "
             f"(set resources.gpu: {gpus}, or run on a Ray cluster with GPUs: docs/cluster.md)"
         )
     return found
+
+
+def plural(count: float) -> str:
+    return "" if count == 1 else "s"
 
 
 def _output_dir(top: Reader, base: Path) -> str:
@@ -677,7 +681,7 @@ def probe_shortfalls(config: SweepConfig) -> list[str]:
         rows = len(read_jsonl(path)) if path else wanted
         if rows < wanted:
             lines.append(
-                f"{config.path}: data.{data_key}: {rows} rows, fewer than probes.{probe_key} ({wanted}): every rung "
+                f"{config.path}: data.{data_key}: {rows} row{plural(rows)}, fewer than probes.{probe_key} ({wanted}): every rung "
                 f"is scored on {rows} (add rows, or set probes.{probe_key}: {rows} to say so)"
             )
     return lines

@@ -156,6 +156,14 @@ class RunDir:
         return json.loads(self.state.read_text())["state"] if self.state.is_file() else SweepState.FINISHED
 
 
+def partial_line(run: RunDir) -> str:
+    """What the export, the printed outcome and the report say about the best rung of an unfinished sweep."""
+    return (
+        f"partial: {run.path} has not finished; this is the best rung so far, not the sweep's answer "
+        f"(finish it with `hpo resume {run.path}`)"
+    )
+
+
 def new_run_dir(output_dir: Path | str, name: str) -> RunDir:
     """A fresh run directory `OUTPUT/NAME-YYYYmmdd-HHMMSS`, created here; `-2`, `-3`, ... when another
     sweep of the same name took that second already."""
@@ -311,7 +319,8 @@ def continue_point(run_dir: RunDir, trial_id: str) -> Path | None:
     """Where a continued trial goes on from: its newest complete checkpoint at a rung the record has
     (a checkpoint saved just before the sweep stopped, whose rung never reached the driver, is
     passed over: ASHA and the searcher must see every rung). None: from the start."""
-    steps = [int(row["step"]) for row in read_rows(run_dir.trials) if row["trial_id"] == trial_id]
+    rows = read_rows(run_dir.trials) if run_dir.trials.is_file() else []
+    steps = [int(row["step"]) for row in rows if row["trial_id"] == trial_id]
     if not steps:
         return None
     return newest_complete(trial_checkpoints(run_dir.tune, trial_id), at_most=max(steps))

@@ -42,12 +42,19 @@ def trainer_for(stage: Stage):
 
 
 def resume_point(config: dict[str, Any] | None = None, tune_dir: Path | None = None) -> Path | None:
-    """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it;
-    for a fresh Ray trial that continues an earlier one (`config[CONTINUES]`), that trial's newest."""
+    """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it.
+
+    Without one from Ray, the sweep's own record decides (`tune_dir` given): the newest complete
+    checkpoint at a recorded rung of this trial, or of the trial it continues (`config[CONTINUES]`).
+    Ray registers a rung's checkpoint only after the record has the rung, so a worker lost in
+    between still goes on from it rather than from step 0.
+    """
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        continues = (config or {}).get(CONTINUES)
-        return continue_point(RunDir(tune_dir.parent), continues) if continues and tune_dir else None
+        if tune_dir is None:
+            return None
+        trial_id = (config or {}).get(CONTINUES) or tune.get_context().get_trial_id()
+        return continue_point(RunDir(tune_dir.parent), trial_id)
     latest = Path(checkpoint.path)
     if not latest.is_dir():  # storage that is not a local or shared file system: fetch a copy
         latest = Path(checkpoint.to_directory())
