@@ -128,9 +128,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from hpo.sweep import require_resources, resume_sweep, start_ray
 
     print(f"resuming {args.run_dir} ...", flush=True)
+    args.started_run = args.run_dir  # an interrupt from here on leaves it as it was: still to resume
     start_ray(config)
     require_resources(config, lambda line: print(line, flush=True))
-    args.started_run = args.run_dir
     live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
     outcome = resume_sweep(config, args.run_dir, live, SIGNALS)
     return conclude(config, outcome)

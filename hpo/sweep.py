@@ -10,10 +10,14 @@ is hpo.rundir's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from hpo.compat import TOKEN_AUTH_LOGGER
 from hpo.config import SweepConfig, data_hashes
 from hpo.continuation import trial_dirname
 from hpo.errors import InputError
-from hpo.interrupt import SignalStopper, StopSignals
+from hpo.interrupt import STOP_SIGNALS, SignalStopper, StopSignals
 from hpo.reaper import watch_ray
 from hpo.recorder import RecordCallback
 from hpo.retention import CheckpointRetention
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its newest complete checkpoint
 STATE_PERIOD_S = "2"  # how often Ray saves its own experiment state (its trials' registered checkpoints)
 RAY_CLIENT_PREFIX = "ray://"
+EXPERIMENT_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"  # the module behind ray.tune.ExperimentAnalysis
 RESOURCE_POLL_S = 5.0  # between two looks at a cluster that cannot run a trial yet
 REAPERS: list = []  # the embedded Ray reaper's process: its pipe must stay open while this process lives
 # Embedded Ray's background work, off: every CPU-second it takes while a trial trains stalls
@@ -63,6 +68,12 @@ QUIET_RAY = {
 
 def drop_token_auth_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def drop_missing_metrics_notice(record: logging.LogRecord) -> bool:
+    """Ray's "Failed to fetch metrics for N trial(s)" after a run with a trial that never reported (stopped
+    by Ctrl-C before its first rung, or raising at once): trials.parquet is the record, and says so."""
+    return not record.getMessage().startswith("Failed to fetch metrics for")
 
 
 def write_spec(config: SweepConfig, run: RunDir) -> None:
@@ -110,14 +121,32 @@ def start_ray(config: SweepConfig | None = None) -> None:
     # Ray turns token authentication on for a new local cluster (or when a token file exists)
     # and says so in a warning that broke into every sweep's live view. It stays on; the notice goes.
     logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(drop_token_auth_notice)
-    ray.init(
-        address=address or None,
-        include_dashboard=False,
-        log_to_driver=os.environ.get("FORGE_HPO_TRIAL_LOGS") == "1",
-        configure_logging=False,
-    )
+    logging.getLogger(EXPERIMENT_ANALYSIS_LOGGER).addFilter(drop_missing_metrics_notice)
+    with python_stop_handlers_kept():
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            log_to_driver=os.environ.get("FORGE_HPO_TRIAL_LOGS") == "1",
+            configure_logging=False,
+        )
     if not address:
         REAPERS.append(watch_ray())
+
+
+@contextlib.contextmanager
+def python_stop_handlers_kept() -> Iterator[None]:
+    """Ray's driver replaces the SIGTERM handler with a native one that prints a stack dump and aborts
+    (exit 134); the handlers installed before it (hpo.interrupt.StopSignals) are put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            if callable(handler):
+                signal.signal(signum, handler)
 
 
 def ray_client_refusal(address: str) -> str:

@@ -145,8 +145,8 @@ def append_bytes(name: str, data: bytes) -> Callable[[Path], None]:
 
 def run_dir_without_baseline(folder: Path) -> None:
     """A run directory whose sweep stopped before its baseline was written."""
-    (folder / "runs" / "early").mkdir(parents=True)
-    (folder / "runs" / "early" / "spec.yaml").write_text("spec_hash: 0\n")
+    (folder / "early_run").mkdir()
+    (folder / "early_run" / "spec.yaml").write_text("spec_hash: 0\n")
 
 
 def drop_key(name: str, dotted: str, renamed: str) -> Callable[[Path], None]:
@@ -473,7 +473,7 @@ ROWS: dict[str, Row] = {
     "data line that is not UTF-8": Row(
         append_bytes("data/domain_eval.jsonl", b'{"prompt": "caf\xe9", "completion": "animal"}\n'),
         ("hpo", "sweep", "sweep.yaml"),
-        (Problem("domain_eval.jsonl", "line 21", "byte 0xe9 at column 15 is not UTF-8 text"),),
+        (Problem("domain_eval.jsonl", "line 21", "byte 0xe9 at column 16 is not UTF-8 text"),),
     ),
     "NaN bound, one line": Row(
         space("learning_rate.low", float("nan")),
@@ -542,8 +542,8 @@ ROWS: dict[str, Row] = {
     ),
     "resume of a run that never started": Row(
         run_dir_without_baseline,
-        ("hpo", "resume", "runs/early"),
-        (Problem("runs/early", "", "no trials were started here"),),
+        ("hpo", "resume", "early_run"),
+        (Problem("early_run", "", "no trials were started here"),),
     ),
     "resume under a Ray Client address": Row(
         fake_run_dir,
