@@ -23,9 +23,10 @@ from hpo.interrupt import Interrupted, StopSignals, exit_code
 from hpo.reader import load_yaml
 from hpo.rundir import RunDir, Status, SweepState
 from trainers.model_store import ModelError
-from trainers.stages import STAGES
 
 if TYPE_CHECKING:
+    from ray.tune import Callback
+
     from hpo.config import SweepConfig
     from hpo.sweep import Outcome
 
@@ -65,20 +66,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def print_metrics(title: str, metrics: dict) -> None:
-    from hpo.pipeline import format_metrics
+    from hpo.outcome import format_metrics
 
     print(format_metrics(title, metrics), flush=True)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from hpo.live import LiveView
     from hpo.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
     refuse_ray_client()
 
     def live(config):
-        return None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+        return None if args.quiet else live_view(config)
 
     say = lambda line: print(line, flush=True)  # noqa: E731
     run_dir, outcome = run_pipeline(pipeline, args.allow_low_reward, say, live, SIGNALS)
@@ -98,7 +98,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for line in probe_shortfalls(config):
         print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
-    from hpo.live import LiveView
     from hpo.pipeline import check_start
     from hpo.sweep import prepare, require_resources, run_sweep, start_ray, trial_recipe
 
@@ -113,7 +112,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     require_resources(config, lambda line: print(line, flush=True))  # refuses with exit code 2
     run_dir, baseline = prepare(config, baseline)
     args.started_run = run_dir  # an interrupt from here on leaves something to resume
-    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+    live = None if args.quiet else live_view(config)
     outcome = run_sweep(config, run_dir, baseline, live, SIGNALS)
     return conclude(config, outcome)
 
@@ -124,16 +123,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
     RunDir(args.run_dir).require()
     refuse_ray_client()  # resuming reads the run's record and checkpoints here
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
-    from hpo.live import LiveView
     from hpo.sweep import require_resources, resume_sweep, start_ray
 
     print(f"resuming {args.run_dir} ...", flush=True)
     args.started_run = args.run_dir  # an interrupt from here on leaves it as it was: still to resume
     start_ray(config)
     require_resources(config, lambda line: print(line, flush=True))
-    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+    live = None if args.quiet else live_view(config)
     outcome = resume_sweep(config, args.run_dir, live, SIGNALS)
     return conclude(config, outcome)
+
+
+def live_view(config: SweepConfig) -> Callback:
+    from hpo.live import LiveView
+
+    return LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
 
 
 def refuse_ray_client() -> None:
@@ -188,9 +192,10 @@ def stopped(args: argparse.Namespace, signum: int) -> int:
     return exit_code(signum)
 
 
-def print_outcome(config: SweepConfig, run_dir: Path) -> None:  # the body: what a finished sweep shows
-    """The best rung's validation scores, its service flags and (where the stage has one) its test scores."""
+def print_outcome(config: SweepConfig, run_dir: Path) -> None:
+    """The best rung's validation scores, its service flags, the held-out check and its verdict."""
     from hpo.evaluate import evaluate_best, format_confusion
+    from hpo.outcome import held_out_lines
     from hpo.timing import time_summary, trial_times
 
     run = RunDir(run_dir)
@@ -198,10 +203,10 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:  # the body: what
     print_metrics("best (validation)", exported["expected"])
     for flag in exported.get("service_flags", []):
         print(f"service: {flag}")
-    scores = evaluate_best(run_dir) if STAGES[config.recipe.stage].held_out_check else {}
+    scores = evaluate_best(run_dir)
     if scores:
-        print_metrics(f"base (test, {scores['examples']} examples)", scores["base"])
-        print_metrics(f"best (test, {scores['examples']} examples)", scores["best"])
+        print("\n".join(held_out_lines(scores)))
+    if scores.get("confusion"):
         print(format_confusion(scores["confusion"]))
     print(time_summary(trial_times(run.read_rows())))
     print(f"run directory: {run_dir}")

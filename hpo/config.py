@@ -21,21 +21,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from hpo.errors import Problems
+from hpo.general import read_general
 from hpo.guardrails import TrainingPlan, training_plan
+from hpo.objective import GeneralProbe
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
-from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_choice_rows, check_rows, read_jsonl
+from hpo.task import Task, read_task, reference_lines
+from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows, read_jsonl
 from trainers.model_store import model_folder_problem
 from trainers.recipe import (
     LORA_HYPERPARAMETERS,
     DataPaths,
+    General,
     Hyperparameters,
     Probes,
     Recipe,
-    Reward,
     Training,
 )
 from trainers.stages import METHODS, SFT, STAGES, Stage, users_of
@@ -59,6 +61,7 @@ class Objective:
     max_general_regression: float | None = 0.5
     max_kl: float | None = None
     min_length_ratio: float | None = None
+    general: tuple[GeneralProbe, ...] = ()  # general.corpora and general.instruction, beyond general_perplexity
 
 
 @dataclass(frozen=True)
@@ -145,17 +148,20 @@ class SweepConfig:
         plain = self.resolved()
         plain.pop("path")
         plain.pop("output_dir")
-        plain["data_sha256"] = data_hashes(self.recipe.data)
+        plain["data_sha256"] = data_hashes(self.recipe.data, self.recipe.general)
         encoded = json.dumps(plain, sort_keys=True, default=str).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 
 
-def data_hashes(data: DataPaths) -> dict[str, str]:
-    return {
-        name: hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        for name, path in dataclasses.asdict(data).items()
-        if path is not None
-    }
+def data_hashes(data: DataPaths, general: General | None = None) -> dict[str, str]:
+    """The sha256 of every data file a sweep reads: data.*, general.corpora and local benchmark tasks."""
+    files = {name: path for name, path in dataclasses.asdict(data).items() if path is not None}
+    general = general or General()
+    files.update({f"general.{corpus.name}": corpus.path for corpus in general.corpora})
+    for benchmark in general.benchmarks:
+        if benchmark.include is not None and Path(benchmark.include).is_file():
+            files[f"benchmark.{benchmark.task}"] = benchmark.include
+    return {name: hashlib.sha256(Path(path).read_bytes()).hexdigest() for name, path in files.items()}
 
 
 def load_sweep(path: Path | str, quick: bool = False) -> SweepConfig:
@@ -222,7 +228,9 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         problems.add("method", f"stage {stage.name} supports {', '.join(stage.methods)}, got '{method}'")
     model = _model(top, base)
     start_adapters = _start_adapters(top, base)
-    data, labels, reward, system_prompt = _data(top, base, stage, problems)
+    task = read_task(top, base, stage)
+    data = _data(top, base, stage, task, problems)
+    general, general_probes = read_general(top, base, data.instruction_probe)
     space = _space(top, base, stage, method, problems)
     training, epochs = _training(top.section("training"), base)
     scheduler, plan = _scheduler(top.section("scheduler", required=True), training, epochs, stage, data, space)
@@ -240,20 +248,22 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         method,
         model,
         data,
-        labels,
+        task.labels,
         training=training,
         probes=probes,
         seed=seed,
-        reward=reward,
+        reward=task.reward,
         start_adapters=start_adapters,
-        system_prompt=system_prompt,
+        system_prompt=task.system_prompt,
+        metric=task.metric,
+        general=general,
     )
     config = SweepConfig(
         path=str(path.resolve()),
         name=name,
         recipe=recipe,
         space=space,
-        objective=_objective(top.section("objective"), stage),
+        objective=dataclasses.replace(_objective(top.section("objective"), stage), general=general_probes),
         budget=_budget(top.section("budget", required=True)),
         resources=_resources(top.section("resources"), embedded=not os.environ.get("RAY_ADDRESS")),
         scheduler=scheduler,
@@ -293,22 +303,8 @@ def _start_adapters(top: Reader, base: Path) -> tuple[str, ...]:
     return tuple(adapters)
 
 
-def _data(
-    top: Reader, base: Path, stage: Stage, problems: Problems
-) -> tuple[DataPaths, tuple[str, ...], Reward | None, str | None]:
-    """The data paths (rows checked), the task's labels, reward and system prompt."""
-    task = top.section("task", required=stage.task_required)
-    system_prompt = task.text("system_prompt", None) if task.has("system_prompt") else None
-    labels: tuple[str, ...] = ()
-    if stage.reads_labels:  # optional labels: when given, every reference must be one
-        labels = task.texts("labels") if stage.labels_required else task.texts("labels", None)
-    reward = _reward(task.section("reward", required=True), base) if stage.reward else None
-    task.text("metric", stage.task_metric, choices=(stage.task_metric,))
-    task.finish()
-    if len(set(labels)) != len(labels):
-        problems.add("task.labels", "must not repeat a label")
-    if stage.reads_labels and task.has("labels") and task.data["labels"] == []:
-        problems.add("task.labels", "must list at least one label, got [] (list the labels every completion is one of)")
+def _data(top: Reader, base: Path, stage: Stage, task: Task, problems: Problems) -> DataPaths:
+    """The data paths, every file's rows checked: fields, labels, and references the task's scorer can score."""
     section = top.section("data", required=True)
     paths = {
         "domain_train": section.path("domain_train", base),
@@ -317,8 +313,14 @@ def _data(
         "general_probe": section.path("general_probe", base),
         "instruction_probe": section.path("instruction_probe", base, required=False),
         "domain_test": section.path("domain_test", base, required=False),
-        "mmlu_probe": section.path("mmlu_probe", base, required=False),
     }
+    if section.has("mmlu_probe"):
+        section.used.add("mmlu_probe")
+        problems.add(
+            "data.mmlu_probe",
+            "is replaced by general.benchmarks, scored through lm-evaluation-harness "
+            "(e.g. general: {benchmarks: [{task: mmlu_demo, include: lm_eval_tasks/mmlu_demo.yaml}]}; see docs/sweep-file.md)",
+        )
     section.finish()
     if not stage.general_mix and paths["general_mix"] is not None:
         problems.add(
@@ -327,48 +329,16 @@ def _data(
             f"in a pipeline set `{stage.name}: {{data: {{general_mix: null}}}}`)",
         )
     fields = {"general_probe": TEXT_FIELDS, "general_mix": stage.row_fields, "instruction_probe": PROMPT_FIELDS}
-    if paths["mmlu_probe"] is not None and paths["mmlu_probe"].is_file():
-        problems.extend(check_choice_rows(paths["mmlu_probe"], "data.mmlu_probe"))
+    scoring = task.metric if stage.scores_answers else task.reward
     for key, file in paths.items():
-        if key != "mmlu_probe" and file is not None and file.is_file():
-            domain = key.startswith("domain")
-            expected = stage.row_fields if domain else fields[key]
-            problems.extend(check_rows(file, f"data.{key}", expected, labels if domain else ()))
-    data = DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
-    return data, labels, reward, system_prompt
-
-
-def _reward(section: Reader, base: Path) -> Reward:
-    """`{callable: "package.module:function"}` or `{url: ..., concurrency, timeout_s, retries}`."""
-    name = section.text("callable", None)
-    url = section.text("url", None)
-    reward = Reward(
-        callable=name or None,
-        import_root=str(base.resolve()),
-        url=url or None,
-        concurrency=section.number("concurrency", Reward.concurrency, low=1, integer=True),
-        timeout_s=section.number("timeout_s", Reward.timeout_s, low=0.0, low_open=True),
-        retries=section.number("retries", Reward.retries, low=0, integer=True),
-    )
-    section.finish()
-    if not section.data:
-        return reward  # missing: reported as required by the caller's section()
-    if bool(name) == bool(url):
-        section.problems.add(
-            section.prefix, "must give exactly one of callable or url (e.g. callable: trainers.rewards:exact_match)"
-        )
-    elif url and not url.startswith(("http://", "https://")):
-        section.problems.add(section.key("url"), f"must start with http:// or https://, got '{url}'")
-    elif url and not urlsplit(url).hostname:
-        section.problems.add(section.key("url"), f"has no host, got '{url}' (e.g. https://rewards.example.com/score)")
-    elif name:
-        from trainers.rewards import import_callable  # imports torch: only for RFT sweeps
-
-        try:
-            import_callable(name, reward.import_root)
-        except ValueError as err:
-            section.problems.add(section.key("callable"), f"{err} (fix the name, or the module next to the sweep file)")
-    return reward
+        if file is None or not file.is_file():
+            continue
+        domain = key.startswith("domain")
+        found = check_rows(file, f"data.{key}", stage.row_fields if domain else fields[key], task.labels if domain else ())
+        problems.extend(found)
+        if domain and not found and scoring is not None:
+            problems.extend(reference_lines(file, f"data.{key}", scoring))
+    return DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
 
 
 def _space(top: Reader, base: Path, stage: Stage, method: str, problems: Problems) -> SearchSpace:

@@ -80,7 +80,7 @@ def write_spec(config: SweepConfig, run: RunDir) -> None:
     spec = {
         "sweep_file": config.path,  # what `hpo resume` reloads and checks against `config`
         "spec_hash": config.spec_hash(),
-        "data_sha256": data_hashes(config.recipe.data),
+        "data_sha256": data_hashes(config.recipe.data, config.recipe.general),
         "config": config.resolved(),
     }
     write_yaml(run.spec, spec)

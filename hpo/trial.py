@@ -102,8 +102,9 @@ def free_memory() -> None:
 class RungReporter:
     """Scores a trainer's rungs and hands them to Ray; remembers the last one for what follows."""
 
-    def __init__(self, stage: Stage, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
-        self.stage, self.baseline, self.objective = stage, baseline, objective
+    def __init__(self, recipe: Recipe, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
+        self.stage, self.domain = STAGES[recipe.stage], recipe.domain_metric
+        self.baseline, self.objective = baseline, objective
         self.previous = resumed  # the last rung's metrics, for RFT's blow-up check
         self.last_step = int(resumed["step"]) if resumed else 0
         self.batch: dict[str, float] = {}
@@ -114,8 +115,9 @@ class RungReporter:
             self.baseline,
             self.objective.general_weight,
             self.objective.max_general_regression,
-            domain=self.stage.metric,
+            domain=self.domain,
             max_kl=self.objective.max_kl,
+            general=self.objective.general,
         )
         stop = self.guardrail(metrics)
         ending = (
@@ -163,8 +165,8 @@ def train_trial(
     objective: Objective,
     tune_dir: Path | None = None,
 ) -> None:
-    from trainers.rewards import RewardError
     from trainers.rungs import Diverged, OutOfMemory
+    from trainers.scorers import ScoringError
 
     resume_from = resume_point(config, tune_dir)
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
@@ -175,7 +177,7 @@ def train_trial(
         )
         trial_recipe, oom_retries = dataclasses.replace(trial_recipe, training=training), int(resumed["oom_retries"])
     stage = STAGES[recipe.stage]
-    reporter = RungReporter(stage, baseline, objective, resumed)
+    reporter = RungReporter(recipe, baseline, objective, resumed)
     if resumed and resumed[Flag.FINAL]:  # it ended before the sweep stopped; Ray had not heard of the end
         reporter.batch = batch_metrics(trial_recipe, oom_retries)
         reporter(int(resumed["step"]), resumed, None)
@@ -197,6 +199,6 @@ def train_trial(
         except Diverged as err:
             reporter.end(err.step, Flag.DIVERGED, str(err))
             return
-        except RewardError as err:
+        except ScoringError as err:
             reporter.end(err.step, Flag.FAILED, str(err))
             return

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from trainers.stages import STAGES
+from trainers.stages import STAGES, DomainMetric
 
 # Hard limits a value must respect to make sense at all (service limits are stricter
 # and are checked at export). (low, high, low_is_open)
@@ -68,7 +68,6 @@ class DataPaths:
     general_probe: str
     instruction_probe: str | None = None
     domain_test: str | None = None
-    mmlu_probe: str | None = None  # {"question", "choices", "answer"} rows: scored for base and best at the end
 
 
 @dataclass(frozen=True)
@@ -98,21 +97,80 @@ class Probes:
 
 
 @dataclass(frozen=True)
-class Reward:
-    """Where an RFT reward comes from: a Python callable, or an HTTP endpoint.
+class Scoring:
+    """How answers are scored (SFT's metric) or rewarded (RFT's reward).
 
-    `callable` is "package.module:function", imported with `import_root` (the sweep
-    file's folder) first on the path. `url` receives a JSON POST per completion and
-    answers {"reward": float}; at most `concurrency` requests are in flight, each gets
-    `timeout_s` and `retries` more attempts before the trial fails.
+    - `scorer`: a built-in scorer (trainers.scorers) or "package.module:function" with the
+      signature `score(prompt, completion, reference, **row) -> float`;
+    - `url`: an HTTP scorer, one JSON POST per answer answered {"score": number} (or
+      {"reward": number}); at most `concurrency` in flight, `timeout_s` each, `retries` more
+      attempts for timeouts, lost connections, 429 and 5xx answers;
+    - `callable` (RFT only): a TRL reward function "package.module:function",
+      `reward(prompts, completions, **columns) -> list[float]`.
+
+    `pattern` is the regex scorer's (a row's own `pattern` field wins); `import_root` (the
+    sweep file's folder) goes first on the import path for user code.
     """
 
+    scorer: str | None = None
     callable: str | None = None
-    import_root: str | None = None
     url: str | None = None
+    pattern: str | None = None
+    import_root: str | None = None
     concurrency: int = 4
     timeout_s: float = 10.0
     retries: int = 2
+
+    @property
+    def metric_key(self) -> str:
+        """The rung metric's name after `domain_`: the built-in scorer's name, else `score`."""
+        from trainers.scorers import BUILTIN_SCORERS  # light: the scorer table, no model code
+
+        return self.scorer if self.scorer in BUILTIN_SCORERS else "score"
+
+
+EXACT_MATCH = Scoring(scorer="exact_match")
+
+
+DEFAULT_CORPUS = "general"  # data.general_probe, reported as `general_perplexity`
+
+
+def corpus_metric(name: str) -> str:
+    """The rung metric of a general corpus: `general_perplexity`, or `general_perplexity_<name>`."""
+    return "general_perplexity" if name == DEFAULT_CORPUS else f"general_perplexity_{name}"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A held-out general text corpus ({"text"} rows) probed for perplexity at every rung."""
+
+    name: str
+    path: str
+    passages: int
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """An lm-evaluation-harness task scored for the base model and the best recipe when a sweep ends.
+
+    `include` is a local task YAML (or a folder of them) whose `dataset_kwargs.data_files`
+    are relative to it; without it, `task` is one of lm-eval's own tasks (they fetch their
+    data from the hub). `limit` caps the examples; `chat_template` applies the model's.
+    """
+
+    task: str
+    include: str | None = None
+    limit: int | None = None
+    chat_template: bool = False
+
+
+@dataclass(frozen=True)
+class General:
+    """The general-capability suite beyond data.general_probe and data.instruction_probe."""
+
+    corpora: tuple[Corpus, ...] = ()
+    benchmarks: tuple[Benchmark, ...] = ()
+    benchmarks_each_trial: bool = False  # also score every trial's last rung on the benchmarks
 
 
 @dataclass(frozen=True)
@@ -126,9 +184,16 @@ class Recipe:
     training: Training = field(default_factory=Training)
     probes: Probes = field(default_factory=Probes)
     seed: int = 0
-    reward: Reward | None = None  # stage rft only
+    reward: Scoring | None = None  # stage rft only
+    metric: Scoring = EXACT_MATCH  # how answers are scored (stages that score answers: sft)
+    general: General = field(default_factory=General)
     start_adapters: tuple[str, ...] = ()  # LoRA adapters merged into the base, in order, before training
     system_prompt: str | None = None  # a system turn before every prompt; None: the chat template's default
+
+    @property
+    def domain_metric(self) -> DomainMetric:
+        """The rung metric this recipe is judged on (its stage's, or its task scorer's mean)."""
+        return STAGES[self.stage].domain_metric(self.metric)
 
     def with_hyperparameters(self, values: dict[str, Any]) -> Recipe:
         return dataclasses.replace(self, hyperparameters=dataclasses.replace(self.hyperparameters, **values))
@@ -138,6 +203,8 @@ class Recipe:
         plain["labels"] = list(self.labels)
         plain["start_adapters"] = list(self.start_adapters)
         plain["training"]["callbacks"] = list(self.training.callbacks)
+        plain["general"]["corpora"] = [dataclasses.asdict(c) for c in self.general.corpora]
+        plain["general"]["benchmarks"] = [dataclasses.asdict(b) for b in self.general.benchmarks]
         return plain
 
 
@@ -153,7 +220,18 @@ def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
         hyperparameters=Hyperparameters(**plain.pop("hyperparameters", {})),
         training=Training(**training),
         probes=Probes(**plain.pop("probes", {})),
-        reward=Reward(**reward) if (reward := plain.pop("reward", None)) else None,
+        reward=Scoring(**reward) if (reward := plain.pop("reward", None)) else None,
+        metric=Scoring(**plain.pop("metric", dataclasses.asdict(EXACT_MATCH))),
+        general=general_from_dict(plain.pop("general", {})),
+        **plain,
+    )
+
+
+def general_from_dict(plain: dict[str, Any]) -> General:
+    plain = dict(plain)
+    return General(
+        corpora=tuple(Corpus(**c) for c in plain.pop("corpora", ())),
+        benchmarks=tuple(Benchmark(**b) for b in plain.pop("benchmarks", ())),
         **plain,
     )
 
@@ -165,7 +243,9 @@ RECIPE_SECTIONS: dict[str, type] = {
     "hyperparameters": Hyperparameters,
     "training": Training,
     "probes": Probes,
-    "reward": Reward,
+    "reward": Scoring,
+    "metric": Scoring,
+    "general": General,
 }
 
 

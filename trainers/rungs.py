@@ -183,6 +183,8 @@ class RungCallback(TrainerCallback):
     def rung(self, step: int, state, model, checkpoint: Path) -> bool:
         probes_started = time.perf_counter()
         metrics, predictions = run_probes(model, self.tokenizer, self.probes)
+        if step >= self.recipe.training.last_step and self.recipe.general.benchmarks_each_trial:
+            metrics.update(benchmark_metrics(model, self.tokenizer, self.recipe))
         self.probe_seconds += time.perf_counter() - probes_started
         metrics.update(
             step=step,
@@ -203,6 +205,14 @@ class RungCallback(TrainerCallback):
         self.last_metrics = metrics
         self.rung_seconds += time.perf_counter() - self.rung_started
         return bool(stop)
+
+
+def benchmark_metrics(model: Any, tokenizer: Any, recipe: Recipe) -> dict[str, float]:
+    """The recipe's benchmarks (lm-eval) on the model as it is: `benchmark_<task>` with its interval."""
+    from trainers.harness import run_benchmarks  # imports lm-eval: only when a sweep asks for it
+
+    results = run_benchmarks(model, tokenizer, recipe.general.benchmarks, recipe.system_prompt)
+    return {k: v for task, result in results.items() for k, v in result["estimate"].columns(f"benchmark_{task}").items()}
 
 
 def resumed_metrics(resume_from: Path | None) -> dict[str, float] | None:
