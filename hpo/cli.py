@@ -99,7 +99,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
     from hpo.pipeline import check_start
-    from hpo.sweep import prepare, require_resources, run_sweep, start_ray, trial_recipe
+    from hpo.resources import require_resources
+    from hpo.sweep import prepare, run_sweep, start_ray, trial_recipe
 
     print(f"measuring the base model {config.recipe.model} on the probes ...", flush=True)
     baseline = measure_baseline(trial_recipe(config))
@@ -123,7 +124,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     RunDir(args.run_dir).require()
     refuse_ray_client()  # resuming reads the run's record and checkpoints here
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
-    from hpo.sweep import require_resources, resume_sweep, start_ray
+    from hpo.resources import require_resources
+    from hpo.sweep import resume_sweep, start_ray
 
     print(f"resuming {args.run_dir} ...", flush=True)
     args.started_run = args.run_dir  # an interrupt from here on leaves it as it was: still to resume

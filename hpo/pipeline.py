@@ -174,7 +174,8 @@ def run_stage(
 ) -> Any:
     """Baseline, gate, sweep and export for one stage; returns its hpo.sweep.Outcome."""
     from hpo.baseline import measure_baseline
-    from hpo.sweep import prepare, require_resources, run_sweep, start_ray, trial_recipe
+    from hpo.resources import require_resources
+    from hpo.sweep import prepare, run_sweep, start_ray, trial_recipe
 
     say(f"measuring the starting model {config.recipe.model} on the {config.recipe.stage} probes ...")
     baseline = measure_baseline(trial_recipe(config))

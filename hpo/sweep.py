@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.autoscaler.sdk import request_resources
 from ray.tune import Callback
 
 from hpo.baseline import measure_baseline
@@ -50,7 +48,6 @@ MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its newest c
 STATE_PERIOD_S = "2"  # how often Ray saves its own experiment state (its trials' registered checkpoints)
 RAY_CLIENT_PREFIX = "ray://"
 EXPERIMENT_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"  # the module behind ray.tune.ExperimentAnalysis
-RESOURCE_POLL_S = 5.0  # between two looks at a cluster that cannot run a trial yet
 REAPERS: list = []  # the embedded Ray reaper's process: its pipe must stay open while this process lives
 # Embedded Ray's background work, off: every CPU-second it takes while a trial trains stalls
 # both of torch's lockstep threads. Metrics export (nobody scrapes it without a dashboard), event
@@ -154,48 +151,6 @@ def ray_client_refusal(address: str) -> str:
         f"RAY_ADDRESS={address}: a Ray Client address; the sweep's driver writes its record and reads its "
         "checkpoints on this machine, so run hpo on the cluster instead (`ray job submit -- hpo ...`, docs/cluster.md)"
     )
-
-
-def shortfall(request: dict[str, float], nodes: list[dict[str, float]]) -> str:
-    """Why no node can run one trial (every trial's resources must fit one node), or empty when one can."""
-    if any(all(node.get(name, 0.0) >= amount for name, amount in request.items()) for node in nodes):
-        return ""
-    wanted = " and ".join(f"{amount:g} {name}" for name, amount in request.items() if amount)
-    largest = ", ".join(
-        f"{max((node.get(name, 0.0) for node in nodes), default=0.0):g} {name}" for name in request if request[name]
-    )
-    return f"each trial asks for {wanted} on one node; the most any node has is {largest}"
-
-
-def alive_nodes() -> list[dict[str, float]]:
-    return [node["Resources"] for node in ray.nodes() if node["Alive"]]
-
-
-def require_resources(config: SweepConfig, say=log.warning, clock=time.monotonic, sleep=time.sleep) -> None:
-    """Refuse (InputError) a sweep whose trials no node can run: at once on embedded Ray, after
-    `resources.wait_s` on a cluster, whose autoscaler is asked for such a node meanwhile."""
-    request = {"CPU": config.resources.cpu, "GPU": config.resources.gpu}
-    cluster = bool(os.environ.get("RAY_ADDRESS"))
-    deadline = clock() + config.resources.wait_s
-    asked = False
-    while problem := shortfall(request, alive_nodes()):
-        if not cluster or clock() >= deadline:
-            where = "the cluster at RAY_ADDRESS" if cluster else "this machine (embedded Ray)"
-            waited = f" after waiting {config.resources.wait_s:g} s" if cluster else ""
-            raise InputError(
-                [
-                    f"{config.path}: resources: {problem}: {where} cannot run a trial{waited} (lower resources, or add nodes)"
-                ]
-            )
-        if not asked:
-            say(
-                f"warning: {problem}; waiting up to {config.resources.wait_s:g} s for the cluster to add a node (resources.wait_s)"
-            )
-            request_resources(bundles=[{name: amount for name, amount in request.items() if amount}])
-            asked = True
-        sleep(RESOURCE_POLL_S)
-    if asked:
-        request_resources(bundles=[])  # the trials' own requests keep the node from here on
 
 
 def trial_recipe(config: SweepConfig) -> Recipe:

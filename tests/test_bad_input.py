@@ -334,7 +334,9 @@ ROWS: dict[str, Row] = {
         sweep("task.metric", "json_match"),
         ("hpo", "validate", "sweep.yaml"),
         tuple(
-            Problem(f"domain_{split}.jsonl", f"data.domain_{split}", "every row: the reference completion is not a JSON")
+            Problem(
+                f"domain_{split}.jsonl", f"data.domain_{split}", "every row: the reference completion is not a JSON"
+            )
             for split in ("train", "eval", "test")
         ),
     ),
@@ -667,3 +669,17 @@ def test_the_table_covers_every_entry_point() -> None:
     commands = {row.command[:2] if row.command[0] == "hpo" else row.command[:1] for row in ROWS.values()}
     assert {("hpo", "validate"), ("hpo", "sweep"), ("hpo", "export"), ("hpo", "report"), ("trainers",)} <= commands
     assert len(ROWS) >= 60
+
+
+def test_a_probe_file_smaller_than_its_probe_is_a_warning(tiny):
+    """An eval file of 1 row when the probe asks for 12 gave an objective from one example, silently."""
+    rows_of("data/domain_eval.jsonl", {"prompt": "Classify the word.\nWord: cat", "completion": "animal"})(tiny)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "validate", "sweep.yaml"], cwd=tiny, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (warning,) = [line for line in done.stdout.splitlines() if "data.domain_eval" in line]
+    assert warning == (
+        f"warning: {tiny / 'sweep.yaml'}: data.domain_eval: 1 row, fewer than probes.domain_examples (12): "
+        "every rung is scored on 1 (add rows, or set probes.domain_examples: 1 to say so)"
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hpo import config as config_module
-from hpo import sweep
+from hpo import resources as sweep
 from hpo.config import Resources, load_sweep, machine_shortfall
 from hpo.errors import InputError
 
