@@ -254,3 +254,12 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("name", ["llama8b_lora", "llama8b_full_fsdp"])
+def test_the_big_node_examples_are_valid_sweep_files(name):
+    config = load_sweep(Path(__file__).parent.parent / "examples" / f"{name}.yaml")
+    assert config.recipe.training.packing and config.recipe.training.gradient_checkpointing
+    if config.recipe.method == "full":
+        assert (config.resources.workers, config.resources.gpu) == (8, 8)
+        assert config.recipe.training.sharded("full") and config.recipe.training.batch_plan(8) == (2, 4)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import ray
+import yaml
 from ray import cloudpickle, tune
 
-from hpo.config import Resources
+from hpo.config import Resources, load_sweep
 from hpo.sweep import trial_resources
 
 WAIT_S = 120.0  # how long a trial waits for the others it should run beside
@@ -74,3 +75,15 @@ def test_fractional_gpus_pack_trials_and_multi_process_trials_hold_whole_gpus(ra
     assert all(r["assigned"] == {"CPU": 2.0, "GPU": 2.0} and r["gpu_ids"] == ["0", "1"] for r in whole)
     first, second = sorted(whole, key=lambda r: r["started"])
     assert first["ended"] <= second["started"]  # the node has two GPUs: one such trial at a time
+
+
+@pytest.mark.parametrize("name", ["llama8b_lora", "llama8b_full_fsdp"])
+def test_cluster_yaml_has_a_node_for_each_big_example_and_mounts_its_output_dir(name):
+    root = Path(__file__).parent.parent
+    cluster = yaml.safe_load((root / "cluster.yaml").read_text())
+    config = load_sweep(root / "examples" / f"{name}.yaml")
+    nodes = [kind["resources"] for kind in cluster["available_node_types"].values()]
+    fitting = [n for n in nodes if n.get("GPU", 0) >= config.resources.gpu and n["CPU"] >= config.resources.cpu]
+    assert fitting, f"no node type of cluster.yaml holds a trial of {name}"
+    mount = next(line for line in cluster["setup_commands"] if "mount -t nfs4" in line)
+    assert config.output_dir.startswith(mount.split()[-1])  # run directories on the storage every node mounts
