@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.2
 END_WAIT_S = 10.0  # a rank asked to end (SIGTERM) gets this long before SIGKILL
+FINISH_WAIT_S = 300.0  # once one rank has finished, the others have this long to finish too
 FAILED = 3  # a rank's exit code after it wrote its outcome
 PR_SET_PDEATHSIG = 1
 
@@ -89,15 +91,19 @@ def rank_env(number: int, workers: int, port: int) -> dict[str, str]:
 def start(folder: Path, workers: int, channel: socket.socket, resume_from: Path | None) -> list[Rank]:
     """Start every rank; rank 0 gets the socket its rungs go through."""
     port, ranks = free_port(), []
-    for number in range(workers):
-        command = [sys.executable, "-m", "hpo.ranks", str(folder), "--parent", str(os.getpid())]
-        command += ["--resume-from", str(resume_from)] if resume_from else []
-        fds: tuple[int, ...] = ()
-        if number == 0:
-            command += ["--channel", str(channel.fileno())]
-            fds = (channel.fileno(),)
-        process = subprocess.Popen(command, env=rank_env(number, workers, port), pass_fds=fds)
-        ranks.append(Rank(number, process))
+    try:
+        for number in range(workers):
+            command = [sys.executable, "-m", "hpo.ranks", str(folder), "--parent", str(os.getpid())]
+            command += ["--resume-from", str(resume_from)] if resume_from else []
+            fds: tuple[int, ...] = ()
+            if number == 0:
+                command += ["--channel", str(channel.fileno())]
+                fds = (channel.fileno(),)
+            process = subprocess.Popen(command, env=rank_env(number, workers, port), pass_fds=fds)
+            ranks.append(Rank(number, process))
+    except BaseException:
+        end(ranks)  # the ones started before the failure
+        raise
     return ranks
 
 
@@ -105,15 +111,24 @@ def first_failure(ranks: list[Rank]) -> Rank | None:
     return next((rank for rank in ranks if rank.code not in (None, 0)), None)
 
 
+def straggler(ranks: list[Rank], since: float | None) -> Rank | None:
+    """A rank still running FINISH_WAIT_S after another finished (it hangs: nothing it waits on will come)."""
+    if since is None or time.monotonic() - since < FINISH_WAIT_S:
+        return None
+    return next((rank for rank in ranks if rank.code is None), None)
+
+
 def relay(channel: socket.socket, ranks: list[Rank], report: Report) -> Rank | None:
     """Hand rank 0's rungs to `report` and its answers back, until every rank finished (None) or one
     failed (that rank)."""
-    pending, listening = b"", True
+    pending, listening, finished_at = b"", True, None
     while True:
-        if failed := first_failure(ranks):
+        if failed := first_failure(ranks) or straggler(ranks, finished_at):
             return failed
         if all(rank.code == 0 for rank in ranks):
             return None
+        if finished_at is None and any(rank.code == 0 for rank in ranks):
+            finished_at = time.monotonic()
         readable, _, _ = select.select([channel] if listening else [], [], [], POLL_S)
         if not readable:
             continue
@@ -157,8 +172,13 @@ def raise_failure(folder: Path, failed: Rank) -> None:
             raise Diverged(outcome["step"], outcome["what"], outcome["value"])
         if outcome["error"] == "scoring":
             raise ScoringError(outcome["message"], outcome["step"])
-    code = failed.code or 0
-    how = f"signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exit code {code}"
+    code = failed.code
+    if code is None:
+        how = f"nothing: it was still running {FINISH_WAIT_S:.0f} s after another rank finished"
+    elif code < 0:
+        how = f"signal {-code} ({signal.Signals(-code).name})"
+    else:
+        how = f"exit code {code}"
     raise RanksFailed(f"rank {failed.number} of the trial ended with {how}; the other ranks were ended")
 
 

@@ -14,6 +14,8 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -263,3 +265,22 @@ def test_the_big_node_examples_are_valid_sweep_files(name):
     if config.recipe.method == "full":
         assert (config.resources.workers, config.resources.gpu) == (8, 8)
         assert config.recipe.training.sharded("full") and config.recipe.training.batch_plan(8) == (2, 4)
+
+
+def test_a_failing_rank_ends_its_peers_and_its_training_error_comes_back(tmp_path):
+    from hpo.ranks import Rank, RanksFailed, end, outcome_file, raise_failure, relay
+    from trainers.rungs import OutOfMemory
+
+    waiting = Rank(1, subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    failing = Rank(0, subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    ours, _theirs = socket.socketpair()
+    started = time.monotonic()
+    failed = relay(ours, [failing, waiting], report=lambda *rung: False)
+    end([failing, waiting])
+    assert failed is failing and waiting.code == -signal.SIGTERM and time.monotonic() - started < 10
+    with pytest.raises(RanksFailed, match="rank 0 of the trial ended with exit code 3"):
+        raise_failure(tmp_path, failed)
+    outcome_file(tmp_path, 1).write_text(json.dumps({"error": "oom", "step": 6, "batch_size": 4}))
+    with pytest.raises(OutOfMemory) as caught:  # what a rank wrote down wins: the trial retries on half the batch
+        raise_failure(tmp_path, failed)
+    assert (caught.value.step, caught.value.batch_size) == (6, 4)

@@ -44,18 +44,23 @@ def four_bit_options() -> dict[str, Any]:
     return {"quantization_config": quantization, "device_map": {"": device().index}}
 
 
-def load_base(ref: str, start_adapters: Sequence[str] = (), load_in_4bit: bool = False) -> tuple[Any, Any]:
+def load_base(
+    ref: str, start_adapters: Sequence[str] = (), load_in_4bit: bool = False, master_weights: bool = False
+) -> tuple[Any, Any]:
     """The base model (on this process's GPU if there is one) and its tokenizer, with a pad token.
 
     `start_adapters` are LoRA adapters (earlier stages' best) merged into the weights in
     order, so the model starts, and is measured, where those stages ended. `load_in_4bit`
-    quantizes the base (QLoRA).
+    quantizes the base (QLoRA). `master_weights` keeps float32 weights for a run that trains
+    every weight: bf16 autocast computes, and updates far smaller than a weight (a learning
+    rate of 1e-5) are not rounded away as they would be in bf16 weights.
     """
     folder = resolve_model(ref)
     options = four_bit_options() if load_in_4bit else {}
+    dtype = torch.float32 if master_weights else training_dtype()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=training_dtype(), **options)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **options)
     except (OSError, ValueError) as err:
         raise ModelError(f"'{ref}' could not be loaded ({str(err).splitlines()[0]}); check the path or id") from err
     check_chat_template(tokenizer, repr(ref))  # the CLI puts it after "FILE: model: "

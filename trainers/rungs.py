@@ -178,7 +178,7 @@ class RungCallback(TrainerCallback):
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         distributed.barrier()  # every rank's part of the checkpoint is on disk
-        probed = probe_model(model, checkpoint)
+        probed = probe_model(model, self.tokenizer, checkpoint)
         stop = self.rung(state.global_step, state, probed, checkpoint) if distributed.is_main() else False
         del probed
         if distributed.agree(stop):
@@ -218,15 +218,17 @@ class RungCallback(TrainerCallback):
         return bool(stop)
 
 
-def probe_model(model: Any, checkpoint: Path) -> Any:
+def probe_model(model: Any, tokenizer: Any, checkpoint: Path) -> Any:
     """What rank 0 probes (None on the other ranks): the model itself, or, where FSDP shards it, a whole
-    copy made from its gathered weights, which also go into the checkpoint for an export to load."""
+    copy made from its gathered weights, which also go into the checkpoint (with the tokenizer) for an
+    export to load; the sharded state stays beside them for resuming."""
     if not distributed.is_sharded(model):
         return model
     weights = distributed.full_weights(model)  # every rank takes part
     if not distributed.is_main():
         return None
     model.save_pretrained(checkpoint, state_dict=weights)
+    tokenizer.save_pretrained(checkpoint)
     return load_copy(checkpoint)
 
 
@@ -294,7 +296,8 @@ def train_stage(
     """
     torch.set_num_threads(recipe.training.threads)
     set_seed(recipe.seed)
-    model, tokenizer = load_base(recipe.model, recipe.start_adapters, recipe.training.load_in_4bit)
+    every_weight = adapter_config(recipe) is None
+    model, tokenizer = load_base(recipe.model, recipe.start_adapters, recipe.training.load_in_4bit, every_weight)
     probes = load_probes(recipe) if distributed.is_main() else None
     with distributed.shared_scratch(f"{recipe.stage}-", work_dir) as scratch:
         callback = RungCallback(
