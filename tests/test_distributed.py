@@ -284,3 +284,25 @@ def test_a_failing_rank_ends_its_peers_and_its_training_error_comes_back(tmp_pat
     with pytest.raises(OutOfMemory) as caught:  # what a rank wrote down wins: the trial retries on half the batch
         raise_failure(tmp_path, failed)
     assert (caught.value.step, caught.value.batch_size) == (6, 4)
+
+
+def test_gradient_checkpointing_recomputes_the_same_losses_and_packing_trains(tiny):
+    """Recomputed activations are the same activations: the loss curve does not move. Packing trains
+    on fewer, fuller sequences."""
+    from trainers.sft import train
+
+    recipe = load_sweep(tiny / "sweep.yaml").recipe
+    short = dataclasses.replace(recipe.training, max_steps=2, rung_interval=2)
+    recipe = dataclasses.replace(recipe, general=dataclasses.replace(recipe.general, benchmarks=()), training=short)
+
+    def losses(**training) -> tuple[float, float]:
+        rungs: list[dict] = []
+        trained = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, **training))
+        train(trained, lambda step, metrics, checkpoint: rungs.append(metrics))
+        return rungs[-1]["train_loss"], rungs[-1]["tokens_seen"]
+
+    plain = losses()
+    assert losses(gradient_checkpointing=True) == pytest.approx(plain, rel=1e-5)
+    packed_loss, packed_tokens = losses(packing=True)
+    assert packed_tokens > plain[1]  # each step's rows hold several examples each
+    assert 0 < packed_loss < 10
