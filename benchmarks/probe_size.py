@@ -42,7 +42,8 @@ QUANTILE = 0.9
 def pool_texts(probe_file: str, mix_file: str | None, corpus: Path, needed: int) -> list[str]:
     """The probe's passages first, then corpus passages in neither the probe nor the mix."""
     probe = [row["text"] for row in read_jsonl(probe_file)]
-    taken = set(probe) | ({row["text"] for row in read_jsonl(mix_file)} if mix_file else set())
+    mixed = read_jsonl(mix_file) if mix_file else []
+    taken = set(probe) | {row["text"] for row in mixed if "text" in row}  # an SFT mix holds prompts, not passages
     extra = [row["text"] for row in read_jsonl(corpus) if row["text"] not in taken]
     return (probe + extra)[:needed]
 

@@ -277,7 +277,7 @@ def verdict_section(record: RunRecord) -> Section:
         chance = scores["chance"]
         rows = [[f"majority class ('{chance['majority_label']}')", chance["majority"]], ["uniform chance", chance["uniform"]]]
         tables.append((["guessing on the test split", "score"], rows))
-    text = " ".join([verdict["headline"], *verdict["reasons"]])
+    text = f"{verdict['headline']} Evidence: " + "; ".join(verdict["reasons"]) + "."
     return Section("Verdict", tuple(tables), text)
 
 

@@ -27,7 +27,7 @@ ALPHA = 0.05
 NOT_LEARNED_STEPS = (
     "train longer or on more domain rows (more steps, a larger budget)",
     "try a larger base model",
-    "check the labels and the prompt: is the reference answer what the prompt asks for, in the form it asks?",
+    "check the labels and the prompt: each reference answer must be what its prompt asks for, in the form it asks",
 )
 
 
