@@ -496,7 +496,7 @@ def _check_generations(problems: Problems, stage: Stage, training: Training, spa
     """GRPO splits each batch into groups of num_generations answers: every value must divide it."""
     if not stage.grouped_generations:
         return
-    batch = training.batch_size * training.grad_accum
+    batch = training.rows_per_step()
     parameter = next((p for p in space.parameters if p.name == "num_generations"), None)
     if parameter is None:
         values: tuple = (Hyperparameters.num_generations,)
