@@ -32,7 +32,9 @@ from hpo.task import Task, read_task, reference_lines
 from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows, read_jsonl
 from trainers.model_store import model_folder_problem
 from trainers.recipe import (
+    DISTRIBUTED_MODES,
     LORA_HYPERPARAMETERS,
+    TRAINING_PARAMETERS,
     DataPaths,
     General,
     Hyperparameters,
@@ -46,6 +48,7 @@ BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 WANDB_MODES = ("offline", "online", "disabled")
 DEFAULT_MAX_KL = 0.5  # nats per token to the reference: far past this the policy has left the start behind
 DEFAULT_MIN_LENGTH_RATIO = 0.5  # reward up while length halves between rungs: reward hacking
+MAX_WORKERS = 64  # processes of one trial, all on one node
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,18 @@ class Budget:
 
 @dataclass(frozen=True)
 class Resources:
-    """Per trial. `wait_s`: how long a sweep on a cluster that cannot fit one trial yet waits for its
-    autoscaler to add nodes before it gives up (embedded Ray refuses at once: this machine will not grow)."""
+    """What one trial gets: `cpu` and `gpu` in all, over `workers` processes on one node.
+
+    A fraction of a GPU packs small trials onto one (gpu: 0.25, four to a GPU); with
+    workers above 1 each process takes one whole GPU (DDP or FSDP over gpu: workers).
+    `wait_s`: how long a sweep on a cluster that cannot fit one trial yet waits for its
+    autoscaler to add a node before it gives up (embedded Ray refuses at once: this machine
+    will not grow).
+    """
 
     cpu: float = 1.0
     gpu: float = 0.0
+    workers: int = 1
     wait_s: float = 600.0
 
 
@@ -233,7 +243,11 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     general, general_probes = read_general(top, base, data.instruction_probe)
     space = _space(top, base, stage, method, problems)
     training, epochs = _training(top.section("training"), base)
-    scheduler, plan = _scheduler(top.section("scheduler", required=True), training, epochs, stage, data, space)
+    resources = _resources(top.section("resources"), embedded=not os.environ.get("RAY_ADDRESS"))
+    _check_training(problems, stage, method, training, resources, space)
+    scheduler, plan = _scheduler(
+        top.section("scheduler", required=True), training, epochs, stage, data, space, resources.workers
+    )
     training = dataclasses.replace(
         training,
         max_steps=scheduler.max_steps,
@@ -265,7 +279,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         space=space,
         objective=dataclasses.replace(_objective(top.section("objective"), stage), general=general_probes),
         budget=_budget(top.section("budget", required=True)),
-        resources=_resources(top.section("resources"), embedded=not os.environ.get("RAY_ADDRESS")),
+        resources=resources,
         scheduler=scheduler,
         searcher=_searcher(top.section("searcher"), seed),
         tracking=_tracking(top.section("tracking")),
@@ -375,7 +389,13 @@ def _space(top: Reader, base: Path, stage: Stage, method: str, problems: Problem
 
 
 def _scheduler(
-    section: Reader, training: Training, epochs: int | str | None, stage: Stage, data: DataPaths, space: SearchSpace
+    section: Reader,
+    training: Training,
+    epochs: int | str | None,
+    stage: Stage,
+    data: DataPaths,
+    space: SearchSpace,
+    workers: int = 1,
 ) -> tuple[AshaSettings, TrainingPlan | None]:
     """ASHA's settings; with `training.epochs`, max_steps comes from the data size instead."""
     interval = section.number("rung_interval", None, low=1, integer=True)
@@ -385,7 +405,7 @@ def _scheduler(
     if not section.present:  # the missing section is the one problem to report
         return AshaSettings(interval or 1, max_steps or 1, factor), None
     given = {name for name in ("rung_interval", "max_steps") if section.has(name)}
-    plan = _plan(training, epochs, stage, data, space) if epochs is not None else None
+    plan = _plan(training, epochs, stage, data, space, workers) if epochs is not None else None
     if epochs is not None and max_steps is not None:
         section.problems.add(
             "scheduler.max_steps",
@@ -406,7 +426,7 @@ def _scheduler(
 
 
 def _plan(
-    training: Training, epochs: int | str, stage: Stage, data: DataPaths, space: SearchSpace
+    training: Training, epochs: int | str, stage: Stage, data: DataPaths, space: SearchSpace, workers: int = 1
 ) -> TrainingPlan | None:
     """The data-size plan for `training.epochs` ("auto" or a number of epochs); None if the data is unreadable
     (that problem is already reported)."""
@@ -416,8 +436,14 @@ def _plan(
         return None
     if examples == 0:
         return None
-    defaults = dataclasses.replace(Hyperparameters(), **{k: v for k, v in space.defaults().items() if v is not None})
-    batch = training.batch_size * training.grad_accum
+    first = {k: v for k, v in space.defaults().items() if v is not None}  # the first trial's values
+    tuned = {k: v for k, v in first.items() if k in TRAINING_PARAMETERS}
+    defaults = dataclasses.replace(Hyperparameters(), **{k: v for k, v in first.items() if k not in tuned})
+    first_training = dataclasses.replace(training, **tuned)
+    try:
+        batch = first_training.rows_per_step(workers)
+    except ValueError:  # an effective batch the processes cannot share: reported by _check_training
+        return None
     return training_plan(
         examples,
         stage.rows_per_step(batch, defaults),  # at the first trial's (the defaults') settings
@@ -449,6 +475,11 @@ def _training(section: Reader, base: Path) -> tuple[Training, int | str | None]:
         duplication=section.number("duplication", None, low=1, integer=True),  # type: ignore[arg-type]
         callbacks=callbacks,
         import_root=str(base.resolve()) if callbacks else None,
+        effective_batch=section.number("effective_batch", None, low=1, integer=True),  # type: ignore[arg-type]
+        gradient_checkpointing=section.flag("gradient_checkpointing", Training.gradient_checkpointing),
+        packing=section.flag("packing", Training.packing),
+        load_in_4bit=section.flag("load_in_4bit", Training.load_in_4bit),
+        distributed=section.text("distributed", Training.distributed, choices=DISTRIBUTED_MODES),
     )
     section.finish()
     return training, epochs
@@ -473,7 +504,7 @@ def _check_generations(problems: Problems, stage: Stage, training: Training, spa
     """GRPO splits each batch into groups of num_generations answers: every value must divide it."""
     if not stage.grouped_generations:
         return
-    batch = training.batch_size * training.grad_accum
+    batch = training.rows_per_step()
     parameter = next((p for p in space.parameters if p.name == "num_generations"), None)
     if parameter is None:
         values: tuple = (Hyperparameters.num_generations,)
@@ -551,8 +582,10 @@ def _resources(section: Reader, embedded: bool) -> Resources:
         cpu=section.number("cpu", Resources.cpu, low=0.0, low_open=True),
         gpu=section.number("gpu", Resources.gpu, low=0.0),
         wait_s=section.number("wait_s", Resources.wait_s, low=0.0),
+        workers=section.number("workers", Resources.workers, low=1, high=MAX_WORKERS, integer=True),
     )
     section.finish()
+    _check_workers(section, resources)
     if embedded:
         for key, line in machine_shortfall(resources).items():
             section.problems.add(section.key(key), line)
@@ -614,6 +647,71 @@ def folder_problem(folder: Path) -> str:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{folder} cannot be created or written: no permission to write in {existing}"
     return ""
+
+
+def _check_workers(section: Reader, resources: Resources) -> None:
+    """A trial's processes each take at least one CPU, and over several processes one whole GPU each."""
+    workers, gpu = resources.workers, resources.gpu
+    if workers > 1 and gpu and gpu != workers:
+        section.problems.add(
+            section.key("gpu"),
+            f"with workers: {workers} each process takes one whole GPU: give gpu: {workers} "
+            f"(or gpu: 0 for processes on CPUs), got {gpu:g}",
+        )
+    if workers == 1 and gpu > 1:
+        section.problems.add(
+            section.key("gpu"),
+            f"one process trains on one GPU: give workers: {gpu:g} to train over {gpu:g} GPUs, or gpu: 1, got {gpu:g}",
+        )
+    if resources.cpu < workers:
+        section.problems.add(
+            section.key("cpu"), f"must be >= resources.workers ({workers}: one CPU per process), got {resources.cpu:g}"
+        )
+
+
+def tuned_values(name: str, training: Training, space: SearchSpace) -> tuple[Any, ...]:
+    """The values a training setting takes over the sweep: its space parameter's choices, else the sweep file's."""
+    parameter = next((p for p in space.parameters if p.name == name), None)
+    if parameter is None:
+        return (getattr(training, name),)
+    if parameter.type == "choice":
+        return parameter.values
+    return tuple(v for v in (parameter.low, parameter.high) if v is not None)
+
+
+def _check_training(
+    problems: Problems, stage: Stage, method: str, training: Training, resources: Resources, space: SearchSpace
+) -> None:
+    """The memory savers and the batch against the stage, the method and the trials' resources."""
+    if True in tuned_values("load_in_4bit", training, space):
+        for line in four_bit_problems(method, resources):
+            problems.add("training.load_in_4bit", line)
+    if True in tuned_values("packing", training, space) and not stage.packs:
+        problems.add("training.packing", f"stage {stage.name} samples completions to prompts: nothing to pack (remove it)")
+    for batch in tuned_values("effective_batch", training, space):
+        if batch is not None and batch % resources.workers:
+            problems.add(
+                "training.effective_batch",
+                f"must be divisible by resources.workers ({resources.workers}), got {batch:g} "
+                "(each process takes an equal share of every step)",
+            )
+
+
+def four_bit_problems(method: str, resources: Resources) -> list[str]:
+    """Why a 4-bit base (QLoRA) cannot train here: the method, no GPU for the trials, no bitsandbytes."""
+    import importlib.util
+
+    lines = []
+    if method != "lora":
+        lines.append(f"a 4-bit base cannot train every weight: it is for method lora (QLoRA), got method {method}")
+    if resources.gpu == 0:
+        lines.append(
+            "4-bit weights (bitsandbytes) need a GPU and the trials get none (resources.gpu: 0): "
+            "give them one, or set load_in_4bit: false"
+        )
+    elif importlib.util.find_spec("bitsandbytes") is None:
+        lines.append("needs bitsandbytes, which is not installed (pip install bitsandbytes)")
+    return lines
 
 
 def _searcher(section: Reader, seed: int) -> SearcherSettings:

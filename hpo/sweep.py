@@ -28,7 +28,7 @@ from ray.tune import Callback
 from hpo.baseline import measure_baseline
 from hpo.best_recipe import NoPassingTrial, export_best, failure_counts
 from hpo.compat import TOKEN_AUTH_LOGGER
-from hpo.config import SweepConfig, data_hashes
+from hpo.config import Resources, SweepConfig, data_hashes
 from hpo.continuation import trial_dirname
 from hpo.errors import InputError
 from hpo.interrupt import STOP_SIGNALS, SignalStopper, StopSignals
@@ -154,9 +154,17 @@ def ray_client_refusal(address: str) -> str:
 
 
 def trial_recipe(config: SweepConfig) -> Recipe:
-    """The base recipe with torch threads matched to the CPUs each trial gets."""
-    threads = max(1, int(config.resources.cpu))
+    """The base recipe with torch threads matched to the CPUs each of a trial's processes gets."""
+    threads = max(1, int(config.resources.cpu // config.resources.workers))
     return dataclasses.replace(config.recipe, training=dataclasses.replace(config.recipe.training, threads=threads))
+
+
+def trial_resources(resources: Resources) -> tune.PlacementGroupFactory:
+    """What Ray reserves for one trial: one bundle of all its CPUs and GPUs, so that a trial's processes
+    share one node and see every GPU of the trial (each takes its own by local rank; hpo.ranks).
+    A fraction of a GPU packs several trials onto one."""
+    bundle = {"CPU": resources.cpu, **({"GPU": resources.gpu} if resources.gpu else {})}
+    return tune.PlacementGroupFactory([bundle])
 
 
 def prepare(config: SweepConfig, baseline: dict | None = None, run_dir: Path | None = None) -> tuple[Path, dict]:
@@ -232,8 +240,9 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
             baseline=baseline["metrics"],
             objective=config.objective,
             tune_dir=run.tune.resolve(),
+            workers=config.resources.workers,
         ),
-        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+        trial_resources(config.resources),
     )
     callbacks = [
         RecordCallback(table, reason),

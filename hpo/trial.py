@@ -12,6 +12,10 @@ batch), from the newest checkpoint; every rung records `batch_size`, `grad_accum
 when training diverges, when an RFT guardrail trips (KL over its limit, a reward
 blow-up: `guardrail`), when the reward cannot be computed (`failed`) or when memory
 runs out at batch size 1 (`oom`); `violation` says why.
+
+A trial with `resources.workers` above 1 trains over that many processes (hpo.ranks), each
+attempt in fresh ones; the same errors come back from them, so the retries above hold for
+every rank together.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from ray import tune
 
+from hpo import ranks
 from hpo.config import Objective
 from hpo.continuation import CONTINUES, trial_params
 from hpo.guardrails import rung_stop_reason
@@ -63,9 +68,10 @@ def resume_point(config: dict[str, Any] | None = None, tune_dir: Path | None = N
     return newest_complete(p for p in latest.parent.glob("checkpoint_*") if p.name < latest.name)
 
 
-def halved_batch(recipe: Recipe) -> Recipe | None:
-    """The recipe with about half the micro-batch and the same effective batch; None at batch size 1."""
-    batch, accum = recipe.training.batch_size, recipe.training.grad_accum
+def halved_batch(recipe: Recipe, workers: int = 1) -> Recipe | None:
+    """The recipe with about half the micro-batch per process and the same effective batch; None at
+    batch size 1."""
+    batch, accum = recipe.training.batch_plan(workers)
     if batch <= 1:
         return None
     smaller = max(d for d in range(1, batch // 2 + 1) if batch % d == 0)
@@ -73,12 +79,18 @@ def halved_batch(recipe: Recipe) -> Recipe | None:
     return dataclasses.replace(recipe, training=training)
 
 
-def batch_metrics(recipe: Recipe, oom_retries: int) -> dict[str, float]:
-    return {
-        "batch_size": recipe.training.batch_size,
-        "grad_accum": recipe.training.grad_accum,
-        "oom_retries": oom_retries,
-    }
+def batch_metrics(recipe: Recipe, oom_retries: int, workers: int = 1) -> dict[str, float]:
+    """The micro-batch and accumulation each process trains with, and the out-of-memory retries so far."""
+    batch, accum = recipe.training.batch_plan(workers)
+    return {"batch_size": batch, "grad_accum": accum, "oom_retries": oom_retries}
+
+
+def train_attempt(stage: Stage, recipe: Recipe, reporter, resume_from: Path | None, workers: int) -> None:
+    """One attempt at the trial: in this process, or over `workers` processes (hpo.ranks)."""
+    if workers == 1:
+        trainer_for(stage).train(recipe, reporter, resume_from=resume_from)
+    else:
+        ranks.train(recipe, reporter, workers, resume_from)
 
 
 def free_memory() -> None:
@@ -147,13 +159,14 @@ def run_trial(
     baseline: dict[str, float],
     objective: Objective,
     tune_dir: Path | None = None,
+    workers: int = 1,
 ) -> None:
     """One trial in a (reused) worker: first give back what an earlier trial here left behind, whether
     it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it).
     `tune_dir` is where the checkpoints of a trial this one continues are."""
     free_memory()
     try:
-        train_trial(config, recipe, baseline, objective, tune_dir)
+        train_trial(config, recipe, baseline, objective, tune_dir, workers)
     finally:
         free_memory()
 
@@ -164,6 +177,7 @@ def train_trial(
     baseline: dict[str, float],
     objective: Objective,
     tune_dir: Path | None = None,
+    workers: int = 1,
 ) -> None:
     from trainers.rungs import Diverged, OutOfMemory
     from trainers.scorers import ScoringError
@@ -179,18 +193,18 @@ def train_trial(
     stage = STAGES[recipe.stage]
     reporter = RungReporter(recipe, baseline, objective, resumed)
     if resumed and resumed[Flag.FINAL]:  # it ended before the sweep stopped; Ray had not heard of the end
-        reporter.batch = batch_metrics(trial_recipe, oom_retries)
+        reporter.batch = batch_metrics(trial_recipe, oom_retries, workers)
         reporter(int(resumed["step"]), resumed, None)
         return
     while True:
-        reporter.batch = batch_metrics(trial_recipe, oom_retries)
+        reporter.batch = batch_metrics(trial_recipe, oom_retries, workers)
         try:
-            trainer_for(stage).train(trial_recipe, reporter, resume_from=resume_from)
+            train_attempt(stage, trial_recipe, reporter, resume_from, workers)
             return
         except OutOfMemory as err:
-            smaller = halved_batch(trial_recipe)
+            smaller = halved_batch(trial_recipe, workers)
             if smaller is None:
-                accum = trial_recipe.training.grad_accum
+                accum = trial_recipe.training.batch_plan(workers)[1]
                 reporter.end(err.step, Flag.OOM, f"out of memory at batch size 1 (grad_accum {accum}), step {err.step}")
                 return
             trial_recipe, oom_retries = smaller, oom_retries + 1

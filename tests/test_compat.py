@@ -17,6 +17,7 @@ from hpo.compat import TOKEN_AUTH_LOGGER
 ROOT = Path(__file__).resolve().parent.parent
 OWN_OBJECTS = ("self", "cls")
 GUARDED = ("ray", "optuna")  # the libraries whose private modules only hpo/compat.py may name
+PUBLIC_UNDERSCORED = frozenset({"_exit", "_asdict", "_replace", "_fields", "_make"})  # os._exit, namedtuples
 
 
 def broken(library: str, version: str, name: str, what: str) -> str:
@@ -36,7 +37,10 @@ def private_uses(path: Path) -> list[str]:
     """`file:line: code` for every private attribute of another object and every private import."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+        private = (
+            node.attr.startswith("_") and not node.attr.startswith("__") if isinstance(node, ast.Attribute) else False
+        )
+        if private and node.attr not in PUBLIC_UNDERSCORED:
             if not (isinstance(node.value, ast.Name) and node.value.id in OWN_OBJECTS):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in GUARDED:

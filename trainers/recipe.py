@@ -31,6 +31,7 @@ HYPERPARAMETER_LIMITS: dict[str, tuple[float, float, bool]] = {
     "beta": (0.0, 10.0, True),  # GRPO's KL coefficient; 0 would drop the reference model and its KL
     "num_generations": (2, 64, False),  # GRPO compares completions within a group: at least two
     "temperature": (0.0, 2.0, True),  # GRPO's sampling temperature; 0 would make every answer in a group the same
+    "effective_batch": (1, 65536, False),
 }
 
 
@@ -54,7 +55,11 @@ class Hyperparameters:
 
 
 HYPERPARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparameters))
-INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "num_generations"})
+# Training settings a search space may tune as well (the memory savers and the batch).
+TRAINING_PARAMETERS = ("effective_batch", "gradient_checkpointing", "packing", "load_in_4bit")
+TUNABLE_NAMES = HYPERPARAMETER_NAMES + TRAINING_PARAMETERS
+BOOLEAN_PARAMETERS = frozenset({"gradient_checkpointing", "packing", "load_in_4bit"})
+INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "num_generations", "effective_batch"})
 LORA_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "lora_dropout"})
 
 
@@ -70,10 +75,26 @@ class DataPaths:
     domain_test: str | None = None
 
 
+DISTRIBUTED_MODES = ("auto", "ddp", "fsdp")  # auto: FSDP for method full, DDP for LoRA
+
+
 @dataclass(frozen=True)
 class Training:
+    """How one run trains: batch, lengths, schedule, memory savers and how processes share the work.
+
+    `effective_batch` (rows per optimizer step over every process) makes `batch_size` the
+    largest micro-batch per process and derives the accumulation from it (`batch_plan`);
+    without it each process takes `batch_size` x `grad_accum` rows a step. `distributed`
+    applies when the run has several processes (torchrun, or `resources.workers`).
+    """
+
     batch_size: int = 8
     grad_accum: int = 1
+    effective_batch: int | None = None
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute
+    packing: bool = False  # several short rows in one max_seq_len sequence (SFT, CPT)
+    load_in_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, GPU only)
+    distributed: str = "auto"  # auto | ddp | fsdp
     max_seq_len: int = 256
     max_steps: int = 60  # length of the learning-rate schedule
     stop_at_step: int | None = None  # stop early (a rung of the schedule), None = max_steps
@@ -86,6 +107,34 @@ class Training:
     @property
     def last_step(self) -> int:
         return self.stop_at_step or self.max_steps
+
+    def batch_plan(self, processes: int = 1) -> tuple[int, int]:
+        """(micro-batch per process, gradient accumulation) for a run over `processes` processes.
+
+        With `effective_batch`, each process takes effective_batch / processes rows a step in
+        the largest micro-batch up to `batch_size` that divides them; otherwise
+        (batch_size, grad_accum) as given.
+        """
+        if self.effective_batch is None:
+            return self.batch_size, self.grad_accum
+        if self.effective_batch % processes:
+            raise ValueError(
+                f"training.effective_batch ({self.effective_batch}) must be divisible by the number of "
+                f"processes ({processes}) (change one of them)"
+            )
+        rows = self.effective_batch // processes
+        micro = max(d for d in range(1, min(self.batch_size, rows) + 1) if rows % d == 0)
+        return micro, rows // micro
+
+    def rows_per_step(self, processes: int = 1) -> int:
+        """Rows one optimizer step consumes over all `processes`."""
+        micro, accum = self.batch_plan(processes)
+        return micro * accum * processes
+
+    def sharded(self, method: str) -> bool:
+        """Whether several processes shard weights, gradients and optimizer state (FSDP) instead of
+        each holding a copy (DDP): `distributed: auto` shards full-rank runs only."""
+        return self.distributed == "fsdp" or (self.distributed == "auto" and method == "full")
 
 
 @dataclass(frozen=True)
@@ -196,7 +245,14 @@ class Recipe:
         return STAGES[self.stage].domain_metric(self.metric)
 
     def with_hyperparameters(self, values: dict[str, Any]) -> Recipe:
-        return dataclasses.replace(self, hyperparameters=dataclasses.replace(self.hyperparameters, **values))
+        """The recipe with a trial's values: hyperparameters, and the training settings a space tunes."""
+        hyperparameters = {k: v for k, v in values.items() if k not in TRAINING_PARAMETERS}
+        training = {k: v for k, v in values.items() if k in TRAINING_PARAMETERS}
+        return dataclasses.replace(
+            self,
+            hyperparameters=dataclasses.replace(self.hyperparameters, **hyperparameters),
+            training=dataclasses.replace(self.training, **training),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         plain = dataclasses.asdict(self)

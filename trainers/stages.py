@@ -53,6 +53,7 @@ class Stage:
       scorer (`task.metric`, any scorer); otherwise it is `metric`, and `task_metric` names it.
     - `own_hyperparameters`: hyperparameters that only this stage uses.
     - `grouped_generations`: each batch holds `num_generations` sampled answers per prompt.
+    - `packs`: its training rows can be packed into max_seq_len sequences (`training.packing`).
     - `rung_guardrails`: the KL and reward blow-up limits apply to its rungs.
     - `gate_metric`: the baseline metric the start gate reads (RFT's positive-reward rate).
     - `baseline_cacheable`: its baseline depends only on the model and the probe files.
@@ -75,6 +76,7 @@ class Stage:
     reward: bool = False
     own_hyperparameters: frozenset[str] = field(default_factory=frozenset)
     grouped_generations: bool = False
+    packs: bool = True
     rung_guardrails: bool = False
     gate_metric: str | None = None
     baseline_cacheable: bool = True
@@ -147,6 +149,7 @@ RFT = Stage(
     reward=True,
     own_hyperparameters=GRPO_HYPERPARAMETERS,
     grouped_generations=True,
+    packs=False,  # it samples completions to prompts: nothing to pack
     rung_guardrails=True,
     gate_metric="positive_reward_rate",
     baseline_cacheable=False,  # the reward is code (or a service) whose behaviour a cache cannot see
