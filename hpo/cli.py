@@ -51,6 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         configs = (load_sweep(args.sweep, quick=args.quick),)
     from hpo.pipeline import describe  # imports Ray: only once the file is known to be good
+    from hpo.resources import machine_problems
 
     for config in configs:
         print(
@@ -62,6 +63,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"  {line}")
         for line in probe_shortfalls(config):
             print(f"warning: {line}")
+        for line in machine_problems(config):  # the same file may be meant for a Ray cluster
+            print(f"warning: {line}; `hpo sweep` here refuses it")
     return 0
 
 
@@ -76,6 +79,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
     refuse_ray_client()
+    for config in pipeline.stages:
+        refuse_unmet_resources(config)
 
     def live(config):
         return None if args.quiet else live_view(config)
@@ -95,6 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return cmd_pipeline(args)
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
     refuse_ray_client()
+    refuse_unmet_resources(config)
     for line in probe_shortfalls(config):
         print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
@@ -124,6 +130,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     RunDir(args.run_dir).require()
     refuse_ray_client()  # resuming reads the run's record and checkpoints here
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
+    refuse_unmet_resources(config)
     from hpo.resources import require_resources
     from hpo.sweep import resume_sweep, start_ray
 
@@ -149,6 +156,14 @@ def refuse_ray_client() -> None:
         from hpo.sweep import ray_client_refusal
 
         raise InputError([ray_client_refusal(address)])
+
+
+def refuse_unmet_resources(config: SweepConfig) -> None:
+    """A trial this machine cannot give its resources to, with embedded Ray: refused before the baseline."""
+    from hpo.resources import machine_problems
+
+    if problems := machine_problems(config):
+        raise InputError(problems)
 
 
 def conclude(config: SweepConfig, outcome: Outcome) -> int:

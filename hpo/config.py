@@ -243,7 +243,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     general, general_probes = read_general(top, base, data.instruction_probe)
     space = _space(top, base, stage, method, problems)
     training, epochs = _training(top.section("training"), base)
-    resources = _resources(top.section("resources"), embedded=not os.environ.get("RAY_ADDRESS"))
+    resources = _resources(top.section("resources"))
     _check_training(problems, stage, method, training, resources, space)
     scheduler, plan = _scheduler(
         top.section("scheduler", required=True), training, epochs, stage, data, space, resources.workers
@@ -576,8 +576,7 @@ def _budget(section: Reader) -> Budget:
     return budget
 
 
-def _resources(section: Reader, embedded: bool) -> Resources:
-    """Per-trial resources; with embedded Ray (no RAY_ADDRESS) they must fit this machine, which runs every trial."""
+def _resources(section: Reader) -> Resources:
     resources = Resources(
         cpu=section.number("cpu", Resources.cpu, low=0.0, low_open=True),
         gpu=section.number("gpu", Resources.gpu, low=0.0),
@@ -586,44 +585,7 @@ def _resources(section: Reader, embedded: bool) -> Resources:
     )
     section.finish()
     _check_workers(section, resources)
-    if embedded:
-        for key, line in machine_shortfall(resources).items():
-            section.problems.add(section.key(key), line)
     return resources
-
-
-def machine_cpus() -> int:
-    """The CPUs this process may run on (its affinity, as Ray counts them on Linux)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def machine_gpus() -> int:
-    import torch  # only asked when a trial wants a GPU
-
-    return torch.cuda.device_count()
-
-
-def machine_shortfall(resources: Resources) -> dict[str, str]:
-    """What one trial asks for that this machine does not have, by key (embedded Ray cannot grow)."""
-    found = {}
-    cpus = machine_cpus()
-    if resources.cpu > cpus:
-        found["cpu"] = (
-            f"each trial asks for {resources.cpu:g} CPU{plural(resources.cpu)} but this machine has {cpus} "
-            f"(lower it to at most {cpus}, or run on a Ray cluster: docs/cluster.md)"
-        )
-    gpus = machine_gpus() if resources.gpu > 0 else 0
-    if resources.gpu > gpus:
-        have = f"{gpus}" if gpus else "none"
-        found["gpu"] = (
-            f"each trial asks for {resources.gpu:g} GPU{plural(resources.gpu)} but this machine has {have} "
-            f"(set resources.gpu: {gpus}, or run on a Ray cluster with GPUs: docs/cluster.md)"
-        )
-    return found
-
-
-def plural(count: float) -> str:
-    return "" if count == 1 else "s"
 
 
 def _output_dir(top: Reader, base: Path) -> str:
@@ -749,7 +711,7 @@ def probe_shortfalls(config: SweepConfig) -> list[str]:
         rows = len(read_jsonl(path)) if path else wanted
         if rows < wanted:
             lines.append(
-                f"{config.path}: data.{data_key}: {rows} row{plural(rows)}, fewer than probes.{probe_key} ({wanted}): every rung "
+                f"{config.path}: data.{data_key}: {rows} row{'' if rows == 1 else 's'}, fewer than probes.{probe_key} ({wanted}): every rung "
                 f"is scored on {rows} (add rows, or set probes.{probe_key}: {rows} to say so)"
             )
     return lines

@@ -1,11 +1,12 @@
 """Resources a trial asks for that no node can give: refused, not waited on forever.
 
 Every trial's `resources` must fit one node of the Ray cluster the sweep runs on. On embedded
-Ray the machine will not grow, so a shortfall is bad input at once (hpo.config checks this
-machine at load; `require_resources` checks what Ray sees). On a cluster (`RAY_ADDRESS`) the
-autoscaler may add a node: the sweep asks it for one and waits `resources.wait_s` before it
-gives up. Without this, a sweep that could never start a trial waited forever while Ray
-printed its autoscaler notice every minute.
+Ray the machine will not grow, so a shortfall is bad input: `machine_problems` compares the
+request with this machine before anything starts (`hpo validate` warns, as the same file may
+be meant for a cluster; `hpo sweep` refuses), and `require_resources` with what Ray sees once
+it runs. On a cluster (`RAY_ADDRESS`) the autoscaler may add a node: the sweep asks it for one
+and waits `resources.wait_s` before it gives up. Without this, a sweep that could never start
+a trial waited forever while Ray printed its autoscaler notice every minute.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import ray
 from ray.autoscaler.sdk import request_resources
 
-from hpo.config import SweepConfig
+from hpo.config import Resources, SweepConfig
 from hpo.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -63,3 +64,44 @@ def refusal(config: SweepConfig, problem: str, cluster: bool) -> str:
     where = "the cluster at RAY_ADDRESS" if cluster else "this machine (embedded Ray)"
     waited = f" after waiting {config.resources.wait_s:g} s" if cluster else ""
     return f"{config.path}: resources: {problem}: {where} cannot run a trial{waited} (lower resources, or add nodes)"
+
+
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as Ray counts them on Linux)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine_gpus() -> int:
+    import torch  # only asked when a trial wants a GPU
+
+    return torch.cuda.device_count()
+
+
+def machine_shortfall(resources: Resources) -> dict[str, str]:
+    """What one trial asks for that this machine does not have, by key (embedded Ray cannot grow)."""
+    found = {}
+    cpus = machine_cpus()
+    if resources.cpu > cpus:
+        found["cpu"] = (
+            f"each trial asks for {resources.cpu:g} CPU{plural(resources.cpu)} but this machine has {cpus} "
+            f"(lower it to at most {cpus}, or run on a Ray cluster: docs/cluster.md)"
+        )
+    gpus = machine_gpus() if resources.gpu > 0 else 0
+    if resources.gpu > gpus:
+        have = f"{gpus}" if gpus else "none"
+        found["gpu"] = (
+            f"each trial asks for {resources.gpu:g} GPU{plural(resources.gpu)} but this machine has {have} "
+            f"(set resources.gpu: {gpus}, or run on a Ray cluster with GPUs: docs/cluster.md)"
+        )
+    return found
+
+
+def plural(count: float) -> str:
+    return "" if count == 1 else "s"
+
+
+def machine_problems(config: SweepConfig) -> list[str]:
+    """One line per resource this machine cannot give a trial, when its sweeps run on embedded Ray here."""
+    if os.environ.get("RAY_ADDRESS"):
+        return []
+    return [f"{config.path}: resources.{key}: {line}" for key, line in machine_shortfall(config.resources).items()]

@@ -558,7 +558,7 @@ ROWS: dict[str, Row] = {
     # resources the machine can never give
     "a GPU on a machine without one": Row(
         sweep("resources", {"cpu": 1, "gpu": 1}),
-        ("hpo", "validate", "sweep.yaml"),
+        ("hpo", "sweep", "sweep.yaml"),
         (Problem("sweep.yaml", "resources.gpu", "each trial asks for 1 GPU but this machine has none"),),
     ),
     "more CPUs than the machine has, sweep": Row(
@@ -683,3 +683,16 @@ def test_a_probe_file_smaller_than_its_probe_is_a_warning(tiny):
         f"warning: {tiny / 'sweep.yaml'}: data.domain_eval: 1 row, fewer than probes.domain_examples (12): "
         "every rung is scored on 1 (add rows, or set probes.domain_examples: 1 to say so)"
     )
+
+
+def test_validate_warns_of_resources_this_machine_cannot_give(tiny):
+    """`resources: {gpu: 1}` on a machine without one: `hpo validate` said ok and the sweep never started a trial.
+    The file may be meant for a Ray cluster, so validate warns; `hpo sweep` here refuses (ROWS)."""
+    sweep("resources", {"cpu": 1, "gpu": 1})(tiny)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "validate", "sweep.yaml"], cwd=tiny, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (warning,) = [line for line in done.stdout.splitlines() if "resources.gpu" in line]
+    assert warning.startswith(f"warning: {tiny / 'sweep.yaml'}: resources.gpu: each trial asks for 1 GPU")
+    assert warning.endswith("; `hpo sweep` here refuses it")

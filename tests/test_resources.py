@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from hpo import config as config_module
 from hpo import resources as sweep
-from hpo.config import Resources, load_sweep, machine_shortfall
+from hpo.config import Resources, load_sweep
 from hpo.errors import InputError
+from hpo.resources import machine_problems, machine_shortfall
 
 
 def test_a_trial_must_fit_one_node():
@@ -28,9 +28,9 @@ def test_a_trial_must_fit_one_node():
     assert sweep.shortfall({"CPU": 1.0, "GPU": 1.0}, [{"CPU": 2.0}]).endswith("2 CPU, 0 GPU")
 
 
-def test_this_machine_is_checked_at_load(monkeypatch):
-    monkeypatch.setattr(config_module, "machine_cpus", lambda: 2)
-    monkeypatch.setattr(config_module, "machine_gpus", lambda: 0)
+def test_this_machine_is_checked_before_anything_starts(monkeypatch):
+    monkeypatch.setattr(sweep, "machine_cpus", lambda: 2)
+    monkeypatch.setattr(sweep, "machine_gpus", lambda: 0)
     assert machine_shortfall(Resources(cpu=2, gpu=0)) == {}
     found = machine_shortfall(Resources(cpu=64, gpu=0.5))
     assert found["cpu"].startswith("each trial asks for 64 CPUs but this machine has 2 (lower it to at most 2")
@@ -40,10 +40,16 @@ def test_this_machine_is_checked_at_load(monkeypatch):
 def test_a_cluster_run_is_not_held_to_this_machine(tiny, monkeypatch):
     document = (tiny / "sweep.yaml").read_text().replace("resources:\n  cpu: 1", "resources:\n  cpu: 1\n  gpu: 1")
     (tiny / "sweep.yaml").write_text(document)
-    with pytest.raises(InputError, match="resources.gpu: each trial asks for 1 GPU but this machine has none"):
-        load_sweep(tiny / "sweep.yaml")
+    config = load_sweep(tiny / "sweep.yaml")  # a file for a cluster loads anywhere
+    monkeypatch.setattr(sweep, "machine_gpus", lambda: 0)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (line,) = machine_problems(config)
+    assert line == (
+        f"{tiny / 'sweep.yaml'}: resources.gpu: each trial asks for 1 GPU but this machine has none "
+        "(set resources.gpu: 0, or run on a Ray cluster with GPUs: docs/cluster.md)"
+    )
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # the cluster's nodes are checked when the sweep joins it
-    assert load_sweep(tiny / "sweep.yaml").resources.gpu == 1
+    assert machine_problems(config) == []
 
 
 class Cluster:
