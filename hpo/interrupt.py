@@ -2,7 +2,7 @@
 
 `hpo sweep` and `hpo resume` install `StopSignals` before anything starts. Outside Ray
 Tune's loop (the baseline, the run directory, the exports) a signal raises `Interrupted`
-at once. Inside it, the first signal only asks Tune to stop (`SignalStopper`): Tune stops
+at once. Inside it, the first signal only asks Tune to stop (hpo.sweep's `SignalStopper`): Tune stops
 every trial without telling the searcher or the record that it ended, so the Optuna study
 and trials.parquet keep those trials running, and `hpo resume` continues them. A second
 signal stops waiting for that. Tune's own SIGINT handler stays off
@@ -16,8 +16,6 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
-
-from ray.tune.stopper import Stopper
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SIGNAL_EXIT_BASE = 128  # a shell's exit status for a process ended by signal N is 128 + N
@@ -69,16 +67,3 @@ class StopSignals:
 
     def __getstate__(self) -> dict:
         return {"received": None, "in_tune": False}  # Tune pickles its run config; a handler is per process
-
-
-class SignalStopper(Stopper):
-    """Ends the whole Tune run once a stop signal was received; never stops a single trial."""
-
-    def __init__(self, signals: StopSignals) -> None:
-        self.signals = signals
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
-
-    def stop_all(self) -> bool:
-        return self.signals.received is not None

@@ -24,6 +24,7 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
 from hpo.baseline import measure_baseline
 from hpo.best_recipe import NoPassingTrial, export_best, failure_counts
@@ -31,7 +32,7 @@ from hpo.compat import TOKEN_AUTH_LOGGER
 from hpo.config import Resources, SweepConfig, data_hashes
 from hpo.continuation import trial_dirname
 from hpo.errors import InputError
-from hpo.interrupt import STOP_SIGNALS, SignalStopper, StopSignals
+from hpo.interrupt import STOP_SIGNALS, StopSignals
 from hpo.reaper import watch_ray
 from hpo.recorder import RecordCallback
 from hpo.retention import CheckpointRetention
@@ -372,3 +373,16 @@ def close_running(parts: SweepParts) -> None:
     for trial_id in parts.table.running_trials():
         parts.table.finish(trial_id, *parts.reason(trial_id, parts.table.last_row(trial_id) or {}))
     parts.searcher.close_live()
+
+
+class SignalStopper(Stopper):
+    """Ends the whole Tune run once a stop signal was received; never stops a single trial."""
+
+    def __init__(self, signals: StopSignals) -> None:
+        self.signals = signals
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.signals.received is not None
