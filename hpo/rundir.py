@@ -218,9 +218,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of a trials.parquet, read from one snapshot of its bytes.
 
     A sweep replaces the file as it goes; pyarrow opens a path more than once (footer,
-    then pages), so a read across a replacement can mix two versions of the file.
+    then pages), so a read across a replacement can mix two versions of the file. Read on
+    the calling thread: Arrow's thread pools, once started, can abort the process at exit
+    (apache/arrow#34314), and a run's record is small.
     """
-    return pq.read_table(pa.BufferReader(Path(path).read_bytes())).to_pylist()
+    table = pq.read_table(pa.BufferReader(Path(path).read_bytes()), use_threads=False, pre_buffer=False)
+    return table.to_pylist()
 
 
 def clean(value: Any) -> Any:

@@ -140,7 +140,7 @@ class Training:
 @dataclass(frozen=True)
 class Probes:
     domain_examples: int = 60
-    general_passages: int = 30
+    general_passages: int = 100  # 90% of draws within 1 point of a 10x sample: benchmarks/README.md, "How many passages"
     instruction_examples: int = 30
     max_new_tokens: int = 12
 
