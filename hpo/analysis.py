@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hpo.rundir import RunDir, Status, row_params
-from trainers.stages import STAGES, Stage
+from trainers.recipe import recipe_from_dict
+from trainers.stages import STAGES, DomainMetric, Stage
 
 COMPONENTS = ("objective", "domain_lift", "general_regression", "general_change")
 
@@ -51,8 +52,12 @@ class RunRecord:
         return STAGES[self.spec["config"]["recipe"]["stage"]]
 
     @property
+    def domain(self) -> DomainMetric:
+        return recipe_from_dict(self.spec["config"]["recipe"]).domain_metric
+
+    @property
     def domain_metric(self) -> str:
-        return self.stage.metric.name
+        return self.domain.name
 
     @property
     def limit(self) -> float | None:

@@ -18,8 +18,9 @@ from pathlib import Path
 from hpo.rundir import write_json
 from trainers.model_store import resolve_model
 from trainers.models import load_base
-from trainers.probes import load_probes, run_probes
+from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe
+from trainers.scorers import BUILTIN_SCORERS, chance_scores
 from trainers.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def model_fingerprint(ref: str) -> str:
 
 def baseline_key(recipe: Recipe) -> str:
     probe_files = [recipe.data.domain_eval, recipe.data.general_probe, recipe.data.instruction_probe]
+    probe_files += [corpus.path for corpus in recipe.general.corpora]
     digest = hashlib.sha256(model_fingerprint(recipe.model).encode())
     for path in probe_files:
         digest.update(Path(path).read_bytes() if path else b"-")
@@ -47,26 +49,48 @@ def baseline_key(recipe: Recipe) -> str:
         for file in sorted(Path(adapter).glob("adapter_*")):
             digest.update(file.read_bytes())
     settings = [dataclasses.asdict(recipe.probes), recipe.training.max_seq_len, list(recipe.labels), recipe.stage]
+    settings += [recipe.metric.scorer, recipe.metric.pattern, [c.name for c in recipe.general.corpora]]
     if recipe.system_prompt is not None:
         settings.append({"system_prompt": recipe.system_prompt})
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
 
 
+def cacheable(recipe: Recipe) -> bool:
+    """Whether the baseline depends only on the model, files and settings: not on a reward or a user's
+    scorer (code or a service, whose behaviour the cache cannot see)."""
+    user_scorer = STAGES[recipe.stage].scores_answers and recipe.metric.scorer not in BUILTIN_SCORERS
+    return STAGES[recipe.stage].baseline_cacheable and not user_scorer
+
+
+def chance(recipe: Recipe, probes: ProbeSet) -> dict:
+    """For a label task: what guessing scores on the eval split (trainers.scorers.chance_scores)."""
+    if not (STAGES[recipe.stage].scores_answers and recipe.labels):
+        return {}
+    return chance_scores(probes.scorer, probes.domain, recipe.labels)
+
+
 def measure_baseline(recipe: Recipe) -> dict:
-    """Baseline metrics (from the cache when the same model and probes were scored before)."""
+    """Baseline metrics (from the cache when the same model and probes were scored before).
+
+    A label task's baseline also holds the majority-class and uniform-chance scores on the eval
+    split (`domain_majority`, `domain_uniform`): what a recipe must beat besides the base model.
+    """
     cached = cache_dir() / f"{baseline_key(recipe)}.json"
-    cacheable = STAGES[recipe.stage].baseline_cacheable
-    if cacheable and cached.is_file():
+    if cacheable(recipe) and cached.is_file():
         baseline = json.loads(cached.read_text())
         log.info("baseline: reused %s", cached)
     else:
         model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-        metrics, predictions = run_probes(model, tokenizer, load_probes(recipe))
+        probes = load_probes(recipe)
+        metrics, predictions = run_probes(model, tokenizer, probes)
         baseline = {"metrics": metrics, "predictions": predictions, "model": recipe.model}
+        if guess := chance(recipe, probes):
+            metrics.update(domain_majority=guess["majority"], domain_uniform=guess["uniform"])
+            baseline["chance"] = guess
         if recipe.start_adapters:
             baseline["start_adapters"] = list(recipe.start_adapters)
-        if cacheable:
+        if cacheable(recipe):
             cached.parent.mkdir(parents=True, exist_ok=True)
             write_json(cached, baseline)
     return baseline

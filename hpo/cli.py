@@ -14,7 +14,6 @@ from hpo.errors import EXIT_BAD_INPUT, InputError, Problems
 from hpo.reader import load_yaml
 from hpo.rundir import RunDir
 from trainers.model_store import ModelError
-from trainers.stages import STAGES
 
 if TYPE_CHECKING:
     from hpo.config import SweepConfig
@@ -52,7 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def print_metrics(title: str, metrics: dict) -> None:
-    from hpo.pipeline import format_metrics
+    from hpo.outcome import format_metrics
 
     print(format_metrics(title, metrics), flush=True)
 
@@ -64,7 +63,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
 
     def live(config):
-        return None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+        return None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
 
     run_dir = run_pipeline(pipeline, args.allow_low_reward, lambda line: print(line, flush=True), live)
     print(f"run directory: {run_dir}")
@@ -91,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.baseline_only:
         return 0
     run_dir, baseline = prepare(config, baseline)
-    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
     run_sweep(config, run_dir, baseline, live)
     print_outcome(config, run_dir)
     return 0
@@ -106,15 +105,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from hpo.sweep import resume_sweep
 
     print(f"resuming {args.run_dir} ...", flush=True)
-    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps)
+    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
     resume_sweep(config, args.run_dir, live)
     print_outcome(config, args.run_dir)
     return 0
 
 
 def print_outcome(config: SweepConfig, run_dir: Path) -> None:
-    """The best rung's validation scores, its service flags and (where the stage has one) its test scores."""
+    """The best rung's validation scores, its service flags, the held-out check and its verdict."""
     from hpo.evaluate import evaluate_best, format_confusion
+    from hpo.outcome import held_out_lines
     from hpo.timing import time_summary, trial_times
 
     run = RunDir(run_dir)
@@ -122,10 +122,10 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
     print_metrics("best (validation)", exported["expected"])
     for flag in exported.get("service_flags", []):
         print(f"service: {flag}")
-    scores = evaluate_best(run_dir) if STAGES[config.recipe.stage].held_out_check else {}
+    scores = evaluate_best(run_dir)
     if scores:
-        print_metrics(f"base (test, {scores['examples']} examples)", scores["base"])
-        print_metrics(f"best (test, {scores['examples']} examples)", scores["best"])
+        print("\n".join(held_out_lines(scores)))
+    if scores.get("confusion"):
         print(format_confusion(scores["confusion"]))
     print(time_summary(trial_times(run.read_rows())))
     print(f"run directory: {run_dir}")

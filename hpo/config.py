@@ -20,21 +20,25 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from hpo.errors import Problems
+from hpo.general import read_general
 from hpo.guardrails import TrainingPlan, training_plan
+from hpo.objective import GeneralProbe
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
-from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_choice_rows, check_rows, read_jsonl
+from hpo.task import Task, read_task, reference_lines
+from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows, read_jsonl
 from trainers.model_store import model_folder_problem
 from trainers.recipe import (
+    DISTRIBUTED_MODES,
     LORA_HYPERPARAMETERS,
+    TRAINING_PARAMETERS,
     DataPaths,
+    General,
     Hyperparameters,
     Probes,
     Recipe,
-    Reward,
     Training,
 )
 from trainers.stages import METHODS, SFT, STAGES, Stage, users_of
@@ -43,6 +47,7 @@ BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 WANDB_MODES = ("offline", "online", "disabled")
 DEFAULT_MAX_KL = 0.5  # nats per token to the reference: far past this the policy has left the start behind
 DEFAULT_MIN_LENGTH_RATIO = 0.5  # reward up while length halves between rungs: reward hacking
+MAX_WORKERS = 64  # processes of one trial, all on one node
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Objective:
     max_general_regression: float | None = 0.5
     max_kl: float | None = None
     min_length_ratio: float | None = None
+    general: tuple[GeneralProbe, ...] = ()  # general.corpora and general.instruction, beyond general_perplexity
 
 
 @dataclass(frozen=True)
@@ -78,8 +84,15 @@ class Budget:
 
 @dataclass(frozen=True)
 class Resources:
+    """What one trial gets: `cpu` and `gpu` in all, over `workers` processes on one node.
+
+    A fraction of a GPU packs small trials onto one (gpu: 0.25, four to a GPU); with
+    workers above 1 each process takes one whole GPU (DDP or FSDP over gpu: workers).
+    """
+
     cpu: float = 1.0
     gpu: float = 0.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -140,17 +153,20 @@ class SweepConfig:
         plain = self.resolved()
         plain.pop("path")
         plain.pop("output_dir")
-        plain["data_sha256"] = data_hashes(self.recipe.data)
+        plain["data_sha256"] = data_hashes(self.recipe.data, self.recipe.general)
         encoded = json.dumps(plain, sort_keys=True, default=str).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 
 
-def data_hashes(data: DataPaths) -> dict[str, str]:
-    return {
-        name: hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        for name, path in dataclasses.asdict(data).items()
-        if path is not None
-    }
+def data_hashes(data: DataPaths, general: General | None = None) -> dict[str, str]:
+    """The sha256 of every data file a sweep reads: data.*, general.corpora and local benchmark tasks."""
+    files = {name: path for name, path in dataclasses.asdict(data).items() if path is not None}
+    general = general or General()
+    files.update({f"general.{corpus.name}": corpus.path for corpus in general.corpora})
+    for benchmark in general.benchmarks:
+        if benchmark.include is not None and Path(benchmark.include).is_file():
+            files[f"benchmark.{benchmark.task}"] = benchmark.include
+    return {name: hashlib.sha256(Path(path).read_bytes()).hexdigest() for name, path in files.items()}
 
 
 def load_sweep(path: Path | str, quick: bool = False) -> SweepConfig:
@@ -217,10 +233,16 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         problems.add("method", f"stage {stage.name} supports {', '.join(stage.methods)}, got '{method}'")
     model = _model(top, base)
     start_adapters = _start_adapters(top, base)
-    data, labels, reward, system_prompt = _data(top, base, stage, problems)
+    task = read_task(top, base, stage)
+    data = _data(top, base, stage, task, problems)
+    general, general_probes = read_general(top, base, data.instruction_probe)
     space = _space(top, base, stage, method, problems)
     training, epochs = _training(top.section("training"), base)
-    scheduler, plan = _scheduler(top.section("scheduler", required=True), training, epochs, stage, data, space)
+    resources = _resources(top.section("resources"))
+    _check_training(problems, stage, method, training, resources, space)
+    scheduler, plan = _scheduler(
+        top.section("scheduler", required=True), training, epochs, stage, data, space, resources.workers
+    )
     training = dataclasses.replace(
         training,
         max_steps=scheduler.max_steps,
@@ -235,22 +257,24 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         method,
         model,
         data,
-        labels,
+        task.labels,
         training=training,
         probes=probes,
         seed=seed,
-        reward=reward,
+        reward=task.reward,
         start_adapters=start_adapters,
-        system_prompt=system_prompt,
+        system_prompt=task.system_prompt,
+        metric=task.metric,
+        general=general,
     )
     config = SweepConfig(
         path=str(path.resolve()),
         name=name,
         recipe=recipe,
         space=space,
-        objective=_objective(top.section("objective"), stage),
+        objective=dataclasses.replace(_objective(top.section("objective"), stage), general=general_probes),
         budget=_budget(top.section("budget", required=True)),
-        resources=_resources(top.section("resources")),
+        resources=resources,
         scheduler=scheduler,
         searcher=_searcher(top.section("searcher"), seed),
         tracking=_tracking(top.section("tracking")),
@@ -288,20 +312,8 @@ def _start_adapters(top: Reader, base: Path) -> tuple[str, ...]:
     return tuple(adapters)
 
 
-def _data(
-    top: Reader, base: Path, stage: Stage, problems: Problems
-) -> tuple[DataPaths, tuple[str, ...], Reward | None, str | None]:
-    """The data paths (rows checked), the task's labels, reward and system prompt."""
-    task = top.section("task", required=stage.task_required)
-    system_prompt = task.text("system_prompt", None) if task.has("system_prompt") else None
-    labels: tuple[str, ...] = ()
-    if stage.reads_labels:  # optional labels: when given, every reference must be one
-        labels = task.texts("labels") if stage.labels_required else task.texts("labels", None)
-    reward = _reward(task.section("reward", required=True), base) if stage.reward else None
-    task.text("metric", stage.task_metric, choices=(stage.task_metric,))
-    task.finish()
-    if len(set(labels)) != len(labels):
-        problems.add("task.labels", "must not repeat a label")
+def _data(top: Reader, base: Path, stage: Stage, task: Task, problems: Problems) -> DataPaths:
+    """The data paths, every file's rows checked: fields, labels, and references the task's scorer can score."""
     section = top.section("data", required=True)
     paths = {
         "domain_train": section.path("domain_train", base),
@@ -310,8 +322,14 @@ def _data(
         "general_probe": section.path("general_probe", base),
         "instruction_probe": section.path("instruction_probe", base, required=False),
         "domain_test": section.path("domain_test", base, required=False),
-        "mmlu_probe": section.path("mmlu_probe", base, required=False),
     }
+    if section.has("mmlu_probe"):
+        section.used.add("mmlu_probe")
+        problems.add(
+            "data.mmlu_probe",
+            "is replaced by general.benchmarks, scored through lm-evaluation-harness "
+            "(e.g. general: {benchmarks: [{task: mmlu_demo, include: lm_eval_tasks/mmlu_demo.yaml}]}; see docs/sweep-file.md)",
+        )
     section.finish()
     if not stage.general_mix and paths["general_mix"] is not None:
         problems.add(
@@ -320,48 +338,16 @@ def _data(
             f"in a pipeline set `{stage.name}: {{data: {{general_mix: null}}}}`)",
         )
     fields = {"general_probe": TEXT_FIELDS, "general_mix": stage.row_fields, "instruction_probe": PROMPT_FIELDS}
-    if paths["mmlu_probe"] is not None and paths["mmlu_probe"].is_file():
-        problems.extend(check_choice_rows(paths["mmlu_probe"], "data.mmlu_probe"))
+    scoring = task.metric if stage.scores_answers else task.reward
     for key, file in paths.items():
-        if key != "mmlu_probe" and file is not None and file.is_file():
-            domain = key.startswith("domain")
-            expected = stage.row_fields if domain else fields[key]
-            problems.extend(check_rows(file, f"data.{key}", expected, labels if domain else ()))
-    data = DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
-    return data, labels, reward, system_prompt
-
-
-def _reward(section: Reader, base: Path) -> Reward:
-    """`{callable: "package.module:function"}` or `{url: ..., concurrency, timeout_s, retries}`."""
-    name = section.text("callable", None)
-    url = section.text("url", None)
-    reward = Reward(
-        callable=name or None,
-        import_root=str(base.resolve()),
-        url=url or None,
-        concurrency=section.number("concurrency", Reward.concurrency, low=1, integer=True),
-        timeout_s=section.number("timeout_s", Reward.timeout_s, low=0.0, low_open=True),
-        retries=section.number("retries", Reward.retries, low=0, integer=True),
-    )
-    section.finish()
-    if not section.data:
-        return reward  # missing: reported as required by the caller's section()
-    if bool(name) == bool(url):
-        section.problems.add(
-            section.prefix, "must give exactly one of callable or url (e.g. callable: trainers.rewards:exact_match)"
-        )
-    elif url and not url.startswith(("http://", "https://")):
-        section.problems.add(section.key("url"), f"must start with http:// or https://, got '{url}'")
-    elif url and not urlsplit(url).hostname:
-        section.problems.add(section.key("url"), f"has no host, got '{url}' (e.g. https://rewards.example.com/score)")
-    elif name:
-        from trainers.rewards import import_callable  # imports torch: only for RFT sweeps
-
-        try:
-            import_callable(name, reward.import_root)
-        except ValueError as err:
-            section.problems.add(section.key("callable"), f"{err} (fix the name, or the module next to the sweep file)")
-    return reward
+        if file is None or not file.is_file():
+            continue
+        domain = key.startswith("domain")
+        found = check_rows(file, f"data.{key}", stage.row_fields if domain else fields[key], task.labels if domain else ())
+        problems.extend(found)
+        if domain and not found and scoring is not None:
+            problems.extend(reference_lines(file, f"data.{key}", scoring))
+    return DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
 
 
 def _space(top: Reader, base: Path, stage: Stage, method: str, problems: Problems) -> SearchSpace:
@@ -398,14 +384,20 @@ def _space(top: Reader, base: Path, stage: Stage, method: str, problems: Problem
 
 
 def _scheduler(
-    section: Reader, training: Training, epochs: int | str | None, stage: Stage, data: DataPaths, space: SearchSpace
+    section: Reader,
+    training: Training,
+    epochs: int | str | None,
+    stage: Stage,
+    data: DataPaths,
+    space: SearchSpace,
+    workers: int = 1,
 ) -> tuple[AshaSettings, TrainingPlan | None]:
     """ASHA's settings; with `training.epochs`, max_steps comes from the data size instead."""
     interval = section.number("rung_interval", None, low=1, integer=True)
     max_steps = section.number("max_steps", None, low=1, integer=True)
     factor = section.number("reduction_factor", 3.0, low=1.0, high=16.0, low_open=True)
     section.finish()
-    plan = _plan(training, epochs, stage, data, space) if epochs is not None else None
+    plan = _plan(training, epochs, stage, data, space, workers) if epochs is not None else None
     if epochs is not None and max_steps is not None:
         section.problems.add(
             "scheduler.max_steps",
@@ -426,7 +418,7 @@ def _scheduler(
 
 
 def _plan(
-    training: Training, epochs: int | str, stage: Stage, data: DataPaths, space: SearchSpace
+    training: Training, epochs: int | str, stage: Stage, data: DataPaths, space: SearchSpace, workers: int = 1
 ) -> TrainingPlan | None:
     """The data-size plan for `training.epochs` ("auto" or a number of epochs); None if the data is unreadable
     (that problem is already reported)."""
@@ -436,8 +428,14 @@ def _plan(
         return None
     if examples == 0:
         return None
-    defaults = dataclasses.replace(Hyperparameters(), **{k: v for k, v in space.defaults().items() if v is not None})
-    batch = training.batch_size * training.grad_accum
+    first = {k: v for k, v in space.defaults().items() if v is not None}  # the first trial's values
+    tuned = {k: v for k, v in first.items() if k in TRAINING_PARAMETERS}
+    defaults = dataclasses.replace(Hyperparameters(), **{k: v for k, v in first.items() if k not in tuned})
+    first_training = dataclasses.replace(training, **tuned)
+    try:
+        batch = first_training.rows_per_step(workers)
+    except ValueError:  # an effective batch the processes cannot share: reported by _check_training
+        return None
     return training_plan(
         examples,
         stage.rows_per_step(batch, defaults),  # at the first trial's (the defaults') settings
@@ -469,6 +467,11 @@ def _training(section: Reader, base: Path) -> tuple[Training, int | str | None]:
         duplication=section.number("duplication", None, low=1, integer=True),  # type: ignore[arg-type]
         callbacks=callbacks,
         import_root=str(base.resolve()) if callbacks else None,
+        effective_batch=section.number("effective_batch", None, low=1, integer=True),  # type: ignore[arg-type]
+        gradient_checkpointing=section.flag("gradient_checkpointing", Training.gradient_checkpointing),
+        packing=section.flag("packing", Training.packing),
+        load_in_4bit=section.flag("load_in_4bit", Training.load_in_4bit),
+        distributed=section.text("distributed", Training.distributed, choices=DISTRIBUTED_MODES),
     )
     section.finish()
     return training, epochs
@@ -493,7 +496,7 @@ def _check_generations(problems: Problems, stage: Stage, training: Training, spa
     """GRPO splits each batch into groups of num_generations answers: every value must divide it."""
     if not stage.grouped_generations:
         return
-    batch = training.batch_size * training.grad_accum
+    batch = training.rows_per_step()
     parameter = next((p for p in space.parameters if p.name == "num_generations"), None)
     if parameter is None:
         values: tuple = (Hyperparameters.num_generations,)
@@ -569,9 +572,76 @@ def _resources(section: Reader) -> Resources:
     resources = Resources(
         cpu=section.number("cpu", Resources.cpu, low=0.0, low_open=True),
         gpu=section.number("gpu", Resources.gpu, low=0.0),
+        workers=section.number("workers", Resources.workers, low=1, high=MAX_WORKERS, integer=True),
     )
     section.finish()
+    _check_workers(section, resources)
     return resources
+
+
+def _check_workers(section: Reader, resources: Resources) -> None:
+    """A trial's processes each take at least one CPU, and over several processes one whole GPU each."""
+    workers, gpu = resources.workers, resources.gpu
+    if workers > 1 and gpu and gpu != workers:
+        section.problems.add(
+            section.key("gpu"),
+            f"with workers: {workers} each process takes one whole GPU: give gpu: {workers} "
+            f"(or gpu: 0 for processes on CPUs), got {gpu:g}",
+        )
+    if workers == 1 and gpu > 1:
+        section.problems.add(
+            section.key("gpu"),
+            f"one process trains on one GPU: give workers: {gpu:g} to train over {gpu:g} GPUs, or gpu: 1, got {gpu:g}",
+        )
+    if resources.cpu < workers:
+        section.problems.add(
+            section.key("cpu"), f"must be >= resources.workers ({workers}: one CPU per process), got {resources.cpu:g}"
+        )
+
+
+def tuned_values(name: str, training: Training, space: SearchSpace) -> tuple[Any, ...]:
+    """The values a training setting takes over the sweep: its space parameter's choices, else the sweep file's."""
+    parameter = next((p for p in space.parameters if p.name == name), None)
+    if parameter is None:
+        return (getattr(training, name),)
+    if parameter.type == "choice":
+        return parameter.values
+    return tuple(v for v in (parameter.low, parameter.high) if v is not None)
+
+
+def _check_training(
+    problems: Problems, stage: Stage, method: str, training: Training, resources: Resources, space: SearchSpace
+) -> None:
+    """The memory savers and the batch against the stage, the method and the trials' resources."""
+    if True in tuned_values("load_in_4bit", training, space):
+        for line in four_bit_problems(method, resources):
+            problems.add("training.load_in_4bit", line)
+    if True in tuned_values("packing", training, space) and not stage.packs:
+        problems.add("training.packing", f"stage {stage.name} samples completions to prompts: nothing to pack (remove it)")
+    for batch in tuned_values("effective_batch", training, space):
+        if batch is not None and batch % resources.workers:
+            problems.add(
+                "training.effective_batch",
+                f"must be divisible by resources.workers ({resources.workers}), got {batch:g} "
+                "(each process takes an equal share of every step)",
+            )
+
+
+def four_bit_problems(method: str, resources: Resources) -> list[str]:
+    """Why a 4-bit base (QLoRA) cannot train here: the method, no GPU for the trials, no bitsandbytes."""
+    import importlib.util
+
+    lines = []
+    if method != "lora":
+        lines.append(f"a 4-bit base cannot train every weight: it is for method lora (QLoRA), got method {method}")
+    if resources.gpu == 0:
+        lines.append(
+            "4-bit weights (bitsandbytes) need a GPU and the trials get none (resources.gpu: 0): "
+            "give them one, or set load_in_4bit: false"
+        )
+    elif importlib.util.find_spec("bitsandbytes") is None:
+        lines.append("needs bitsandbytes, which is not installed (pip install bitsandbytes)")
+    return lines
 
 
 def _searcher(section: Reader, seed: int) -> SearcherSettings:

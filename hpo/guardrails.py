@@ -128,7 +128,7 @@ def rung_stop_reason(
 def service_values(recipe: Recipe, examples: int) -> dict[str, float]:
     """A recipe in the service's terms: epochs over the domain rows, learning rate, warmup steps."""
     hp, training = recipe.hyperparameters, recipe.training
-    rows = training.last_step * STAGES[recipe.stage].rows_per_step(training.batch_size * training.grad_accum, hp)
+    rows = training.last_step * STAGES[recipe.stage].rows_per_step(training.rows_per_step(), hp)
     return {
         "epochs": round(rows / examples, 2),
         "learning_rate": hp.learning_rate,

@@ -1,6 +1,6 @@
 """The live view during `hpo sweep`: plain lines for CI logs and terminals alike.
 
-- one line per rung (objective, exact match, perplexity, best so far) and per trial start and end;
+- one line per rung (objective, the domain metric, perplexity, best so far) and per trial start and end;
 - with every ending trial, a progress line over the trial budget with an ETA;
 - every TABLE_EVERY rungs and at the end, a compact table of all trials (state, rung,
   latest objective and its components).
@@ -74,9 +74,15 @@ def trial_table(rows: list[TrialRow], max_steps: int) -> str:
 
 class LiveView(Callback):
     def __init__(
-        self, total_trials: int, max_steps: int, write: Write = sys.stdout.write, table_every: int = TABLE_EVERY
+        self,
+        total_trials: int,
+        max_steps: int,
+        write: Write = sys.stdout.write,
+        table_every: int = TABLE_EVERY,
+        domain_metric: str = "domain_exact_match",
     ) -> None:
         self.total_trials = total_trials
+        self.domain_metric = domain_metric  # the rung metric shown beside the objective
         self.max_steps = max_steps
         self.write = write
         self.table_every = table_every
@@ -107,7 +113,8 @@ class LiveView(Callback):
         if self.best is None or result["objective"] > self.best[0]:
             self.best = (result["objective"], label)
         parts = [f"objective {result['objective']:+.3f}"]
-        for key, name in (("domain_exact_match", "exact match"), ("general_perplexity", "perplexity")):
+        shown = (self.domain_metric, self.domain_metric.removeprefix("domain_").replace("_", " "))
+        for key, name in (shown, ("general_perplexity", "perplexity")):
             if result.get(key) is not None:
                 parts.append(f"{name} {result[key]:.3f}")
         if result.get("violation"):

@@ -43,6 +43,7 @@ from hpo.guardrails import (
     warmup_before_first_rung,
     warmup_steps,
 )
+from hpo.outcome import format_metrics
 from hpo.reader import load_yaml
 from hpo.rundir import RunDir, Status, new_run_dir, write_yaml
 from hpo.scheduler import asha_rungs
@@ -222,7 +223,7 @@ def unfinished(stage_dir: Path) -> bool:
 def chain_link(config: SweepConfig, stage_dir: Path, run_dir: Path) -> dict[str, Any]:
     stage_run = RunDir(stage_dir)
     best = stage_run.read_recipe_document()
-    shown = ("trial_id", "step", "objective", "domain_lift", STAGES[config.recipe.stage].metric.name)
+    shown = ("trial_id", "step", "objective", "domain_lift", config.recipe.domain_metric.name)
     return {
         "stage": config.recipe.stage,
         "method": config.recipe.method,
@@ -236,22 +237,3 @@ def chain_link(config: SweepConfig, stage_dir: Path, run_dir: Path) -> dict[str,
 
 def write_chain(run_dir: Path, chain: list[dict[str, Any]]) -> None:
     write_yaml(RunDir(run_dir).chain, {"stages": chain, "final_recipe": chain[-1]["best_recipe"]})
-
-
-SHOWN_METRICS = (
-    "objective",
-    "domain_exact_match",
-    "domain_parse_rate",
-    "domain_perplexity",
-    "reward_mean",
-    "positive_reward_rate",
-    "response_length",
-    "general_perplexity",
-    "instruction_nll",
-    "mmlu_accuracy",
-)
-
-
-def format_metrics(title: str, metrics: dict) -> str:
-    shown = {k: metrics[k] for k in SHOWN_METRICS if metrics.get(k) is not None}
-    return f"{title}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())

@@ -13,14 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpo.analysis import RunRecord, load_run
 from hpo.errors import InputError
-from hpo.objective import domain_lift
+from hpo.objective import domain_floor, domain_lift
 from hpo.plots import (
     plot_confusion,
     plot_importance,
@@ -31,8 +31,9 @@ from hpo.plots import (
 )
 from hpo.rundir import RunDir
 from hpo.timing import time_summary, trial_times
+from hpo.verdict import judge
 from trainers.recipe import LORA_HYPERPARAMETERS
-from trainers.stages import SFT, STAGES, Stage
+from trainers.stages import SFT, STAGES, DomainMetric, Stage
 
 STRONG_RELATIVE_LIFT = 0.10  # above this, LoRA has shown the task is learnable: scale up
 MANY_FAILING = 0.5  # share of trials over the regression limit that calls for a gentler recipe
@@ -46,9 +47,8 @@ def relative_change(value: float, base: float) -> float:
     return value / base - 1.0
 
 
-def relative_lift(value: float, base: float, stage: Stage) -> float:
+def relative_lift(value: float, base: float, metric: DomainMetric) -> float:
     """The domain gain relative to the base: already relative for perplexity-like metrics."""
-    metric = stage.metric
     if not metric.higher_is_better:
         return domain_lift(value, base, metric)
     return relative_change(value, base) if base >= 0 else (value - base) / abs(base)
@@ -56,7 +56,7 @@ def relative_lift(value: float, base: float, stage: Stage) -> float:
 
 @dataclass(frozen=True)
 class Recommendation:
-    kind: str  # no-lift | over-limit | strong | modest
+    kind: str  # over-limit | not-learned | no-lift | strong | modest
     headline: str
     advice: str
 
@@ -67,13 +67,16 @@ def recommend(
     limit: float | None,
     failing_share: float = 0.0,
     stage: Stage = SFT,
+    verdict: Mapping[str, Any] | None = None,
 ) -> Recommendation:
     """The next step, following the usual guidance for customizing a model.
 
-    A clear relative lift with general capability intact says the task is learnable from the
-    data: a full-rank run, or reinforcement fine-tuning (RFT) where answers can be checked,
-    is where more gain lies. Regression past the limit says the recipe forgets too much:
-    more general data in the mix or a lower learning rate.
+    A clear relative lift with general capability intact, on a task the verdict says was
+    learned (hpo.verdict), says the task is learnable from the data: a full-rank run, or
+    reinforcement fine-tuning (RFT) where answers can be checked, is where more gain lies.
+    A task not learned beyond chance and noise gets the verdict's next steps, never a bigger
+    run built on it. Regression past the limit says the recipe forgets too much: more
+    general data in the mix or a lower learning rate.
     """
     caution = ""
     if failing_share >= MANY_FAILING:
@@ -88,6 +91,9 @@ def recommend(
             "Put more general data in the training mix (a lower mixing_ratio) or lower the learning rate, "
             "then sweep again." + caution,
         )
+    if verdict is not None and not verdict["learned"]:
+        steps = "; ".join(verdict["next_steps"])
+        return Recommendation("not-learned", verdict["headline"], f"Before any larger run: {steps}." + caution)
     if relative_lift <= 0:
         return Recommendation(
             "no-lift",
@@ -112,18 +118,33 @@ def recommend(
     )
 
 
+def verdict_of(record: RunRecord) -> dict[str, Any]:
+    """The verdict the sweep's final check wrote, or one read off the validation split."""
+    if record.test_scores and "verdict" in record.test_scores:
+        return record.test_scores["verdict"]
+    return judge(None, record.best["expected"], record.baseline, record.domain).to_dict()
+
+
 def recommend_for(record: RunRecord) -> Recommendation:
-    """The recommendation from the held-out test scores when there are some, else the validation rung."""
+    """The recommendation from the held-out test scores when there are some, else the validation rung.
+
+    The lift is measured above what a recipe must beat: the base model and, for a label task,
+    the majority class."""
     if record.best is None:
         return recommend(0.0, 0.0, record.limit, 1.0)
-    if record.test_scores:
+    metric = record.domain
+    if record.test_scores and record.test_scores["split"]:
         base, best = record.test_scores["base"], record.test_scores["best"]
+        floor = max(base[metric.name], (record.test_scores.get("chance") or {}).get("majority", -math.inf))
     else:
         base, best = record.baseline, record.best["expected"]
-    lift = relative_lift(best[record.domain_metric], base[record.domain_metric], record.stage)
+        floor = domain_floor(base, metric)
+    floor = floor if metric.higher_is_better else base[metric.name]
+    lift = relative_lift(best[metric.name], floor, metric)
     regression = max(0.0, relative_change(best["general_perplexity"], base["general_perplexity"]))
     failing = [t for t in record.trials if t.rungs[-1].get("violation")]
-    return recommend(lift, regression, record.limit, len(failing) / max(len(record.trials), 1), record.stage)
+    share = len(failing) / max(len(record.trials), 1)
+    return recommend(lift, regression, record.limit, share, record.stage, verdict_of(record))
 
 
 def importance_rung(trial_steps: Sequence[Sequence[int]], minimum: int = MIN_IMPORTANCE_TRIALS) -> int | None:
@@ -220,14 +241,51 @@ def used_hyperparameters(recipe: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in recipe["hyperparameters"].items() if k not in unused}
 
 
+INTERVAL_SUFFIXES = ("_low", "_high", "_n")
+
+
+def figure_cell(metrics: dict[str, Any], key: str) -> str:
+    """A figure with its 95% interval and sample size where the metrics hold them."""
+    value = metrics.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, float) or metrics.get(f"{key}_low") is None:
+        return fmt(value)
+    n = metrics.get(f"{key}_n")
+    return f"{value:.4g} [{metrics[f'{key}_low']:.3g}-{metrics[f'{key}_high']:.3g}]" + (f" n={int(n)}" if n else "")
+
+
 def metric_rows(keys: Sequence[str], *columns: dict[str, Any]) -> list[list[Any]]:
-    return [[k, *[c.get(k) for c in columns]] for k in keys if any(k in c for c in columns)]
+    """One row per figure (its interval columns folded into its cell)."""
+    shown = [k for k in keys if not k.endswith(INTERVAL_SUFFIXES)]
+    return [[k, *[figure_cell(c, k) for c in columns]] for k in shown if any(k in c for c in columns)]
+
+
+def verdict_section(record: RunRecord) -> Section:
+    """Learned or not, with the evidence: the paired tests and, for a label task, chance on the test split."""
+    verdict = verdict_of(record)
+    tables = []
+    scores = record.test_scores or {}
+    if scores.get("paired"):
+        columns = ["compared", "test", "n", "best - base", "95% interval", "p-value"]
+        rows = [
+            [key, t["test"], t["n"], f"{t['difference']:+.4f}", f"{t['low']:+.3f} to {t['high']:+.3f}", f"{t['p_value']:.3g}"]
+            for key, t in scores["paired"].items()
+        ]
+        tables.append((columns, rows))
+    if scores.get("chance"):
+        chance = scores["chance"]
+        rows = [[f"majority class ('{chance['majority_label']}')", chance["majority"]], ["uniform chance", chance["uniform"]]]
+        tables.append((["guessing on the test split", "score"], rows))
+    text = f"{verdict['headline']} Evidence: " + "; ".join(verdict["reasons"]) + "."
+    return Section("Verdict", tuple(tables), text)
 
 
 def sections(record: RunRecord, out: Path) -> list[Section]:
     advice = recommend_for(record)
     found = [
         Section("Recommendation", text=f"{advice.headline} {advice.advice}"),
+        *([verdict_section(record)] if record.best is not None else []),
         Section("Baseline", ((["metric", "base model"], metric_rows(list(record.baseline), record.baseline)),)),
     ]
     if record.best is not None:
@@ -244,7 +302,8 @@ def sections(record: RunRecord, out: Path) -> list[Section]:
         ]
         if record.test_scores:
             scores = record.test_scores
-            header = ["metric", f"base (test, {scores['examples']})", f"best (test, {scores['examples']})"]
+            where = f"test, {scores['examples']}" if scores["split"] else "benchmarks"
+            header = ["metric", f"base ({where})", f"best ({where})"]
             tables.append((header, metric_rows(list(scores["base"]), scores["base"], scores["best"])))
         where = f"trial {trial.number if trial else '?'} ({expected['trial_id']}) at step {expected['step']}"
         text = f"Best rung: {where}, objective {expected['objective']:+.4f}. Recipe: best/recipe.yaml."

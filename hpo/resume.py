@@ -55,7 +55,7 @@ def differences(recorded: Any, current: Any, key: str = "") -> list[str]:
 
 def config_differences(spec: dict[str, Any], config: SweepConfig) -> list[str]:
     found = differences(comparable(spec["config"]), comparable(config.resolved()))
-    return found + differences(spec["data_sha256"], data_hashes(config.recipe.data), "data_sha256")
+    return found + differences(spec["data_sha256"], data_hashes(config.recipe.data, config.recipe.general), "data_sha256")
 
 
 def load_resumable(run_dir: Path, sweep_file: Path | None = None) -> SweepConfig:

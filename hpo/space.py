@@ -18,7 +18,7 @@ import optuna
 
 from hpo.errors import Problems, unknown_key_message
 from hpo.reader import Reader, check_range, load_yaml
-from trainers.recipe import HYPERPARAMETER_LIMITS, HYPERPARAMETER_NAMES, INTEGER_HYPERPARAMETERS
+from trainers.recipe import BOOLEAN_PARAMETERS, HYPERPARAMETER_LIMITS, INTEGER_HYPERPARAMETERS, TUNABLE_NAMES
 
 PARAMETER_TYPES = ("float", "int", "choice")
 
@@ -74,8 +74,8 @@ def load_space(path: Path, problems: Problems | None = None) -> SearchSpace:
     for name in raw_parameters.data:
         raw_parameters.used.add(name)
         key = f"parameters.{name}"
-        if name not in HYPERPARAMETER_NAMES:
-            own.add(key, unknown_key_message(name, HYPERPARAMETER_NAMES))
+        if name not in TUNABLE_NAMES:
+            own.add(key, unknown_key_message(name, TUNABLE_NAMES))
             continue
         parameters.append(_parameter(name, Reader(raw_parameters.data[name], own, key)))
     if document is not None and not parameters and not own:
@@ -97,6 +97,9 @@ def _parameter(name: str, spec: Reader) -> Parameter:
     kind = spec.text("type", choices=PARAMETER_TYPES)
     if kind == "choice":
         return _choice(name, spec)
+    if name in BOOLEAN_PARAMETERS:
+        spec.problems.add(spec.key("type"), f"{name} is true or false: give type: choice, values: [false, true]")
+        return Parameter(name, "choice", False, values=(False, True))
     integer = kind == "int" or name in INTEGER_HYPERPARAMETERS
     low = spec.number("low", integer=integer)
     high = spec.number("high", integer=integer)
@@ -121,7 +124,10 @@ def _choice(name: str, spec: Reader) -> Parameter:
         return Parameter(name, "choice", default)
     limit_low, limit_high, low_open = HYPERPARAMETER_LIMITS.get(name, (None, None, False))
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if name in BOOLEAN_PARAMETERS:
+            if not isinstance(value, bool):
+                spec.problems.add(spec.key("values"), f"must hold true or false, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             spec.problems.add(spec.key("values"), f"must hold numbers, got {value!r}")
         elif name in INTEGER_HYPERPARAMETERS and not isinstance(value, int):
             spec.problems.add(spec.key("values"), f"must hold integers, got {value!r}")

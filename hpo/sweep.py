@@ -21,7 +21,7 @@ from ray.tune import Callback
 from hpo.baseline import measure_baseline
 from hpo.best_recipe import export_best
 from hpo.compat import TOKEN_AUTH_LOGGER, replace_tuner_settings
-from hpo.config import SweepConfig, data_hashes
+from hpo.config import Resources, SweepConfig, data_hashes
 from hpo.recorder import RecordCallback
 from hpo.retention import CheckpointRetention
 from hpo.rundir import RunDir, Status, TrialTable, new_run_dir, write_json, write_yaml
@@ -57,7 +57,7 @@ def write_spec(config: SweepConfig, run: RunDir) -> None:
     spec = {
         "sweep_file": config.path,  # what `hpo resume` reloads and checks against `config`
         "spec_hash": config.spec_hash(),
-        "data_sha256": data_hashes(config.recipe.data),
+        "data_sha256": data_hashes(config.recipe.data, config.recipe.general),
         "config": config.resolved(),
     }
     write_yaml(run.spec, spec)
@@ -106,9 +106,17 @@ def start_ray(config: SweepConfig) -> None:
 
 
 def trial_recipe(config: SweepConfig) -> Recipe:
-    """The base recipe with torch threads matched to the CPUs each trial gets."""
-    threads = max(1, int(config.resources.cpu))
+    """The base recipe with torch threads matched to the CPUs each of a trial's processes gets."""
+    threads = max(1, int(config.resources.cpu // config.resources.workers))
     return dataclasses.replace(config.recipe, training=dataclasses.replace(config.recipe.training, threads=threads))
+
+
+def trial_resources(resources: Resources) -> tune.PlacementGroupFactory:
+    """What Ray reserves for one trial: one bundle of all its CPUs and GPUs, so that a trial's processes
+    share one node and see every GPU of the trial (each takes its own by local rank; hpo.ranks).
+    A fraction of a GPU packs several trials onto one."""
+    bundle = {"CPU": resources.cpu, **({"GPU": resources.gpu} if resources.gpu else {})}
+    return tune.PlacementGroupFactory([bundle])
 
 
 def prepare(config: SweepConfig, baseline: dict | None = None, run_dir: Path | None = None) -> tuple[Path, dict]:
@@ -162,9 +170,13 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
     mirror = wandb_mirror(config.tracking, run_dir, run_dir.name, reason)  # None: W&B disabled
     trainable = tune.with_resources(
         tune.with_parameters(
-            run_trial, recipe=trial_recipe(config), baseline=baseline["metrics"], objective=config.objective
+            run_trial,
+            recipe=trial_recipe(config),
+            baseline=baseline["metrics"],
+            objective=config.objective,
+            workers=config.resources.workers,
         ),
-        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+        trial_resources(config.resources),
     )
     callbacks = [
         RecordCallback(table, reason),

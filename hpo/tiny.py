@@ -157,7 +157,6 @@ def sweep_document(trials: int = 6) -> dict:
             "general_mix": "data/general_mix.jsonl",
             "general_probe": "data/general_probe.jsonl",
             "instruction_probe": "data/instruction_probe.jsonl",
-            "mmlu_probe": "data/mmlu_probe.jsonl",
         },
         "task": {"labels": list(LABELS), "metric": "exact_match"},
         "objective": {"general_weight": 1.0, "max_general_regression": 1.0},
@@ -168,6 +167,7 @@ def sweep_document(trials: int = 6) -> dict:
         "searcher": {"seed": 0, "startup_trials": 3},
         "training": {"batch_size": 8, "max_seq_len": 96},
         "probes": {"domain_examples": 12, "general_passages": 6, "instruction_examples": 6, "max_new_tokens": 8},
+        "general": {"benchmarks": [{"task": "tiny_choice", "include": "lm_eval_tasks/tiny_choice.yaml"}]},
         "output_dir": "runs",
     }
 
@@ -184,6 +184,20 @@ TINY_SPACE = {
         "warmup_ratio": {"type": "float", "low": 0.0, "high": 0.3, "default": 0.15},
         "mixing_ratio": {"type": "float", "low": 0.3, "high": 1.0, "default": 0.5},
     },
+}
+
+
+# An lm-evaluation-harness task over the multiple-choice rows, as MMLU's is defined (data path relative to it).
+CHOICE_TASK = {
+    "task": "tiny_choice",
+    "dataset_path": "json",
+    "dataset_kwargs": {"data_files": {"test": "../data/choice_probe.jsonl"}},
+    "test_split": "test",
+    "output_type": "multiple_choice",
+    "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nAnswer:",
+    "doc_to_choice": ["A", "B", "C"],
+    "doc_to_target": "answer",
+    "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
 }
 
 
@@ -243,7 +257,7 @@ TINY_STAGE_SPACES = {
 
 def stage_documents(trials: int = 2) -> dict[str, dict]:
     """The tiny sweep files of every stage, and a pipeline: full-rank CPT, then LoRA SFT, then RFT."""
-    base = sweep_document(trials)
+    base = {key: value for key, value in sweep_document(trials).items() if key != "general"}  # benchmarks: sweep.yaml only
     base["budget"] = {"trials": trials, "concurrency": 2}
     base["scheduler"] = {"rung_interval": 4, "max_steps": 8, "reduction_factor": 2}
     cpt = {
@@ -319,7 +333,10 @@ def make_example(folder: Path, trials: int = 6) -> Path:
     choices = [
         {"question": r["prompt"], "choices": list(LABELS), "answer": LABELS.index(r["completion"])} for r in domain
     ]
-    write_jsonl(data / "mmlu_probe.jsonl", choices[140:])  # the test rows as a multiple-choice benchmark
+    write_jsonl(data / "choice_probe.jsonl", choices[140:])  # the test rows as a multiple-choice benchmark
+    tasks = folder / "lm_eval_tasks"
+    tasks.mkdir(exist_ok=True)
+    (tasks / "tiny_choice.yaml").write_text(yaml.safe_dump(CHOICE_TASK, sort_keys=False))
     pretraining = [chat_text(r["prompt"], r["completion"]) for r in general_rows(4, 300)]
     pretraining += [chat_text(r["prompt"], r["completion"]) for r in domain_rows(5, 150, PRETRAIN_WORDS)]
     pretraining += sentences(6, 300)

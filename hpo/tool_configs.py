@@ -189,7 +189,7 @@ def service_hyperparameters(recipe: Recipe, examples: int) -> dict[str, Any]:
     document["derivation"] = {
         "domain_examples": examples,
         "steps": training.last_step,
-        "examples_per_step": training.batch_size * training.grad_accum,
+        "examples_per_step": training.rows_per_step(),
         "epochs": measured["epochs"],
         "warmup": f"warmup_ratio {recipe.hyperparameters.warmup_ratio:g} of a {training.max_steps}-step schedule; "
         "a service with another batch size warms up over a different share of training",

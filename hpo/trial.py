@@ -11,6 +11,10 @@ batch), from the newest checkpoint; every rung records `batch_size`, `grad_accum
 when training diverges, when an RFT guardrail trips (KL over its limit, a reward
 blow-up: `guardrail`), when the reward cannot be computed (`failed`) or when memory
 runs out at batch size 1 (`oom`); `violation` says why.
+
+A trial with `resources.workers` above 1 trains over that many processes (hpo.ranks), each
+attempt in fresh ones; the same errors come back from them, so the retries above hold for
+every rank together.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from ray import tune
 
+from hpo import ranks
 from hpo.config import Objective
 from hpo.guardrails import rung_stop_reason
 from hpo.objective import FAILING_OBJECTIVE, score
@@ -51,9 +56,10 @@ def resume_point() -> Path | None:
     return newest_complete(p for p in latest.parent.glob("checkpoint_*") if p.name < latest.name)
 
 
-def halved_batch(recipe: Recipe) -> Recipe | None:
-    """The recipe with about half the micro-batch and the same effective batch; None at batch size 1."""
-    batch, accum = recipe.training.batch_size, recipe.training.grad_accum
+def halved_batch(recipe: Recipe, workers: int = 1) -> Recipe | None:
+    """The recipe with about half the micro-batch per process and the same effective batch; None at
+    batch size 1."""
+    batch, accum = recipe.training.batch_plan(workers)
     if batch <= 1:
         return None
     smaller = max(d for d in range(1, batch // 2 + 1) if batch % d == 0)
@@ -61,12 +67,18 @@ def halved_batch(recipe: Recipe) -> Recipe | None:
     return dataclasses.replace(recipe, training=training)
 
 
-def batch_metrics(recipe: Recipe, oom_retries: int) -> dict[str, float]:
-    return {
-        "batch_size": recipe.training.batch_size,
-        "grad_accum": recipe.training.grad_accum,
-        "oom_retries": oom_retries,
-    }
+def batch_metrics(recipe: Recipe, oom_retries: int, workers: int = 1) -> dict[str, float]:
+    """The micro-batch and accumulation each process trains with, and the out-of-memory retries so far."""
+    batch, accum = recipe.training.batch_plan(workers)
+    return {"batch_size": batch, "grad_accum": accum, "oom_retries": oom_retries}
+
+
+def train_attempt(stage: Stage, recipe: Recipe, reporter, resume_from: Path | None, workers: int) -> None:
+    """One attempt at the trial: in this process, or over `workers` processes (hpo.ranks)."""
+    if workers == 1:
+        trainer_for(stage).train(recipe, reporter, resume_from=resume_from)
+    else:
+        ranks.train(recipe, reporter, workers, resume_from)
 
 
 def free_memory() -> None:
@@ -90,8 +102,9 @@ def free_memory() -> None:
 class RungReporter:
     """Scores a trainer's rungs and hands them to Ray; remembers the last one for what follows."""
 
-    def __init__(self, stage: Stage, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
-        self.stage, self.baseline, self.objective = stage, baseline, objective
+    def __init__(self, recipe: Recipe, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
+        self.stage, self.domain = STAGES[recipe.stage], recipe.domain_metric
+        self.baseline, self.objective = baseline, objective
         self.previous = resumed  # the last rung's metrics, for RFT's blow-up check
         self.last_step = int(resumed["step"]) if resumed else 0
         self.batch: dict[str, float] = {}
@@ -102,8 +115,9 @@ class RungReporter:
             self.baseline,
             self.objective.general_weight,
             self.objective.max_general_regression,
-            domain=self.stage.metric,
+            domain=self.domain,
             max_kl=self.objective.max_kl,
+            general=self.objective.general,
         )
         stop = self.guardrail(metrics)
         ending = (
@@ -127,19 +141,23 @@ class RungReporter:
         tune.report({**self.batch, **ending})
 
 
-def run_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
+def run_trial(
+    config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective, workers: int = 1
+) -> None:
     """One trial in a (reused) worker: first give back what an earlier trial here left behind, whether
     it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it)."""
     free_memory()
     try:
-        train_trial(config, recipe, baseline, objective)
+        train_trial(config, recipe, baseline, objective, workers)
     finally:
         free_memory()
 
 
-def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective) -> None:
-    from trainers.rewards import RewardError
+def train_trial(
+    config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective, workers: int = 1
+) -> None:
     from trainers.rungs import Diverged, OutOfMemory
+    from trainers.scorers import ScoringError
 
     resume_from = resume_point()
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
@@ -150,20 +168,20 @@ def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, floa
         )
         trial_recipe, oom_retries = dataclasses.replace(trial_recipe, training=training), int(resumed["oom_retries"])
     stage = STAGES[recipe.stage]
-    reporter = RungReporter(stage, baseline, objective, resumed)
+    reporter = RungReporter(recipe, baseline, objective, resumed)
     if resumed and resumed[Flag.FINAL]:  # it ended before the sweep stopped; Ray had not heard of the end
-        reporter.batch = batch_metrics(trial_recipe, oom_retries)
+        reporter.batch = batch_metrics(trial_recipe, oom_retries, workers)
         reporter(int(resumed["step"]), resumed, None)
         return
     while True:
-        reporter.batch = batch_metrics(trial_recipe, oom_retries)
+        reporter.batch = batch_metrics(trial_recipe, oom_retries, workers)
         try:
-            trainer_for(stage).train(trial_recipe, reporter, resume_from=resume_from)
+            train_attempt(stage, trial_recipe, reporter, resume_from, workers)
             return
         except OutOfMemory as err:
-            smaller = halved_batch(trial_recipe)
+            smaller = halved_batch(trial_recipe, workers)
             if smaller is None:
-                accum = trial_recipe.training.grad_accum
+                accum = trial_recipe.training.batch_plan(workers)[1]
                 reporter.end(err.step, Flag.OOM, f"out of memory at batch size 1 (grad_accum {accum}), step {err.step}")
                 return
             trial_recipe, oom_retries = smaller, oom_retries + 1
@@ -172,6 +190,6 @@ def train_trial(config: dict[str, Any], recipe: Recipe, baseline: dict[str, floa
         except Diverged as err:
             reporter.end(err.step, Flag.DIVERGED, str(err))
             return
-        except RewardError as err:
+        except ScoringError as err:
             reporter.end(err.step, Flag.FAILED, str(err))
             return

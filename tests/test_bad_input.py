@@ -277,13 +277,51 @@ ROWS: dict[str, Row] = {
         ("hpo", "validate", "sweep.yaml"),
         (Problem("domain_train.jsonl", "data.domain_train", "label 'mineral' is not in the label set"),),
     ),
-    "multiple-choice answer out of range": Row(
+    "the multiple-choice file key of old": Row(
+        sweep("data.mmlu_probe", "data/choice_probe.jsonl"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "data.mmlu_probe", "is replaced by general.benchmarks"),),
+    ),
+    "benchmark task missing from its YAML": Row(
+        sweep("general.benchmarks", [{"task": "tiny_choise", "include": "lm_eval_tasks/tiny_choice.yaml"}]),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "general.benchmarks[0]", "defines no task 'tiny_choise' (it defines: tiny_choice)"),),
+    ),
+    "benchmark data file missing": Row(
         together(
-            rows_of("data/mmlu.jsonl", {"question": "2 + 2?", "choices": ["3", "4"], "answer": 2}),
-            sweep("data.mmlu_probe", "data/mmlu.jsonl"),
+            edit_yaml(
+                "lm_eval_tasks/tiny_choice.yaml",
+                lambda t: {**t, "dataset_kwargs": {"data_files": {"test": "../data/gone.jsonl"}}},
+            ),
         ),
         ("hpo", "validate", "sweep.yaml"),
-        (Problem("mmlu.jsonl", "data.mmlu_probe", "row 1: needs a string 'question', 2-10 string 'choices'"),),
+        (Problem("sweep.yaml", "general.benchmarks[0]", "the task's data file is missing"),),
+    ),
+    "unknown scorer": Row(
+        sweep("task.metric", "token_f2"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.metric", "unknown scorer 'token_f2' (did you mean 'token_f1'?"),),
+    ),
+    "json scorer on references that are not JSON": Row(
+        sweep("task.metric", "json_match"),
+        ("hpo", "validate", "sweep.yaml"),
+        tuple(
+            Problem(f"domain_{split}.jsonl", f"data.domain_{split}", "every row: the reference completion is not a JSON")
+            for split in ("train", "eval", "test")
+        ),
+    ),
+    "regex scorer without a pattern": Row(
+        sweep("task.metric", "regex"),
+        ("hpo", "validate", "sweep.yaml"),
+        tuple(
+            Problem(f"domain_{split}.jsonl", f"data.domain_{split}", "every row: has no pattern: give task.pattern")
+            for split in ("train", "eval", "test")
+        ),
+    ),
+    "empty label list": Row(
+        sweep("task.labels", []),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.labels", "must list at least one label"),),
     ),
     "empty data file": Row(
         write_text("data/general_probe.jsonl", ""),

@@ -1,3 +1,5 @@
+import pytest
+
 from hpo.evaluate import UNPARSED, confusion, format_confusion
 
 
@@ -7,34 +9,42 @@ def test_confusion_matrix_counts_unparsed_answers_separately():
     assert format_confusion(matrix).splitlines()[0].split()[-1] == UNPARSED
 
 
-def test_choice_accuracy_picks_the_letter_the_model_rates_likeliest(tiny):
-    """The letter-logit shortcut agrees with scoring every `prompt + letter` sequence in full."""
+def test_an_lm_eval_local_task_scores_the_tiny_model_as_its_loglikelihoods_say(tiny):
+    """lm-eval's multiple-choice accuracy, per example, equals the argmax of each choice's log-likelihood
+    computed here by hand; the task's data file is found relative to its YAML."""
+    import json
+
     import torch
+    import yaml
 
     from hpo.config import load_sweep
+    from trainers.harness import run_benchmarks
     from trainers.models import load_base
-    from trainers.probes import _sum_nll, chat_prompt, choice_accuracy, choice_question
+    from trainers.probes import _sum_nll
+    from trainers.recipe import Benchmark
 
     recipe = load_sweep(tiny / "sweep.yaml").recipe
     model, tokenizer = load_base(recipe.model)
     model.eval()
-    questions = [("Which is a fruit?", ["stone", "apple", "car"]), ("Which flies?", ["bird", "rock"])]
+    questions = [("Which is a fruit?", ["stone", "apple", "car"]), ("Which flies?", ["bird", "rock", "pond"])]
     rows = [{"question": q, "choices": c, "answer": a} for q, c in questions for a in range(len(c))]
+    (tiny / "mc").mkdir()
+    (tiny / "mc" / "data").mkdir()
+    (tiny / "mc" / "data" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = yaml.safe_load((tiny / "lm_eval_tasks" / "tiny_choice.yaml").read_text())
+    task.update(task="mc_rows", dataset_kwargs={"data_files": {"test": "data/rows.jsonl"}})
+    (tiny / "mc" / "mc.yaml").write_text(yaml.safe_dump(task))
 
     def likeliest(row) -> int:
-        prompt = tokenizer(chat_prompt(tokenizer, choice_question(row)), add_special_tokens=False)["input_ids"]
+        context = "{}\nA. {}\nB. {}\nC. {}\nAnswer:".format(row["question"].strip(), *row["choices"])
+        context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
         scores = []
-        for letter in "ABC"[: len(row["choices"])]:
-            ids = torch.tensor([prompt + tokenizer(letter, add_special_tokens=False)["input_ids"][:1]])
-            scores.append(-_sum_nll(model, ids, len(prompt))[0])
-        return max(range(len(scores)), key=scores.__getitem__)
+        for letter in "ABC":
+            whole = tokenizer(context + " " + letter, add_special_tokens=False)["input_ids"]
+            scores.append(-_sum_nll(model, torch.tensor([whole]), len(context_ids))[0])
+        return max(range(3), key=scores.__getitem__)
 
-    expected = sum(likeliest(row) == row["answer"] for row in rows) / len(rows)
-    assert choice_accuracy(model, tokenizer, rows) == expected
-    assert expected == 2 / len(rows)  # each question's rows cover every answer: exactly one is the model's pick
-    assert choice_question(rows[0]).splitlines()[1:] == [
-        "A. stone",
-        "B. apple",
-        "C. car",
-        "Answer with the letter only.",
-    ]
+    result = run_benchmarks(model, tokenizer, (Benchmark("mc_rows", include=str(tiny / "mc" / "mc.yaml")),))["mc_rows"]
+    assert result["scores"] == [float(likeliest(row) == row["answer"]) for row in rows]
+    assert result["estimate"].value == pytest.approx(2 / 6)  # each question covers every answer: one of three right
+    assert result["estimate"].n == 6 and result["estimate"].low < 1 / 3 < result["estimate"].high

@@ -217,13 +217,13 @@ def test_a_guardrail_ends_the_trial_and_the_record_says_why(tiny, monkeypatch, t
 
 
 def test_a_failing_reward_ends_the_trial_as_an_error(tiny, monkeypatch, tmp_path):
-    from trainers.rewards import RewardError
+    from trainers.scorers import ScoringError
 
     class Trainer:
         @staticmethod
         def train(recipe, report, resume_from=None):
             report(4, {"reward_mean": 0.5, "general_perplexity": 2.0, "step": 4, "final": 0.0}, tmp_path)
-            raise RewardError("reward endpoint http://x failed 3 times", step=4)
+            raise ScoringError("reward endpoint http://x failed 3 times", step=4)
 
     fake = FakeTune()
     monkeypatch.setattr(trial, "tune", fake)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hpo.analysis import RunRecord, load_run, pareto_front, ranked_trials, summarize_trials
+from hpo.objective import EXACT_MATCH
 from hpo.plots import rung_survival
 from hpo.report import importance_rung, recommend, relative_lift
 from trainers.stages import STAGES
@@ -79,10 +80,10 @@ def test_many_failing_trials_add_a_caution_to_any_advice():
 
 
 def test_relative_lift_per_stage():
-    assert relative_lift(0.9, 0.6, STAGES["sft"]) == pytest.approx(0.5)  # exact match 0.6 -> 0.9
-    assert relative_lift(5.0, 10.0, STAGES["cpt"]) == pytest.approx(0.5)  # perplexity halves
-    assert relative_lift(0.5, 0.0, STAGES["sft"]) == math.inf  # from nothing, any gain is a full gain
-    assert relative_lift(-0.5, -1.0, STAGES["rft"]) == pytest.approx(0.5)  # a negative base reward
+    assert relative_lift(0.9, 0.6, EXACT_MATCH) == pytest.approx(0.5)  # exact match 0.6 -> 0.9
+    assert relative_lift(5.0, 10.0, STAGES["cpt"].metric) == pytest.approx(0.5)  # perplexity halves
+    assert relative_lift(0.5, 0.0, EXACT_MATCH) == math.inf  # from nothing, any gain is a full gain
+    assert relative_lift(-0.5, -1.0, STAGES["rft"].metric) == pytest.approx(0.5)  # a negative base reward
 
 
 # --- trials, rungs, importance ------------------------------------------------------------------

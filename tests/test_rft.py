@@ -86,7 +86,7 @@ def test_the_gate_refuses_rft_on_a_base_without_positive_rewards(tiny, capsys):
     sweep = with_reward(tiny, "gate_rewards:never")
     assert main(["sweep", str(sweep), "--quiet"]) == 2
     out, err = capsys.readouterr()
-    assert "baseline: reward_mean -1.0000, positive_reward_rate 0.0000" in out  # measured and shown first
+    assert "baseline: reward_mean -1.0000 [-1.000--1.000], positive_reward_rate 0.0000 [0.000-0.2" in out  # shown first
     (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
     assert line.startswith(f"error: {sweep}: task.reward: the base model's positive-reward rate must be >= 0.05")
     assert "run SFT first" in line and "--allow-low-reward" in line

@@ -119,3 +119,16 @@ def test_a_tokenizer_without_a_chat_template_is_refused_naming_the_model_once(ti
     message = str(info.value)
     assert message.startswith(f"'{tiny / 'model'}': tokenizer of ") and "no chat template" in message
     assert "model:" not in message  # the CLI adds "FILE: model: " in front
+
+
+def test_the_benchmarks_score_the_last_rung_when_asked(tiny):
+    from trainers.recipe import General
+
+    recipe = load_sweep(tiny / "sweep.yaml").recipe
+    general = General(benchmarks=recipe.general.benchmarks, benchmarks_each_trial=True)
+    training = dataclasses.replace(recipe.training, max_steps=4, rung_interval=2)
+    recipe = dataclasses.replace(recipe.with_hyperparameters({"learning_rate": 1e-2}), general=general, training=training)
+    rungs = {}
+    train(recipe, lambda step, metrics, checkpoint: rungs.update({step: metrics}))
+    assert "benchmark_tiny_choice" not in rungs[2]  # only the last rung pays for the benchmark
+    assert 0.0 <= rungs[4]["benchmark_tiny_choice"] <= 1.0 and rungs[4]["benchmark_tiny_choice_n"] == 20

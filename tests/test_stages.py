@@ -44,7 +44,6 @@ def test_the_registry_entry_holds_together(name):
     assert stage.probe in DOMAIN_PROBES
     for method, space in stage.spaces.items():
         assert method in stage.methods and (BUILTIN_SPACES / f"{space}.yaml").is_file()
-    assert not stage.labels_required or stage.reads_labels
     assert stage.own_hyperparameters <= {f.name for f in dataclasses.fields(Hyperparameters)}
     assert stage.rows_per_step(8, Hyperparameters()) > 0
     assert stage.trainer().main is not None and stage.trainer().train is not None
@@ -62,12 +61,12 @@ def test_a_recipe_round_trips_through_plain_data_and_a_file(tiny, tmp_path, name
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_a_run_resumed_from_a_rung_checkpoint_ends_like_the_uninterrupted_run(tiny, interrupted_and_resumed, name):
-    stage = STAGES[name]
-    whole, resumed, first = interrupted_and_resumed(stage.trainer().train, short_recipe(tiny, name))
+    recipe = short_recipe(tiny, name)
+    whole, resumed, first = interrupted_and_resumed(STAGES[name].trainer().train, recipe)
     assert sorted(whole) == [4, 8] and whole[8]["final"] == 1.0
     assert list(resumed) == [8] and resumed[8]["resumed_from_step"] == first == 4
-    compared = [m for m in (*RESUMED_METRICS, stage.metric.name) if m in whole[8]]
-    assert stage.metric.name in compared and "train_loss" in compared
+    compared = [m for m in (*RESUMED_METRICS, recipe.domain_metric.name) if m in whole[8]]
+    assert recipe.domain_metric.name in compared and "train_loss" in compared
     for metric in compared:
         assert resumed[8][metric] == pytest.approx(whole[8][metric], rel=1e-6), metric
 

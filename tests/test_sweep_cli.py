@@ -53,8 +53,13 @@ def test_best_recipe_is_scored_on_the_test_split_with_a_confusion_matrix(swept):
     scores = json.loads((run_dir / "best" / "test_scores.json").read_text())
     assert scores["split"] == "test" and scores["examples"] == 20
     assert set(scores["base"]) >= {"domain_exact_match", "general_perplexity"}
-    for model in ("base", "best"):  # the multiple-choice benchmark (data.mmlu_probe), scored at the end
-        assert 0.0 <= scores[model]["mmlu_accuracy"] <= 1.0
+    for model in ("base", "best"):  # the multiple-choice benchmark (lm-eval, a local task), scored at the end
+        assert 0.0 <= scores[model]["benchmark_tiny_choice"] <= 1.0 and scores[model]["benchmark_tiny_choice_n"] == 20
+        low, high = scores[model]["domain_exact_match_low"], scores[model]["domain_exact_match_high"]
+        assert low <= scores[model]["domain_exact_match"] <= high and scores[model]["domain_exact_match_n"] == 20
+    assert set(scores["paired"]) == {"domain", "benchmark_tiny_choice"} and scores["paired_test"]["test"] == "mcnemar"
+    assert scores["chance"]["majority"] >= scores["chance"]["uniform"] > 0
+    assert scores["verdict"]["headline"].startswith(("Learned", "Not learned"))
     matrix = scores["confusion"]
     assert set(matrix) == {"animal", "plant", "tool"}
     assert sum(sum(row.values()) for row in matrix.values()) == 20

@@ -1,7 +1,10 @@
 """Rung checkpoints: complete trainer states that a trial resumes from and an export loads.
 
 A rung's checkpoint is the Hugging Face Trainer's own (weights, optimizer.pt, scheduler.pt,
-rng_state.pth, trainer_state.json) plus the rung's metrics.json and predictions.json.
+rng_state.pth, trainer_state.json) plus the rung's metrics.json and predictions.json. A run
+over several processes adds each rank's RNG state (rng_state_<rank>.pth); under FSDP the
+weights and optimizer state are sharded (pytorch_model_fsdp_0/, optimizer_0/), with the
+whole weights beside them for an export.
 `complete.json` is written last and lists every file with its size: a folder without it,
 or whose files differ from it (a copy cut short), is never resumed from or exported.
 Only the weights leave a checkpoint (`copy_weights`); the resume-only files stay behind.
@@ -25,6 +28,8 @@ RESUME_ONLY = (
     "trainer_state.json",
     "training_args.bin",
     "entropy_ctrl_state.json",
+    "pytorch_model_fsdp_*",  # FSDP's sharded weights and optimizer state: every rank's part
+    "optimizer_*",
     MARKER,
 )
 

@@ -37,6 +37,7 @@ def trainer_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
         **common_args(recipe, output_dir),
         lr_scheduler_type=LR_SCHEDULE,
         max_length=recipe.training.max_seq_len,
+        packing=recipe.training.packing,
         dataset_text_field="text",
         include_num_input_tokens_seen="non_padding",
     )

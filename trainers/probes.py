@@ -1,33 +1,34 @@
 """Probes shared by the baseline, every rung and the final check.
 
-- domain strict exact match on *generated* text: greedy decoding after the chat
-  template; the parse rule is "strip surrounding whitespace, then the text must equal
-  the label string exactly" (no case folding, no first-word heuristics).
-- general perplexity on held-out text (token-weighted).
-- instruction response NLL (nats per completion token) on held-out instruction pairs.
-- domain perplexity on held-out domain text (stage cpt).
+- answers (stage sft): greedy decoding after the chat template, each answer scored against
+  its reference by the task's scorer (trainers.scorers); with labels, also the share of
+  answers that are a label (the parse rate);
+- domain perplexity on held-out domain text (stage cpt);
 - reward on held-out prompts (stage rft): greedy answers scored by the sweep's reward,
-  giving the mean reward, the positive-reward rate and the mean answer length in tokens.
-- multiple-choice accuracy (an MMLU subset, base and best only): the question and its
-  lettered choices in the chat template; the answer is the choice letter the model rates
-  most likely as the first token of its reply (zero-shot, no generation).
+  giving the mean reward, the positive-reward rate and the mean answer length in tokens;
+- general perplexity on held-out text corpora (token-weighted): data.general_probe as
+  `general_perplexity`, every corpus of `general.corpora` as `general_perplexity_<name>`;
+- instruction response NLL (nats per completion token) on held-out instruction pairs.
 
-Which domain probe runs follows the recipe's stage; the general probes always run.
+Every figure comes with its sample size and 95% interval (`<name>_n`, `_low`, `_high`;
+trainers.stats). Which domain probe runs is the recipe's stage's (trainers.stages); the
+general probes always run. The predictions of a domain probe keep one score per example
+(`scores`, higher is better), which the held-out check compares pairwise.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from trainers.data import CHOICE_LETTERS, chat, read_jsonl
-from trainers.recipe import Recipe
+from trainers import stats
+from trainers.data import chat, read_jsonl
+from trainers.recipe import DEFAULT_CORPUS, Recipe, corpus_metric
 from trainers.rewards import load_reward
-from trainers.scorers import parse_answer
+from trainers.scorers import Scorer, make_scorer, parse_answer
 from trainers.stages import STAGES
 
 GENERATION_BATCH = 16
@@ -38,13 +39,14 @@ class ProbeSet:
     """Probe data loaded once per run and reused at every rung."""
 
     domain: list[dict[str, Any]]  # {"prompt", "completion"} rows (sft, rft) or {"text"} rows (cpt)
-    general_texts: list[str]
+    corpora: dict[str, list[str]]  # general corpus name -> its passages; DEFAULT_CORPUS first
     instructions: list[dict[str, Any]]
     labels: tuple[str, ...]
     max_new_tokens: int
     max_seq_len: int
-    domain_probe: str = "exact_match"  # a key of DOMAIN_PROBES: the recipe's stage's probe
+    domain_probe: str = "answers"  # a key of DOMAIN_PROBES: the recipe's stage's probe
     system_prompt: str | None = None  # the recipe's system turn, the same as in training
+    scorer: Scorer | None = field(default=None, compare=False)  # answers
     reward: Callable[..., list[float]] | None = field(default=None, compare=False)  # stage rft
 
 
@@ -57,18 +59,25 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
     probes = recipe.probes
     instructions = read_jsonl(recipe.data.instruction_probe) if recipe.data.instruction_probe else []
     domain = read_jsonl(domain_path)
-    reward = load_reward(recipe.reward) if recipe.reward is not None else None
+    stage = STAGES[recipe.stage]
+    corpora = {DEFAULT_CORPUS: texts(recipe.data.general_probe, probes.general_passages)}
+    corpora.update({c.name: texts(c.path, c.passages) for c in recipe.general.corpora})
     return ProbeSet(
         domain=domain[: probes.domain_examples] if domain_split == "eval" else domain,
-        general_texts=[row["text"] for row in read_jsonl(recipe.data.general_probe)][: probes.general_passages],
+        corpora=corpora,
         instructions=instructions[: probes.instruction_examples],
         labels=recipe.labels,
         max_new_tokens=probes.max_new_tokens,
         max_seq_len=recipe.training.max_seq_len,
-        domain_probe=STAGES[recipe.stage].probe,
+        domain_probe=stage.probe,
         system_prompt=recipe.system_prompt,
-        reward=reward,
+        scorer=make_scorer(recipe.metric) if stage.scores_answers else None,
+        reward=load_reward(recipe.reward) if recipe.reward is not None else None,
     )
+
+
+def texts(path: str, limit: int) -> list[str]:
+    return [row["text"] for row in read_jsonl(path)][:limit]
 
 
 def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -> str:
@@ -107,22 +116,6 @@ def generate_batch(
     return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-def exact_match(model: Any, tokenizer: Any, rows: Sequence[dict], probes: ProbeSet) -> dict:
-    """Strict exact match, the share of answers that parse to any label, and the predictions."""
-    prompts = [row["prompt"] for row in rows]
-    generated = generate_answers(model, tokenizer, prompts, probes.max_new_tokens, probes.system_prompt)
-    predictions = [parse_answer(text) for text in generated]
-    expected = [row["completion"] for row in rows]
-    hits = sum(p == e for p, e in zip(predictions, expected))
-    parsed = sum(p in set(probes.labels) for p in predictions)
-    return {
-        "exact_match": hits / len(rows),
-        "parse_rate": parsed / len(rows),
-        "predictions": predictions,
-        "expected": expected,
-    }
-
-
 @torch.no_grad()
 def _sum_nll(model: Any, input_ids: torch.Tensor, scored_from: int) -> tuple[float, int]:
     """Summed next-token NLL over positions >= `scored_from`, and how many were scored."""
@@ -132,22 +125,29 @@ def _sum_nll(model: Any, input_ids: torch.Tensor, scored_from: int) -> tuple[flo
     return float(nll.sum()), int(nll.numel())
 
 
-def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int) -> float:
-    total, count = 0.0, 0
+def passage_nll(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int) -> tuple[list[float], list[int]]:
+    """Each passage's summed NLL and scored token count (passages under two tokens are skipped)."""
+    sums, counts = [], []
     for text in texts:
         ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_len)["input_ids"]
         if ids.shape[1] < 2:
             continue
         nll, n = _sum_nll(model, ids, 1)
-        total, count = total + nll, count + n
-    return math.exp(total / count) if count else math.nan
+        sums.append(nll)
+        counts.append(n)
+    return sums, counts
+
+
+def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int) -> stats.Estimate:
+    """Token-weighted perplexity over the passages, with a bootstrap interval over passages."""
+    return stats.perplexity(*passage_nll(model, tokenizer, texts, max_len))
 
 
 def response_nll(
     model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int, system_prompt: str | None = None
-) -> float:
-    """Mean NLL per completion token given the chat-formatted prompt."""
-    total, count = 0.0, 0
+) -> stats.Estimate:
+    """Mean NLL per completion token given the chat-formatted prompt, with a bootstrap interval over pairs."""
+    sums, counts = [], []
     for row in rows:
         text = chat_prompt(tokenizer, row["prompt"], system_prompt)
         prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -156,102 +156,94 @@ def response_nll(
         if len(prompt) >= ids.shape[1]:
             continue
         nll, n = _sum_nll(model, ids, len(prompt))
-        total, count = total + nll, count + n
-    return total / count if count else math.nan
+        sums.append(nll)
+        counts.append(n)
+    return stats.token_mean(sums, counts)
 
 
-def reward_probe(model: Any, tokenizer: Any, rows: Sequence[dict], probes: ProbeSet) -> dict:
-    """Greedy answers to held-out prompts scored by the reward, called as GRPO calls it.
+def answers_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """Greedy answers scored by the task's scorer (stage sft); with labels, the parse rate too."""
+    rows = probes.domain
+    prompts = [row["prompt"] for row in rows]
+    generated = generate_answers(model, tokenizer, prompts, probes.max_new_tokens, probes.system_prompt)
+    expected = [row["completion"] for row in rows]
+    scores = probes.scorer.score_all(prompts, generated, expected, rows)
+    metrics = stats.score_estimate(scores).columns(f"domain_{probes.scorer.key}")
+    if probes.labels:
+        labels = set(probes.labels)
+        parsed = [float(parse_answer(text) in labels) for text in generated]
+        metrics.update(stats.rate(parsed).columns("domain_parse_rate"))
+    return metrics, {"predictions": [parse_answer(t) for t in generated], "expected": expected, "scores": scores}
+
+
+def perplexity_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """Held-out domain perplexity (stage cpt); each passage's mean log-likelihood per token is its score."""
+    sums, counts = passage_nll(model, tokenizer, [row["text"] for row in probes.domain], probes.max_seq_len)
+    metrics = stats.perplexity(sums, counts).columns("domain_perplexity")
+    return metrics, {"scores": [-s / n for s, n in zip(sums, counts)]}
+
+
+def reward_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
+    """Greedy answers to held-out prompts scored by the reward, called as GRPO calls it (stage rft).
 
     Prompts and answers go in chat form, the row's `completion` as `reference`, and the
     row's other fields under their own names.
     """
+    if probes.reward is None:
+        raise ValueError("stage rft needs a reward to probe with (task.reward in the sweep file)")
+    rows = probes.domain
     prompts = [row["prompt"] for row in rows]
     generated = generate_answers(model, tokenizer, prompts, probes.max_new_tokens, probes.system_prompt)
     columns = {key: [row.get(key) for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
-    rewards = probes.reward(
-        prompts=[chat(prompt, probes.system_prompt) for prompt in prompts],
-        completions=[[{"role": "assistant", "content": text}] for text in generated],
-        reference=[row["completion"] for row in rows],
-        **columns,
-    )
-    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in generated]
-    return {
-        "reward_mean": sum(rewards) / len(rewards),
-        "positive_reward_rate": sum(r > 0 for r in rewards) / len(rewards),
-        "response_length": sum(lengths) / len(lengths),
-        "predictions": generated,
-        "expected": [row["completion"] for row in rows],
-        "rewards": [float(r) for r in rewards],
+    rewards = [
+        float(r)
+        for r in probes.reward(
+            prompts=[chat(prompt, probes.system_prompt) for prompt in prompts],
+            completions=[[{"role": "assistant", "content": text}] for text in generated],
+            reference=[row["completion"] for row in rows],
+            **columns,
+        )
+    ]
+    lengths = [float(len(tokenizer(text, add_special_tokens=False)["input_ids"])) for text in generated]
+    metrics = {
+        **stats.mean(rewards).columns("reward_mean"),
+        **stats.rate([float(r > 0) for r in rewards]).columns("positive_reward_rate"),
+        **stats.mean(lengths).columns("response_length"),
     }
-
-
-def choice_question(row: dict[str, Any]) -> str:
-    lines = [row["question"], *(f"{CHOICE_LETTERS[i]}. {text}" for i, text in enumerate(row["choices"]))]
-    return "\n".join([*lines, "Answer with the letter only."])
-
-
-@torch.no_grad()
-def choice_accuracy(model: Any, tokenizer: Any, rows: Sequence[dict], system_prompt: str | None = None) -> float:
-    """Share of questions whose answer letter is the likeliest first token among the choice letters."""
-    hits = 0
-    for row in rows:
-        prompt = chat_prompt(tokenizer, choice_question(row), system_prompt)
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
-        logits = model(input_ids=ids).logits[0, -1]
-        letters = [
-            tokenizer(CHOICE_LETTERS[i], add_special_tokens=False)["input_ids"][0] for i in range(len(row["choices"]))
-        ]
-        hits += int(int(torch.argmax(logits[letters])) == row["answer"])
-    return hits / len(rows) if rows else math.nan
-
-
-def perplexity_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
-    """Held-out domain perplexity (stage cpt)."""
-    texts = [row["text"] for row in probes.domain]
-    return {"domain_perplexity": perplexity(model, tokenizer, texts, probes.max_seq_len)}, {}
-
-
-def reward_rate_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
-    """Mean reward, positive-reward rate and answer length of greedy answers (stage rft)."""
-    if probes.reward is None:
-        raise ValueError("stage rft needs a reward to probe with (task.reward in the sweep file)")
-    scored = reward_probe(model, tokenizer, probes.domain, probes)
-    metrics = {k: scored[k] for k in ("reward_mean", "positive_reward_rate", "response_length")}
-    return metrics, {k: scored[k] for k in ("predictions", "expected", "rewards")}
-
-
-def exact_match_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
-    """Strict exact match and parse rate of greedy answers against the labels (stage sft)."""
-    domain = exact_match(model, tokenizer, probes.domain, probes)
-    metrics = {"domain_exact_match": domain["exact_match"], "domain_parse_rate": domain["parse_rate"]}
-    return metrics, {"predictions": domain["predictions"], "expected": domain["expected"]}
+    return metrics, {"predictions": generated, "expected": [row["completion"] for row in rows], "scores": rewards}
 
 
 DomainProbe = Callable[[Any, Any, ProbeSet], tuple[dict[str, float], dict[str, list]]]
 DOMAIN_PROBES: dict[str, DomainProbe] = {
-    "exact_match": exact_match_probe,
+    "answers": answers_probe,
     "perplexity": perplexity_probe,
-    "reward": reward_rate_probe,
+    "reward": reward_probe,
 }
 
 
 def domain_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
-    """The stage's domain metrics and, for answer-generating stages, the answers themselves."""
+    """The stage's domain metrics and its per-example scores (and answers, where it generates them)."""
     return DOMAIN_PROBES[probes.domain_probe](model, tokenizer, probes)
 
 
+def general_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> dict[str, float]:
+    """Perplexity on every general corpus and, with instruction pairs, their response NLL."""
+    metrics: dict[str, float] = {}
+    for name, passages in probes.corpora.items():
+        metrics.update(perplexity(model, tokenizer, passages, probes.max_seq_len).columns(corpus_metric(name)))
+    if probes.instructions:
+        estimate = response_nll(model, tokenizer, probes.instructions, probes.max_seq_len, probes.system_prompt)
+        metrics.update(estimate.columns("instruction_nll"))
+    return metrics
+
+
 def run_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
-    """Every probe metric (flat floats) and the domain predictions (for a confusion matrix)."""
+    """Every probe metric (flat floats) and the domain predictions (answers, references, per-example scores)."""
     was_training = model.training
     model.eval()
     try:
         metrics, predictions = domain_probe(model, tokenizer, probes)
-        metrics["general_perplexity"] = perplexity(model, tokenizer, probes.general_texts, probes.max_seq_len)
-        if probes.instructions:
-            metrics["instruction_nll"] = response_nll(
-                model, tokenizer, probes.instructions, probes.max_seq_len, probes.system_prompt
-            )
+        metrics.update(general_probes(model, tokenizer, probes))
     finally:
         model.train(was_training)
     return metrics, predictions

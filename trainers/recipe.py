@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from trainers.stages import STAGES
+from trainers.stages import STAGES, DomainMetric
 
 # Hard limits a value must respect to make sense at all (service limits are stricter
 # and are checked at export). (low, high, low_is_open)
@@ -31,6 +31,7 @@ HYPERPARAMETER_LIMITS: dict[str, tuple[float, float, bool]] = {
     "beta": (0.0, 10.0, True),  # GRPO's KL coefficient; 0 would drop the reference model and its KL
     "num_generations": (2, 64, False),  # GRPO compares completions within a group: at least two
     "temperature": (0.0, 2.0, True),  # GRPO's sampling temperature; 0 would make every answer in a group the same
+    "effective_batch": (1, 65536, False),
 }
 
 
@@ -54,7 +55,11 @@ class Hyperparameters:
 
 
 HYPERPARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparameters))
-INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "num_generations"})
+# Training settings a search space may tune as well (the memory savers and the batch).
+TRAINING_PARAMETERS = ("effective_batch", "gradient_checkpointing", "packing", "load_in_4bit")
+TUNABLE_NAMES = HYPERPARAMETER_NAMES + TRAINING_PARAMETERS
+BOOLEAN_PARAMETERS = frozenset({"gradient_checkpointing", "packing", "load_in_4bit"})
+INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "num_generations", "effective_batch"})
 LORA_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "lora_dropout"})
 
 
@@ -68,13 +73,28 @@ class DataPaths:
     general_probe: str
     instruction_probe: str | None = None
     domain_test: str | None = None
-    mmlu_probe: str | None = None  # {"question", "choices", "answer"} rows: scored for base and best at the end
+
+
+DISTRIBUTED_MODES = ("auto", "ddp", "fsdp")  # auto: FSDP for method full, DDP for LoRA
 
 
 @dataclass(frozen=True)
 class Training:
+    """How one run trains: batch, lengths, schedule, memory savers and how processes share the work.
+
+    `effective_batch` (rows per optimizer step over every process) makes `batch_size` the
+    largest micro-batch per process and derives the accumulation from it (`batch_plan`);
+    without it each process takes `batch_size` x `grad_accum` rows a step. `distributed`
+    applies when the run has several processes (torchrun, or `resources.workers`).
+    """
+
     batch_size: int = 8
     grad_accum: int = 1
+    effective_batch: int | None = None
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more compute
+    packing: bool = False  # several short rows in one max_seq_len sequence (SFT, CPT)
+    load_in_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, GPU only)
+    distributed: str = "auto"  # auto | ddp | fsdp
     max_seq_len: int = 256
     max_steps: int = 60  # length of the learning-rate schedule
     stop_at_step: int | None = None  # stop early (a rung of the schedule), None = max_steps
@@ -88,6 +108,34 @@ class Training:
     def last_step(self) -> int:
         return self.stop_at_step or self.max_steps
 
+    def batch_plan(self, processes: int = 1) -> tuple[int, int]:
+        """(micro-batch per process, gradient accumulation) for a run over `processes` processes.
+
+        With `effective_batch`, each process takes effective_batch / processes rows a step in
+        the largest micro-batch up to `batch_size` that divides them; otherwise
+        (batch_size, grad_accum) as given.
+        """
+        if self.effective_batch is None:
+            return self.batch_size, self.grad_accum
+        if self.effective_batch % processes:
+            raise ValueError(
+                f"training.effective_batch ({self.effective_batch}) must be divisible by the number of "
+                f"processes ({processes}) (change one of them)"
+            )
+        rows = self.effective_batch // processes
+        micro = max(d for d in range(1, min(self.batch_size, rows) + 1) if rows % d == 0)
+        return micro, rows // micro
+
+    def rows_per_step(self, processes: int = 1) -> int:
+        """Rows one optimizer step consumes over all `processes`."""
+        micro, accum = self.batch_plan(processes)
+        return micro * accum * processes
+
+    def sharded(self, method: str) -> bool:
+        """Whether several processes shard weights, gradients and optimizer state (FSDP) instead of
+        each holding a copy (DDP): `distributed: auto` shards full-rank runs only."""
+        return self.distributed == "fsdp" or (self.distributed == "auto" and method == "full")
+
 
 @dataclass(frozen=True)
 class Probes:
@@ -98,21 +146,80 @@ class Probes:
 
 
 @dataclass(frozen=True)
-class Reward:
-    """Where an RFT reward comes from: a Python callable, or an HTTP endpoint.
+class Scoring:
+    """How answers are scored (SFT's metric) or rewarded (RFT's reward).
 
-    `callable` is "package.module:function", imported with `import_root` (the sweep
-    file's folder) first on the path. `url` receives a JSON POST per completion and
-    answers {"reward": float}; at most `concurrency` requests are in flight, each gets
-    `timeout_s` and `retries` more attempts before the trial fails.
+    - `scorer`: a built-in scorer (trainers.scorers) or "package.module:function" with the
+      signature `score(prompt, completion, reference, **row) -> float`;
+    - `url`: an HTTP scorer, one JSON POST per answer answered {"score": number} (or
+      {"reward": number}); at most `concurrency` in flight, `timeout_s` each, `retries` more
+      attempts for timeouts, lost connections, 429 and 5xx answers;
+    - `callable` (RFT only): a TRL reward function "package.module:function",
+      `reward(prompts, completions, **columns) -> list[float]`.
+
+    `pattern` is the regex scorer's (a row's own `pattern` field wins); `import_root` (the
+    sweep file's folder) goes first on the import path for user code.
     """
 
+    scorer: str | None = None
     callable: str | None = None
-    import_root: str | None = None
     url: str | None = None
+    pattern: str | None = None
+    import_root: str | None = None
     concurrency: int = 4
     timeout_s: float = 10.0
     retries: int = 2
+
+    @property
+    def metric_key(self) -> str:
+        """The rung metric's name after `domain_`: the built-in scorer's name, else `score`."""
+        from trainers.scorers import BUILTIN_SCORERS  # light: the scorer table, no model code
+
+        return self.scorer if self.scorer in BUILTIN_SCORERS else "score"
+
+
+EXACT_MATCH = Scoring(scorer="exact_match")
+
+
+DEFAULT_CORPUS = "general"  # data.general_probe, reported as `general_perplexity`
+
+
+def corpus_metric(name: str) -> str:
+    """The rung metric of a general corpus: `general_perplexity`, or `general_perplexity_<name>`."""
+    return "general_perplexity" if name == DEFAULT_CORPUS else f"general_perplexity_{name}"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A held-out general text corpus ({"text"} rows) probed for perplexity at every rung."""
+
+    name: str
+    path: str
+    passages: int
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """An lm-evaluation-harness task scored for the base model and the best recipe when a sweep ends.
+
+    `include` is a local task YAML (or a folder of them) whose `dataset_kwargs.data_files`
+    are relative to it; without it, `task` is one of lm-eval's own tasks (they fetch their
+    data from the hub). `limit` caps the examples; `chat_template` applies the model's.
+    """
+
+    task: str
+    include: str | None = None
+    limit: int | None = None
+    chat_template: bool = False
+
+
+@dataclass(frozen=True)
+class General:
+    """The general-capability suite beyond data.general_probe and data.instruction_probe."""
+
+    corpora: tuple[Corpus, ...] = ()
+    benchmarks: tuple[Benchmark, ...] = ()
+    benchmarks_each_trial: bool = False  # also score every trial's last rung on the benchmarks
 
 
 @dataclass(frozen=True)
@@ -126,18 +233,34 @@ class Recipe:
     training: Training = field(default_factory=Training)
     probes: Probes = field(default_factory=Probes)
     seed: int = 0
-    reward: Reward | None = None  # stage rft only
+    reward: Scoring | None = None  # stage rft only
+    metric: Scoring = EXACT_MATCH  # how answers are scored (stages that score answers: sft)
+    general: General = field(default_factory=General)
     start_adapters: tuple[str, ...] = ()  # LoRA adapters merged into the base, in order, before training
     system_prompt: str | None = None  # a system turn before every prompt; None: the chat template's default
 
+    @property
+    def domain_metric(self) -> DomainMetric:
+        """The rung metric this recipe is judged on (its stage's, or its task scorer's mean)."""
+        return STAGES[self.stage].domain_metric(self.metric)
+
     def with_hyperparameters(self, values: dict[str, Any]) -> Recipe:
-        return dataclasses.replace(self, hyperparameters=dataclasses.replace(self.hyperparameters, **values))
+        """The recipe with a trial's values: hyperparameters, and the training settings a space tunes."""
+        hyperparameters = {k: v for k, v in values.items() if k not in TRAINING_PARAMETERS}
+        training = {k: v for k, v in values.items() if k in TRAINING_PARAMETERS}
+        return dataclasses.replace(
+            self,
+            hyperparameters=dataclasses.replace(self.hyperparameters, **hyperparameters),
+            training=dataclasses.replace(self.training, **training),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         plain = dataclasses.asdict(self)
         plain["labels"] = list(self.labels)
         plain["start_adapters"] = list(self.start_adapters)
         plain["training"]["callbacks"] = list(self.training.callbacks)
+        plain["general"]["corpora"] = [dataclasses.asdict(c) for c in self.general.corpora]
+        plain["general"]["benchmarks"] = [dataclasses.asdict(b) for b in self.general.benchmarks]
         return plain
 
 
@@ -153,7 +276,18 @@ def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
         hyperparameters=Hyperparameters(**plain.pop("hyperparameters", {})),
         training=Training(**training),
         probes=Probes(**plain.pop("probes", {})),
-        reward=Reward(**reward) if (reward := plain.pop("reward", None)) else None,
+        reward=Scoring(**reward) if (reward := plain.pop("reward", None)) else None,
+        metric=Scoring(**plain.pop("metric", dataclasses.asdict(EXACT_MATCH))),
+        general=general_from_dict(plain.pop("general", {})),
+        **plain,
+    )
+
+
+def general_from_dict(plain: dict[str, Any]) -> General:
+    plain = dict(plain)
+    return General(
+        corpora=tuple(Corpus(**c) for c in plain.pop("corpora", ())),
+        benchmarks=tuple(Benchmark(**b) for b in plain.pop("benchmarks", ())),
         **plain,
     )
 
@@ -165,7 +299,9 @@ RECIPE_SECTIONS: dict[str, type] = {
     "hyperparameters": Hyperparameters,
     "training": Training,
     "probes": Probes,
-    "reward": Reward,
+    "reward": Scoring,
+    "metric": Scoring,
+    "general": General,
 }
 
 

@@ -1,4 +1,4 @@
-"""RFT rewards: a Python callable or an HTTP endpoint, behind TRL's reward-function signature.
+"""RFT rewards behind TRL's reward-function signature: a scorer, an HTTP endpoint, or a TRL reward function.
 
 Every reward is called as `reward(prompts, completions, **columns) -> list[float]`, the
 way TRL's GRPOTrainer calls it: prompts and completions in chat form (lists of
@@ -6,43 +6,29 @@ way TRL's GRPOTrainer calls it: prompts and completions in chat form (lists of
 row's `completion` (the reference answer) arrives as `reference`, because GRPO keeps
 the name `completion` for itself.
 
-An HTTP endpoint (e.g. a serverless function URL) gets one JSON POST per completion,
-{"prompt": text, "completion": text, "reference": text, ...other columns}, and must
-answer {"reward": number}. Requests run at most `concurrency` at a time; a request
-that times out or fails is retried `retries` times with a short back-off, and one that
-still fails raises RewardError: a trial never trains on a made-up reward.
+A reward is one of (trainers.recipe.Scoring):
+- a scorer (trainers.scorers: a built-in such as token_f1, or "package.module:function"
+  scoring one answer), each answer's score its reward;
+- an HTTP endpoint (trainers.endpoint), one JSON POST per answer;
+- a TRL reward function "package.module:function", called as TRL calls it.
+
+`RecordedReward` checks every value and keeps them for the rung's statistics; whatever
+fails raises ScoringError: a trial never trains on a made-up reward.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from trainers.imports import import_named
-from trainers.recipe import Reward
-from trainers.scorers import parse_answer
+from trainers.recipe import Scoring
+from trainers.scorers import Scorer, ScoringError, make_scorer, parse_answer
 
 RewardFunction = Callable[..., list[float]]
-BACKOFF_S = 0.2  # first retry waits this long, doubling after each failure
-# Keyword arguments TRL adds for its own reward helpers; they are not data and never sent.
+# Keyword arguments TRL adds for its own reward helpers; they are not data and never scored.
 TRAINER_KWARGS = frozenset({"trainer_state", "log_extra", "log_metric", "completion_ids", "environments"})
-
-
-class RewardError(RuntimeError):
-    """A reward could not be computed (endpoint down, bad answer, callable raised).
-
-    `step` is the training step whose rewards failed (0 outside training).
-    """
-
-    def __init__(self, message: str, step: int = 0) -> None:
-        super().__init__(message)
-        self.step = step
 
 
 def text_of(message: Any) -> str:
@@ -69,51 +55,27 @@ def import_callable(spec: str, import_root: str | None = None) -> RewardFunction
     return function
 
 
-def post_json(url: str, payload: dict[str, Any], timeout_s: float, retries: int) -> float:
-    """The endpoint's reward for one payload, after up to `retries` retries."""
-    body = json.dumps(payload).encode()
-    last_error = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                answer = json.loads(response.read())
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as err:
-            last_error = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-            continue
-        reward = answer.get("reward") if isinstance(answer, dict) else None
-        if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
-            raise RewardError(f'reward endpoint {url} answered {answer!r}; it must answer {{"reward": <number>}}')
-        return float(reward)
-    raise RewardError(f"reward endpoint {url} failed {retries + 1} times (last: {last_error}); check that it is up")
+class ScorerReward:
+    """A scorer as a TRL reward function: each answer's score against the row's reference is its reward."""
 
+    __name__ = "scorer_reward"
 
-class HttpReward:
-    """A reward served over HTTP, called with TRL's reward-function signature."""
-
-    __name__ = "http_reward"
-
-    def __init__(self, url: str, concurrency: int, timeout_s: float, retries: int) -> None:
-        self.url, self.concurrency, self.timeout_s, self.retries = url, concurrency, timeout_s, retries
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
-        fields = {k: v for k, v in columns.items() if k not in TRAINER_KWARGS}
-        payloads = [
-            {"prompt": text_of(p), "completion": text_of(c), **{k: v[i] for k, v in fields.items()}}
-            for i, (p, c) in enumerate(zip(prompts, completions))
-        ]
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda p: post_json(self.url, p, self.timeout_s, self.retries), payloads))
+        fields = {k: v for k, v in columns.items() if k not in TRAINER_KWARGS and k != "reference"}
+        rows = [{k: v[i] for k, v in fields.items()} for i in range(len(completions))]
+        return self.scorer.score_all(
+            [text_of(p) for p in prompts], [text_of(c) for c in completions], list(columns["reference"]), rows
+        )
 
 
-def load_reward(spec: Reward) -> RewardFunction:
-    if spec.url:
-        return HttpReward(spec.url, spec.concurrency, spec.timeout_s, spec.retries)
-    if not spec.callable:
-        raise ValueError("a reward needs `callable` or `url`")
-    return import_callable(spec.callable, spec.import_root)
+def load_reward(spec: Scoring) -> RewardFunction:
+    """The reward function a recipe's `reward` names."""
+    if spec.callable:
+        return import_callable(spec.callable, spec.import_root)
+    return ScorerReward(make_scorer(spec))
 
 
 class RecordedReward:
@@ -130,15 +92,15 @@ class RecordedReward:
         step = state.global_step + 1 if state is not None else 0  # the step these rewards are for
         try:
             rewards = list(self.function(prompts=prompts, completions=completions, **columns))
-        except RewardError as err:
-            raise RewardError(str(err), step) from err
+        except ScoringError as err:
+            raise ScoringError(str(err), step) from err
         except Exception as err:  # user code: whatever it raises ends the trial with its reason
-            raise RewardError(f"the reward raised {type(err).__name__}: {err}", step) from err
+            raise ScoringError(f"the reward raised {type(err).__name__}: {err}", step) from err
         if len(rewards) != len(completions):
-            raise RewardError(f"the reward returned {len(rewards)} values for {len(completions)} completions", step)
+            raise ScoringError(f"the reward returned {len(rewards)} values for {len(completions)} completions", step)
         for value in rewards:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise RewardError(f"the reward returned {value!r}; every reward must be a finite number", step)
+                raise ScoringError(f"the reward returned {value!r}; every reward must be a finite number", step)
         self.values.extend(float(v) for v in rewards)
         return [float(v) for v in rewards]
 

@@ -7,6 +7,10 @@ probes, writes the rung's metrics and predictions into the checkpoint, marks it 
 calls `report`. The same loop is what `python -m trainers.<stage> recipe.yaml` runs
 (`run_standalone`), so a standalone rerun reports exactly what a trial reported.
 
+Over several processes (torchrun, or a trial's `resources.workers`; trainers.distributed)
+every rank trains and writes its part of each rung's checkpoint; rank 0 alone probes,
+reports, and tells the others whether to stop there.
+
 A rung result's `final` flag (trainers.flags) says it is the last rung of the schedule.
 """
 
@@ -18,7 +22,6 @@ import logging
 import math
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,10 +33,11 @@ from peft import LoraConfig
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import SFTTrainer
 
+from trainers import distributed
 from trainers.callbacks import load_callbacks
 from trainers.checkpoints import METRICS, copy_weights, mark_complete
 from trainers.flags import Flag
-from trainers.models import load_base, training_dtype
+from trainers.models import load_base, load_copy, training_dtype
 from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe, read_recipe
 
@@ -71,17 +75,19 @@ def out_of_memory(err: BaseException) -> bool:
 
 
 def common_args(recipe: Recipe, output_dir: Path) -> dict[str, Any]:
-    """The TRL config arguments every stage sets the same way: schedule, batch, seeds, logging, device."""
+    """The TRL config arguments every stage sets the same way: schedule, batch, memory savers, seeds,
+    logging, device, and DDP or FSDP over several processes."""
     hp, training = recipe.hyperparameters, recipe.training
+    micro_batch, accumulation = training.batch_plan(distributed.world_size())
     return {
         "output_dir": str(output_dir),
         "max_steps": training.max_steps,
         "learning_rate": hp.learning_rate,
         "warmup_steps": hp.warmup_ratio,  # a value below 1 is a ratio of max_steps
         "weight_decay": hp.weight_decay,
-        "per_device_train_batch_size": training.batch_size,
-        "gradient_accumulation_steps": training.grad_accum,
-        "gradient_checkpointing": False,  # small models: memory is not the limit, the recompute is pure cost
+        "per_device_train_batch_size": micro_batch,
+        "gradient_accumulation_steps": accumulation,
+        "activation_checkpointing": training.gradient_checkpointing,
         "seed": recipe.seed,
         "data_seed": recipe.seed,
         "logging_steps": 1,
@@ -92,6 +98,7 @@ def common_args(recipe: Recipe, output_dir: Path) -> dict[str, Any]:
         "dataloader_num_workers": 0,
         "use_cpu": not torch.cuda.is_available(),
         "bf16": training_dtype() == torch.bfloat16,
+        **distributed.parallel_args(training.sharded(recipe.method), training.gradient_checkpointing),
     }
 
 
@@ -126,7 +133,7 @@ class RungCallback(TrainerCallback):
     def __init__(
         self,
         recipe: Recipe,
-        probes: ProbeSet,
+        probes: ProbeSet | None,  # None on the ranks that do not probe
         tokenizer,
         report: Report,
         window: Mapping[str, str] = LOSS_WINDOW,
@@ -170,7 +177,11 @@ class RungCallback(TrainerCallback):
         if not self.is_rung(state.global_step):  # a save some other callback asked for
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.rung(state.global_step, state, model, checkpoint):
+        distributed.barrier()  # every rank's part of the checkpoint is on disk
+        probed = probe_model(model, self.tokenizer, checkpoint)
+        stop = self.rung(state.global_step, state, probed, checkpoint) if distributed.is_main() else False
+        del probed
+        if distributed.agree(stop):
             control.should_training_stop = True
 
     def window_means(self) -> dict[str, float]:
@@ -183,6 +194,8 @@ class RungCallback(TrainerCallback):
     def rung(self, step: int, state, model, checkpoint: Path) -> bool:
         probes_started = time.perf_counter()
         metrics, predictions = run_probes(model, self.tokenizer, self.probes)
+        if step >= self.recipe.training.last_step and self.recipe.general.benchmarks_each_trial:
+            metrics.update(benchmark_metrics(model, self.tokenizer, self.recipe))
         self.probe_seconds += time.perf_counter() - probes_started
         metrics.update(
             step=step,
@@ -203,6 +216,28 @@ class RungCallback(TrainerCallback):
         self.last_metrics = metrics
         self.rung_seconds += time.perf_counter() - self.rung_started
         return bool(stop)
+
+
+def probe_model(model: Any, tokenizer: Any, checkpoint: Path) -> Any:
+    """What rank 0 probes (None on the other ranks): the model itself, or, where FSDP shards it, a whole
+    copy made from its gathered weights, which also go into the checkpoint (with the tokenizer) for an
+    export to load; the sharded state stays beside them for resuming."""
+    if not distributed.is_sharded(model):
+        return model
+    weights = distributed.full_weights(model)  # every rank takes part
+    if not distributed.is_main():
+        return None
+    model.save_pretrained(checkpoint, state_dict=weights)
+    tokenizer.save_pretrained(checkpoint)
+    return load_copy(checkpoint)
+
+
+def benchmark_metrics(model: Any, tokenizer: Any, recipe: Recipe) -> dict[str, float]:
+    """The recipe's benchmarks (lm-eval) on the model as it is: `benchmark_<task>` with its interval."""
+    from trainers.harness import run_benchmarks  # imports lm-eval: only when a sweep asks for it
+
+    results = run_benchmarks(model, tokenizer, recipe.general.benchmarks, recipe.system_prompt)
+    return {k: v for task, result in results.items() for k, v in result["estimate"].columns(f"benchmark_{task}").items()}
 
 
 def resumed_metrics(resume_from: Path | None) -> dict[str, float] | None:
@@ -261,9 +296,10 @@ def train_stage(
     """
     torch.set_num_threads(recipe.training.threads)
     set_seed(recipe.seed)
-    model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-    probes = load_probes(recipe)
-    with tempfile.TemporaryDirectory(prefix=f"{recipe.stage}-", dir=work_dir) as scratch:
+    every_weight = adapter_config(recipe) is None
+    model, tokenizer = load_base(recipe.model, recipe.start_adapters, recipe.training.load_in_4bit, every_weight)
+    probes = load_probes(recipe) if distributed.is_main() else None
+    with distributed.shared_scratch(f"{recipe.stage}-", work_dir) as scratch:
         callback = RungCallback(
             recipe, probes, tokenizer, report, window=window, extra=extra, resumed=resumed_metrics(resume_from)
         )
@@ -299,5 +335,6 @@ def run_standalone(train_recipe: Callable[[Recipe, Report], dict], stage: str, a
             copy_weights(checkpoint, out / "adapter")  # the optimizer and RNG state stay behind
 
     final = train_recipe(recipe, report)
-    (out / "metrics.json").write_text(json.dumps(final, indent=2))
+    if distributed.is_main():  # the one process that probed and reported (under torchrun: rank 0)
+        (out / "metrics.json").write_text(json.dumps(final, indent=2))
     return 0

@@ -41,6 +41,7 @@ def trainer_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
         **common_args(recipe, output_dir),
         lr_scheduler_type="linear",
         max_length=recipe.training.max_seq_len,
+        packing=recipe.training.packing,
         completion_only_loss=True,
         include_num_input_tokens_seen="non_padding",
     )

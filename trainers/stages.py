@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from trainers.data import PROMPT_FIELDS, TEXT_FIELDS
 
 if TYPE_CHECKING:
-    from trainers.recipe import Hyperparameters, Recipe
+    from trainers.recipe import Hyperparameters, Recipe, Scoring
 
 METHODS = ("lora", "full")
 GRPO_HYPERPARAMETERS = frozenset({"beta", "num_generations", "temperature"})
@@ -45,15 +45,18 @@ class Stage:
 
     - `row_fields`: what every domain row (and general-mix row) holds.
     - `general_mix`: whether general rows are mixed into training (required then, refused otherwise).
-    - `task_required`, `labels_required`, `reads_labels`: what the sweep file's `task` section must give.
+    - `task_required`, `reads_labels`: what the sweep file's `task` section must give (labels are
+      optional: given, every reference must be one).
     - `reward`: the task names a reward (`task.reward`), which scores sampled answers.
     - `probe`: the domain probe each rung runs (trainers.probes.DOMAIN_PROBES).
+    - `scores_answers`: its domain metric is the mean score of generated answers by the task's
+      scorer (`task.metric`, any scorer); otherwise it is `metric`, and `task_metric` names it.
     - `own_hyperparameters`: hyperparameters that only this stage uses.
     - `grouped_generations`: each batch holds `num_generations` sampled answers per prompt.
+    - `packs`: its training rows can be packed into max_seq_len sequences (`training.packing`).
     - `rung_guardrails`: the KL and reward blow-up limits apply to its rungs.
     - `gate_metric`: the baseline metric the start gate reads (RFT's positive-reward rate).
     - `baseline_cacheable`: its baseline depends only on the model and the probe files.
-    - `held_out_check`: the best recipe is scored on the test split when the sweep ends.
     - `scale_up`: the next step after a clear win.
     """
 
@@ -61,22 +64,28 @@ class Stage:
     module: str
     methods: tuple[str, ...]
     spaces: Mapping[str, str]  # method -> built-in search space
-    metric: DomainMetric
-    task_metric: str  # the `task.metric` name it is judged by
     row_fields: tuple[str, ...]
     probe: str
     scale_up: str
+    metric: DomainMetric | None = None  # None: the task scorer's (scores_answers)
+    task_metric: str | None = None  # the only `task.metric` it accepts (None: any scorer)
+    scores_answers: bool = False
     general_mix: bool = True
     task_required: bool = True
     reads_labels: bool = True
-    labels_required: bool = False
     reward: bool = False
     own_hyperparameters: frozenset[str] = field(default_factory=frozenset)
     grouped_generations: bool = False
+    packs: bool = True
     rung_guardrails: bool = False
     gate_metric: str | None = None
     baseline_cacheable: bool = True
-    held_out_check: bool = False
+
+    def domain_metric(self, scoring: Scoring) -> DomainMetric:
+        """The rung metric the stage is judged on: its own, or the mean score of its answers by `scoring`."""
+        if self.metric is not None:
+            return self.metric
+        return DomainMetric(f"domain_{scoring.metric_key}")
 
     def trainer(self) -> ModuleType:
         """The stage's trainer module (imports torch, transformers and TRL)."""
@@ -107,12 +116,9 @@ SFT = Stage(
     module="trainers.sft",
     methods=("lora", "full"),
     spaces={"lora": "sft_lora", "full": "sft_full"},
-    metric=DomainMetric("domain_exact_match"),
-    task_metric="exact_match",
     row_fields=PROMPT_FIELDS,
-    probe="exact_match",
-    labels_required=True,
-    held_out_check=True,
+    probe="answers",
+    scores_answers=True,
     scale_up="LoRA has shown the task is learnable from this data: a full-rank SFT run, or RFT where answers "
     "can be checked automatically, is the next step.",
 )
@@ -143,6 +149,7 @@ RFT = Stage(
     reward=True,
     own_hyperparameters=GRPO_HYPERPARAMETERS,
     grouped_generations=True,
+    packs=False,  # it samples completions to prompts: nothing to pack
     rung_guardrails=True,
     gate_metric="positive_reward_rate",
     baseline_cacheable=False,  # the reward is code (or a service) whose behaviour a cache cannot see

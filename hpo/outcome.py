@@ -1,0 +1,53 @@
+"""What a sweep prints about its figures: metric lines with intervals, the held-out check and the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Figures worth a printed line: the domain metrics, the RFT reward probe, the general probes, the benchmarks.
+SHOWN_PREFIXES = (
+    "domain_",
+    "reward_mean",
+    "positive_reward_rate",
+    "response_length",
+    "general_perplexity",
+    "instruction_nll",
+    "benchmark_",
+)
+INTERVAL_SUFFIXES = ("_low", "_high", "_n")
+NOT_FIGURES = ("domain_lift",)  # an objective component, shown with the objective
+
+
+def figure(metrics: Mapping[str, Any], name: str) -> str:
+    """`name 0.9000 [0.795-0.953]`: the value, and its 95% interval where the metrics hold one."""
+    value, low, high = metrics[name], metrics.get(f"{name}_low"), metrics.get(f"{name}_high")
+    text = f"{name} {value:.4f}"
+    return text + (f" [{low:.3f}-{high:.3f}]" if low is not None and high is not None else "")
+
+
+def format_metrics(title: str, metrics: Mapping[str, Any]) -> str:
+    names = [
+        k
+        for k, v in metrics.items()
+        if k.startswith(SHOWN_PREFIXES) and not k.endswith(INTERVAL_SUFFIXES) and k not in NOT_FIGURES
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    shown = (["objective"] if metrics.get("objective") is not None else []) + names
+    return f"{title}: " + ", ".join(figure(metrics, name) for name in shown)
+
+
+def held_out_lines(scores: Mapping[str, Any]) -> list[str]:
+    """The final check: base and best (test split and benchmarks), the paired tests, chance, the verdict."""
+    where = f"test, {scores['examples']} examples" if scores["split"] else "benchmarks"
+    lines = [format_metrics(f"base ({where})", scores["base"]), format_metrics(f"best ({where})", scores["best"])]
+    for key, test in scores["paired"].items():
+        lines.append(
+            f"paired {key}: best - base {test['difference']:+.4f} [{test['low']:+.3f} to {test['high']:+.3f}], "
+            f"{test['test']} p={test['p_value']:.3g} (n={test['n']})"
+        )
+    verdict = scores["verdict"]
+    lines.append(verdict["headline"])
+    lines += [f"  {reason}" for reason in verdict["reasons"]]
+    lines += [f"  next: {step}" for step in verdict["next_steps"]]
+    return lines

@@ -1,0 +1,175 @@
+"""The sweep file's `task` section: the labels, how answers are scored, the RFT reward.
+
+    task:
+      labels: [noun.act, noun.artifact]   # optional: every reference must be one; adds parse rate and chance
+      metric: token_f1                    # a built-in scorer, "package.module:function", or {url: ...}
+      pattern: '^\\d{4}$'                 # the regex scorer's (a row's own `pattern` field wins)
+      system_prompt: ""                   # optional system turn before every prompt
+      reward: {scorer: exact_match}       # rft: a scorer, {url: ...}, or {callable: ...} (a TRL reward function)
+
+What a stage needs of it is the stage's (trainers.stages): a stage that scores answers takes
+any scorer as `metric`; the others accept only their own metric's name. A scorer that cannot
+score the references (json_match on references that are not JSON objects, regex without a
+pattern) is reported here, before anything runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hpo.errors import Problems
+from hpo.reader import Reader
+from trainers.data import readable_rows
+from trainers.recipe import EXACT_MATCH, Scoring
+from trainers.scorers import BUILTIN_SCORERS, import_scorer, reference_problems
+from trainers.stages import Stage
+
+MAX_REPORTED_ROWS = 3
+
+
+@dataclass(frozen=True)
+class Task:
+    labels: tuple[str, ...]
+    metric: Scoring
+    reward: Scoring | None
+    system_prompt: str | None
+
+
+def read_task(top: Reader, base: Path, stage: Stage) -> Task:
+    """The task section, checked for the stage; problems go to `top.problems`."""
+    task = top.section("task", required=stage.task_required)
+    system_prompt = task.text("system_prompt", None) if task.has("system_prompt") else None
+    labels = task.texts("labels", None) if stage.reads_labels else ()
+    if stage.reads_labels and task.data.get("labels") == []:
+        task.problems.add(task.key("labels"), "must list at least one label (or remove it: any answer is allowed)")
+    if len(set(labels)) != len(labels):
+        task.problems.add(task.key("labels"), "must not repeat a label")
+    root = str(base.resolve())
+    pattern = task.text("pattern", None) or None
+    metric = read_metric(task, stage, pattern, root)
+    reward = read_reward(task.section("reward", required=True), root) if stage.reward else None
+    task.finish()
+    return Task(labels, metric, reward, system_prompt)
+
+
+def read_metric(task: Reader, stage: Stage, pattern: str | None, root: str) -> Scoring:
+    """`task.metric`: the stage's own metric name, or for a stage that scores answers, any scorer."""
+    if not stage.scores_answers:
+        task.text("metric", stage.task_metric, choices=(stage.task_metric,))
+        if pattern is not None:
+            task.problems.add(task.key("pattern"), f"only a regex scorer uses it (stage {stage.name} scores no answers)")
+        return EXACT_MATCH
+    raw = task.raw("metric", EXACT_MATCH.scorer)
+    if isinstance(raw, dict):
+        return read_endpoint(Reader(raw, task.problems, task.key("metric")), root)
+    if not isinstance(raw, str):
+        task.problems.add(task.key("metric"), f"must be a scorer name or {{url: ...}}, got {raw!r}")
+        return EXACT_MATCH
+    scoring = Scoring(scorer=raw, pattern=pattern, import_root=root)
+    check_scorer_name(task.problems, task.key("metric"), scoring)
+    if pattern is not None and raw != "regex":
+        task.problems.add(task.key("pattern"), f"only the regex scorer uses it, the metric is '{raw}' (remove it)")
+    return scoring
+
+
+def check_scorer_name(problems: Problems, key: str, scoring: Scoring) -> None:
+    """A built-in scorer's name, or an importable "package.module:function"."""
+    name = scoring.scorer or ""
+    if name in BUILTIN_SCORERS:
+        if scoring.pattern is not None:
+            check_pattern(problems, key.rsplit(".", 1)[0] + ".pattern", scoring.pattern)
+        return
+    if ":" not in name:
+        close = difflib.get_close_matches(name, BUILTIN_SCORERS, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        problems.add(
+            key,
+            f"unknown scorer '{name}' ({hint}built-in: {', '.join(BUILTIN_SCORERS)}; "
+            "or package.module:function, or {url: ...})",
+        )
+        return
+    try:
+        import_scorer(name, scoring.import_root)
+    except ValueError as err:
+        problems.add(key, f"{err} (fix the name, or the module next to the sweep file)")
+
+
+def check_pattern(problems: Problems, key: str, pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        problems.add(key, f"is not a valid regular expression ({err}), got {pattern!r}")
+
+
+def read_endpoint(section: Reader, root: str, **fields: str | None) -> Scoring:
+    """`{url: ..., concurrency, timeout_s, retries}`: an HTTP scorer."""
+    url = section.text("url") or None
+    scoring = Scoring(
+        url=url,
+        import_root=root,
+        concurrency=section.number("concurrency", Scoring.concurrency, low=1, integer=True),
+        timeout_s=section.number("timeout_s", Scoring.timeout_s, low=0.0, low_open=True),
+        retries=section.number("retries", Scoring.retries, low=0, integer=True),
+        **fields,
+    )
+    if url and not url.startswith(("http://", "https://")):
+        section.problems.add(section.key("url"), f"must start with http:// or https://, got '{url}'")
+    elif url and not urlsplit(url).hostname:
+        section.problems.add(section.key("url"), f"has no host, got '{url}' (e.g. https://scores.example.com/score)")
+    return scoring
+
+
+def read_reward(section: Reader, root: str) -> Scoring:
+    """`task.reward`: `{scorer: ...}`, `{url: ...}` or `{callable: "package.module:function"}` (TRL's signature)."""
+    given = [key for key in ("scorer", "callable", "url") if section.has(key)]
+    if section.data and len(given) != 1:
+        section.problems.add(
+            section.prefix,
+            "must give exactly one of scorer, callable or url (e.g. scorer: exact_match, "
+            "or callable: trainers.rewards:exact_match)",
+        )
+    scorer, name = section.text("scorer", None) or None, section.text("callable", None) or None
+    pattern = section.text("pattern", None) or None
+    if section.has("url"):
+        reward = read_endpoint(section, root, pattern=pattern)
+    else:
+        settings = {key: section.raw(key, None) for key in ("concurrency", "timeout_s", "retries")}
+        reward = Scoring(scorer=scorer, callable=name, pattern=pattern, import_root=root)
+        if any(value is not None for value in settings.values()):
+            section.problems.add(section.prefix, "concurrency, timeout_s and retries are a url's settings (remove them)")
+    section.finish()
+    if scorer is not None and len(given) == 1:
+        check_scorer_name(section.problems, section.key("scorer"), reward)
+    elif name is not None and len(given) == 1:
+        check_reward_callable(section, name, root)
+    return reward
+
+
+def check_reward_callable(section: Reader, name: str, root: str) -> None:
+    from trainers.rewards import import_callable  # imports the user's module: only for RFT sweeps
+
+    try:
+        import_callable(name, root)
+    except ValueError as err:
+        section.problems.add(section.key("callable"), f"{err} (fix the name, or the module next to the sweep file)")
+
+
+def reference_lines(path: Path, key: str, scoring: Scoring) -> list[str]:
+    """Lines naming the file and key for rows whose reference the scorer cannot score: one line when
+    every row has the same problem, else one per row (up to a few)."""
+    where = f"{path}: {key}"
+    rows, unreadable = readable_rows(path, where)
+    if unreadable:
+        return []  # the row checks report it
+    found = reference_problems(scoring, rows)
+    fix = f"scorer {scoring.scorer}; fix the rows, or pick a scorer that fits the answers"
+    if found and len(found) == len(rows) and len({problem for _, problem in found}) == 1:
+        return [f"{where}: every row: {found[0][1]} ({fix})"]
+    lines = [f"{where}: row {n}: {problem} ({fix})" for n, problem in found[:MAX_REPORTED_ROWS]]
+    if len(found) > MAX_REPORTED_ROWS:
+        lines.append(f"{where}: {len(found) - MAX_REPORTED_ROWS} more rows the scorer cannot score")
+    return lines
