@@ -308,17 +308,18 @@ def sweep_lines(sweep_rows: list[dict]) -> list[str]:
 
 
 def markdown(trial_rows: list[dict], ask_rows: list[dict], sweep_rows: list[dict] = ()) -> str:
-    lines = [
-        "# Engine overhead",
-        "",
-        "Real Ray Tune, one trial at a time, TPESearcher (journal on disk) + ASHA, sleeping trainables "
-        f"({REPORTS} reports per trial). Per-trial overhead = (Tuner.fit wall time - Tune's fixed start-up and "
-        "shutdown - time the trainables slept) / trials; it includes any sleep cut short when ASHA stops a trial. "
-        "Share = per-trial overhead / nominal trial length.",
-        "",
-        "| trial length | trials | stopped early | wall s | fixed s | slept s | overhead / trial | share | goal |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = ["# Engine overhead"]
+    if trial_rows:  # absent with --searcher-only
+        lines += [
+            "",
+            "Real Ray Tune, one trial at a time, TPESearcher (journal on disk) + ASHA, sleeping trainables "
+            f"({REPORTS} reports per trial). Per-trial overhead = (Tuner.fit wall time - Tune's fixed start-up and "
+            "shutdown - time the trainables slept) / trials; it includes any sleep cut short when ASHA stops a "
+            "trial. Share = per-trial overhead / nominal trial length.",
+            "",
+            "| trial length | trials | stopped early | wall s | fixed s | slept s | overhead / trial | share | goal |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     for row in trial_rows:
         lines.append(
             f"| {row['trial_seconds']:g} s | {row['trials']} | {row['stopped_early']} | {row['wall_s']:.1f} | "
@@ -353,29 +354,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20, help="ask/tell repetitions per study size")
     parser.add_argument("--sweep-trials", type=int, default=128, help="trials per length through the sweep driver")
     parser.add_argument("--concurrency", type=int, default=CONCURRENT, help="trials at a time through the sweep driver")
+    parser.add_argument(
+        "--searcher-only", action="store_true", help="only the searcher's ask + tell (no Ray, about a minute)"
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    import ray
-
     scratch_root = args.out / "scratch"
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
         workdir = Path(scratch).resolve()  # Ray Tune takes an absolute storage path or a URI
         sizes = ((100, 0), (1000, 0), (1000, CONCURRENT))
         ask_rows = [measure_ask_tell(n, seam, args.repeats, workdir, pending) for n, pending in sizes for seam in SEAMS]
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        try:
-            trial_rows = [
-                measure_trials(1.0, args.short_trials, workdir),
-                measure_trials(10.0, args.long_trials, workdir),
-            ]
-            sweep_rows = [
-                measure_sweep(seconds, args.sweep_trials, args.concurrency, workdir) for seconds in (1.0, 10.0)
-            ]
-        finally:
-            ray.shutdown()
+        if args.searcher_only:
+            trial_rows, sweep_rows = [], []
+        else:
+            trial_rows, sweep_rows = measure_engine(args, workdir)
     scratch_root.rmdir()
     table = markdown(trial_rows, ask_rows, sweep_rows)
     (args.out / "results.md").write_text(table)
@@ -383,6 +378,22 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     print(table)
     return 0
+
+
+def measure_engine(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], list[dict]]:
+    """The per-trial rows (one trial at a time) and the sweep-driver rows, in one local Ray."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        trial_rows = [
+            measure_trials(1.0, args.short_trials, workdir),
+            measure_trials(10.0, args.long_trials, workdir),
+        ]
+        sweep_rows = [measure_sweep(seconds, args.sweep_trials, args.concurrency, workdir) for seconds in (1.0, 10.0)]
+    finally:
+        ray.shutdown()
+    return trial_rows, sweep_rows
 
 
 if __name__ == "__main__":
