@@ -1,4 +1,12 @@
-"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), resume one, export the best recipe, write a report."""
+"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), resume one, export the best recipe, write a report.
+
+Exit codes, for `hpo sweep` and `hpo resume` alike (README.md, "Exit codes"):
+
+    0        the budget finished and a passing best recipe was written
+    1        the sweep ran, but no trial passed (the counts by reason are printed; no best recipe)
+    2        bad input: every problem on its own `error:` line, before anything started or was written
+    130/143  interrupted by SIGINT/SIGTERM: trials stopped cleanly, `hpo resume RUN_DIR` finishes it
+"""
 
 from __future__ import annotations
 
@@ -10,15 +18,20 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.errors import EXIT_BAD_INPUT, InputError, Problems
+from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, InputError, Problems
+from hpo.interrupt import Interrupted, StopSignals, exit_code
 from hpo.reader import load_yaml
-from hpo.rundir import RunDir
+from hpo.rundir import RunDir, Status, SweepState
 from trainers.model_store import ModelError
 
 if TYPE_CHECKING:
+    from ray.tune import Callback
+
     from hpo.config import SweepConfig
+    from hpo.sweep import Outcome
 
 log = logging.getLogger("hpo")
+SIGNALS = StopSignals()  # installed by main(): SIGINT and SIGTERM stop a sweep cleanly
 
 
 def is_pipeline(path: Path) -> bool:
@@ -29,7 +42,7 @@ def is_pipeline(path: Path) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hpo.config import load_sweep
+    from hpo.config import load_sweep, probe_shortfalls
 
     if is_pipeline(args.sweep):
         from hpo.pipeline import load_pipeline
@@ -38,6 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         configs = (load_sweep(args.sweep, quick=args.quick),)
     from hpo.pipeline import describe  # imports Ray: only once the file is known to be good
+    from hpo.resources import machine_problems
 
     for config in configs:
         print(
@@ -47,6 +61,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         for line in describe(config):
             print(f"  {line}")
+        for line in probe_shortfalls(config):
+            print(f"warning: {line}")
+        for line in machine_problems(config):  # the same file may be meant for a Ray cluster
+            print(f"warning: {line}; `hpo sweep` here refuses it")
     return 0
 
 
@@ -57,30 +75,38 @@ def print_metrics(title: str, metrics: dict) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from hpo.live import LiveView
     from hpo.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
+    refuse_ray_client()
+    for config in pipeline.stages:
+        refuse_unmet_resources(config)
 
     def live(config):
-        return None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
+        return None if args.quiet else live_view(config)
 
-    run_dir = run_pipeline(pipeline, args.allow_low_reward, lambda line: print(line, flush=True), live)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    run_dir, outcome = run_pipeline(pipeline, args.allow_low_reward, say, live, SIGNALS)
     print(f"run directory: {run_dir}")
-    print(f"chain:         {RunDir(run_dir).chain}")
-    return 0
+    if outcome.passed:
+        print(f"chain:         {RunDir(run_dir).chain}")
+    return conclusion(outcome)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hpo.config import load_sweep
+    from hpo.config import load_sweep, probe_shortfalls
 
     if is_pipeline(args.sweep):
         return cmd_pipeline(args)
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
+    refuse_ray_client()
+    refuse_unmet_resources(config)
+    for line in probe_shortfalls(config):
+        print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
-    from hpo.live import LiveView
     from hpo.pipeline import check_start
-    from hpo.sweep import prepare, run_sweep, trial_recipe
+    from hpo.resources import require_resources
+    from hpo.sweep import prepare, run_sweep, start_ray, trial_recipe
 
     print(f"measuring the base model {config.recipe.model} on the probes ...", flush=True)
     baseline = measure_baseline(trial_recipe(config))
@@ -89,26 +115,98 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"warning: {line}", flush=True)
     if args.baseline_only:
         return 0
+    start_ray(config)
+    require_resources(config, lambda line: print(line, flush=True))  # refuses with exit code 2
     run_dir, baseline = prepare(config, baseline)
-    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
-    run_sweep(config, run_dir, baseline, live)
-    print_outcome(config, run_dir)
-    return 0
+    args.started_run = run_dir  # an interrupt from here on leaves something to resume
+    live = None if args.quiet else live_view(config)
+    outcome = run_sweep(config, run_dir, baseline, live, SIGNALS)
+    return conclude(config, outcome)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from hpo.resume import load_resumable
 
     RunDir(args.run_dir).require()
+    refuse_ray_client()  # resuming reads the run's record and checkpoints here
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
-    from hpo.live import LiveView
-    from hpo.sweep import resume_sweep
+    refuse_unmet_resources(config)
+    from hpo.resources import require_resources
+    from hpo.sweep import resume_sweep, start_ray
 
     print(f"resuming {args.run_dir} ...", flush=True)
-    live = None if args.quiet else LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
-    resume_sweep(config, args.run_dir, live)
-    print_outcome(config, args.run_dir)
+    args.started_run = args.run_dir  # an interrupt from here on leaves it as it was: still to resume
+    start_ray(config)
+    require_resources(config, lambda line: print(line, flush=True))
+    live = None if args.quiet else live_view(config)
+    outcome = resume_sweep(config, args.run_dir, live, SIGNALS)
+    return conclude(config, outcome)
+
+
+def live_view(config: SweepConfig) -> Callback:
+    from hpo.live import LiveView
+
+    return LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
+
+
+def refuse_ray_client() -> None:
+    """A Ray Client address (ray://) runs the driver's record-keeping remotely: refused before anything starts."""
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address.startswith("ray://"):
+        from hpo.sweep import ray_client_refusal
+
+        raise InputError([ray_client_refusal(address)])
+
+
+def refuse_unmet_resources(config: SweepConfig) -> None:
+    """A trial this machine cannot give its resources to, with embedded Ray: refused before the baseline."""
+    from hpo.resources import machine_problems
+
+    if problems := machine_problems(config):
+        raise InputError(problems)
+
+
+def conclude(config: SweepConfig, outcome: Outcome) -> int:
+    """Say how the sweep ended and return its exit code; only a passing best gets the full outcome."""
+    if outcome.passed:
+        print_outcome(config, outcome.run_dir)
+    return conclusion(outcome)
+
+
+def conclusion(outcome: Outcome) -> int:
+    from hpo.best_recipe import no_passing_line
+
+    if outcome.signal is not None:
+        print(interrupted_line(outcome.run_dir, outcome.ended, outcome.budget), file=sys.stderr, flush=True)
+        return exit_code(outcome.signal)
+    if outcome.failures:
+        print(no_passing_line(outcome.failures), file=sys.stderr, flush=True)
+        return EXIT_NO_PASSING
     return 0
+
+
+def interrupted_line(run_dir: Path | None, ended: int | None = None, budget: int | None = None) -> str:
+    if run_dir is None:
+        return "interrupted before the sweep started: nothing was written (run the same command again)"
+    if ended is None or budget is None:
+        ended, budget = recorded_progress(RunDir(run_dir))
+    return f"interrupted: {ended} of {budget} trials ended; finish with `hpo resume {run_dir}`"
+
+
+def recorded_progress(run: RunDir) -> tuple[int, int]:
+    """(trials ended, the budget) from a run directory's record, for an interrupt outside Ray Tune's loop."""
+    budget = run.read_spec()["config"]["budget"]["trials"] if run.spec.is_file() else 0
+    rows = run.read_rows() if run.trials.is_file() else []
+    return len({row["trial_id"] for row in rows if row["status"] != Status.RUNNING}), budget
+
+
+def stopped(args: argparse.Namespace, signum: int) -> int:
+    """An interrupt outside Ray Tune's loop: the run directory, if one was made, is left to `hpo resume`."""
+    run_dir = getattr(args, "started_run", None)
+    if run_dir is not None and RunDir(run_dir).read_state() != SweepState.FINISHED:
+        RunDir(run_dir).write_state(SweepState.INTERRUPTED, signal=signum)
+    print(interrupted_line(run_dir), file=sys.stderr, flush=True)
+    return exit_code(signum)
 
 
 def print_outcome(config: SweepConfig, run_dir: Path) -> None:
@@ -133,12 +231,19 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hpo.best_recipe import export_best
+    from hpo.best_recipe import NoPassingTrial, export_best, is_partial
+    from hpo.rundir import partial_line
 
     run = RunDir(args.run_dir)
     run.require(run.spec.name)
-    recipe = export_best(args.run_dir, service_compatible=args.service_compatible or None)
+    try:
+        recipe = export_best(args.run_dir, service_compatible=args.service_compatible or None)
+    except NoPassingTrial as err:
+        print(err, file=sys.stderr)
+        return EXIT_NO_PASSING
     print(recipe)
+    if is_partial(run):
+        print(f"warning: {partial_line(run)}", file=sys.stderr)
     from hpo.tool_configs import service_warnings
 
     for line in service_warnings(recipe.parent):  # TRL/PEFT/service exports sit next to the recipe
@@ -213,8 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_libraries()
+    SIGNALS.install()
     try:
         return args.run(args)
+    except Interrupted as stop:
+        return stopped(args, stop.signum)
     except InputError as err:
         for line in err.problems:
             print(f"error: {line}", file=sys.stderr)

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,15 @@ class Resources:
 
     A fraction of a GPU packs small trials onto one (gpu: 0.25, four to a GPU); with
     workers above 1 each process takes one whole GPU (DDP or FSDP over gpu: workers).
+    `wait_s`: how long a sweep on a cluster that cannot fit one trial yet waits for its
+    autoscaler to add a node before it gives up (embedded Ray refuses at once: this machine
+    will not grow).
     """
 
     cpu: float = 1.0
     gpu: float = 0.0
     workers: int = 1
+    wait_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -278,7 +283,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         scheduler=scheduler,
         searcher=_searcher(top.section("searcher"), seed),
         tracking=_tracking(top.section("tracking")),
-        output_dir=str(top.path("output_dir", base, required=False, must_exist=False) or base / "runs"),
+        output_dir=_output_dir(top, base),
         guardrails=_guardrails(top.section("guardrails")),
         checkpoints=_checkpoints(top.section("checkpoints")),
         plan=plan,
@@ -397,6 +402,9 @@ def _scheduler(
     max_steps = section.number("max_steps", None, low=1, integer=True)
     factor = section.number("reduction_factor", 3.0, low=1.0, high=16.0, low_open=True)
     section.finish()
+    if not section.present:  # the missing section is the one problem to report
+        return AshaSettings(interval or 1, max_steps or 1, factor), None
+    given = {name for name in ("rung_interval", "max_steps") if section.has(name)}
     plan = _plan(training, epochs, stage, data, space, workers) if epochs is not None else None
     if epochs is not None and max_steps is not None:
         section.problems.add(
@@ -406,11 +414,11 @@ def _scheduler(
     elif plan is not None:
         max_steps = plan.max_steps
         interval = interval or max(1, math.ceil(max_steps / factor**2))  # three rungs by default
-    elif max_steps is None and epochs is None:
+    elif max_steps is None and epochs is None and "max_steps" not in given:  # a bad value is reported already
         section.problems.add(
             "scheduler.max_steps", "is required (add it, or size it from the data: training.epochs: auto)"
         )
-    if interval is None and max_steps is not None:
+    if interval is None and max_steps is not None and "rung_interval" not in given:
         section.problems.add("scheduler.rung_interval", "is required (add it)")
     if interval and max_steps and interval > max_steps:
         section.problems.add("scheduler.rung_interval", f"must be <= scheduler.max_steps ({max_steps}), got {interval}")
@@ -572,11 +580,35 @@ def _resources(section: Reader) -> Resources:
     resources = Resources(
         cpu=section.number("cpu", Resources.cpu, low=0.0, low_open=True),
         gpu=section.number("gpu", Resources.gpu, low=0.0),
+        wait_s=section.number("wait_s", Resources.wait_s, low=0.0),
         workers=section.number("workers", Resources.workers, low=1, high=MAX_WORKERS, integer=True),
     )
     section.finish()
     _check_workers(section, resources)
     return resources
+
+
+def _output_dir(top: Reader, base: Path) -> str:
+    """Where run directories go: a folder that exists or can be created, and can be written to."""
+    output_dir = top.path("output_dir", base, required=False, must_exist=False) or (base / "runs").resolve()
+    problem = folder_problem(output_dir)
+    if problem:
+        top.problems.add("output_dir", f"{problem} (give a folder the sweep can write its run directories into)")
+    return str(output_dir)
+
+
+def folder_problem(folder: Path) -> str:
+    """Why `folder` cannot hold new run directories, or empty when it can (it need not exist yet)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == folder and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not existing.is_dir():
+        return f"{folder} cannot be created: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{folder} cannot be created or written: no permission to write in {existing}"
+    return ""
 
 
 def _check_workers(section: Reader, resources: Resources) -> None:
@@ -660,3 +692,26 @@ def _tracking(section: Reader) -> Tracking:
     )
     section.finish()
     return tracking
+
+
+PROBE_FILES = (
+    ("domain_eval", "domain_examples"),
+    ("general_probe", "general_passages"),
+    ("instruction_probe", "instruction_examples"),
+)
+
+
+def probe_shortfalls(config: SweepConfig) -> list[str]:
+    """Warnings for probe files with fewer rows than the probes ask for: every rung is scored on fewer
+    examples than the sweep file suggests, and a score from a handful of examples is mostly noise."""
+    lines = []
+    for data_key, probe_key in PROBE_FILES:
+        path = getattr(config.recipe.data, data_key)
+        wanted = getattr(config.recipe.probes, probe_key)
+        rows = len(read_jsonl(path)) if path else wanted
+        if rows < wanted:
+            lines.append(
+                f"{config.path}: data.{data_key}: {rows} row{'' if rows == 1 else 's'}, fewer than probes.{probe_key} ({wanted}): every rung "
+                f"is scored on {rows} (add rows, or set probes.{probe_key}: {rows} to say so)"
+            )
+    return lines

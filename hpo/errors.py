@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
+EXIT_NO_PASSING = 1  # the sweep ran, but no trial has a passing rung
 EXIT_BAD_INPUT = 2
 
 

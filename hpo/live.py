@@ -5,7 +5,11 @@
 - every TABLE_EVERY rungs and at the end, a compact table of all trials (state, rung,
   latest objective and its components).
 
-Ray Tune's own console output is turned off; `hpo sweep --quiet` turns this off too.
+Trials are numbered in the order they started, by their recorded id (hpo.continuation), so a
+resumed sweep's view (`seed`) goes on with the numbers, the count of ended trials and the best
+rung the stopped sweep had: the best is the passing rung with the highest objective, the one
+`hpo export` picks. Ray Tune's own console output is turned off; `hpo sweep --quiet` turns this
+off too.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from dataclasses import dataclass
 
 from ray.tune import Callback
 
-from hpo.rundir import Status
-from trainers.flags import Flag
+from hpo.continuation import recorded_id, trial_params
+from hpo.rundir import Status, TrialTable, ending_status, passes
 
 Write = Callable[[str], object]
 TABLE_EVERY = 8  # rungs between two tables
@@ -38,12 +42,14 @@ def clock_short(seconds: int) -> str:
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
-def progress_line(done: int, total: int, elapsed: float) -> str:
+def progress_line(done: int, total: int, elapsed: float, before: int = 0) -> str:
     """`[#####---------------] 3/12 trials, 01:10 elapsed, ETA 02:20`: the ETA assumes the remaining trials
-    take as long on average as the finished ones did (concurrency included)."""
+    take as long on average as the ones that ended in the `elapsed` time (`done - before`; concurrency
+    included) did."""
     filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-    eta = clock(elapsed / done * (total - done)) if 0 < done < total else ("done" if done >= total else "?")
+    timed = done - before
+    eta = clock(elapsed / timed * (total - done)) if 0 < timed and done < total else ("done" if done >= total else "?")
     return f"[{bar}] {done}/{total} trials, {clock(elapsed)} elapsed, ETA {eta}"
 
 
@@ -91,27 +97,40 @@ class LiveView(Callback):
         self.rows: dict[str, TrialRow] = {}
         self.best: tuple[float, str] | None = None
         self.ended = 0
+        self.ended_before = 0  # trials a stopped sweep ended, before this view started
         self.rungs = 0
 
+    def seed(self, table: TrialTable) -> None:
+        """Go on from a stopped sweep's record: its trials' numbers, states and last rungs, and its best."""
+        for row in sorted(
+            table.rows.values(), key=lambda r: (r.get("trial_started_at") or r["recorded_at"], r["step"])
+        ):
+            trial_id = row["trial_id"]
+            view = self.rows.setdefault(trial_id, TrialRow(self.numbers.setdefault(trial_id, len(self.numbers) + 1)))
+            self.note(view, row)
+            self.note_best(row, f"trial {view.number} step {row['step']}")
+        for trial_id, view in self.rows.items():
+            view.state = table.status[trial_id][0]
+        self.ended = self.ended_before = sum(1 for view in self.rows.values() if view.state != Status.RUNNING)
+
     def number(self, trial) -> int:
-        return self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
+        return self.numbers.setdefault(recorded_id(trial), len(self.numbers) + 1)
 
     def row(self, trial) -> TrialRow:
-        return self.rows.setdefault(trial.trial_id, TrialRow(self.number(trial)))
+        return self.rows.setdefault(recorded_id(trial), TrialRow(self.number(trial)))
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.row(trial)
-        self.write(f"[{self.clock()}] trial {self.number(trial)} started: {format_params(trial.config)}\n")
+        row = self.row(trial)
+        how = f"continued from step {row.step}" if row.step is not None else "started"
+        self.write(f"[{self.clock()}] trial {row.number} {how}: {format_params(trial_params(trial.config))}\n")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "objective" not in result:
             return
         row = self.row(trial)
-        row.step, row.objective = result.get("step"), result["objective"]
-        row.domain_lift, row.general_regression = result.get("domain_lift"), result.get("general_regression")
-        label = f"trial {self.number(trial)} step {result['step']}"
-        if self.best is None or result["objective"] > self.best[0]:
-            self.best = (result["objective"], label)
+        self.note(row, result)
+        label = f"trial {row.number} step {result['step']}"
+        self.note_best(result, label)
         parts = [f"objective {result['objective']:+.3f}"]
         shown = (self.domain_metric, self.domain_metric.removeprefix("domain_").replace("_", " "))
         for key, name in (shown, ("general_perplexity", "perplexity")):
@@ -124,13 +143,22 @@ class LiveView(Callback):
         if self.table_every and self.rungs % self.table_every == 0:
             self.write_table()
 
+    def note(self, row: TrialRow, result: dict) -> None:
+        row.step, row.objective = result.get("step"), result.get("objective")
+        row.domain_lift, row.general_regression = result.get("domain_lift"), result.get("general_regression")
+
+    def note_best(self, result: dict, label: str) -> None:
+        if passes(result) and (self.best is None or result["objective"] > self.best[0]):
+            self.best = (result["objective"], label)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        how = Status.COMPLETED if last.get(Flag.FINAL) else Status.STOPPED
-        self.end(trial, how, how if how == Status.COMPLETED else f"stopped at step {last.get('step')}")
+        state = ending_status(last) or Status.STOPPED
+        how = state if state != Status.STOPPED else f"stopped at step {last.get('step')}"
+        self.end(trial, state, how)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.end(trial, "failed", "failed")
+        self.end(trial, Status.ERROR, "failed with an error")
 
     def on_experiment_end(self, trials, **info):
         self.write_table()
@@ -140,14 +168,14 @@ class LiveView(Callback):
         self.row(trial).state = state
         self.write(f"[{self.clock()}] trial {self.number(trial)} {how} ({self.ended}/{self.total_trials} done)\n")
         elapsed = time.monotonic() - self.started
-        self.write(f"[{self.clock()}] {progress_line(self.ended, self.total_trials, elapsed)}\n")
+        self.write(f"[{self.clock()}] {progress_line(self.ended, self.total_trials, elapsed, self.ended_before)}\n")
 
     def write_table(self) -> None:
         if self.rows:
             self.write(trial_table(list(self.rows.values()), self.max_steps) + f"\n{self.best_text()}\n")
 
     def best_text(self) -> str:
-        return f"best {self.best[0]:+.3f} ({self.best[1]})" if self.best else "best -"
+        return f"best {self.best[0]:+.3f} ({self.best[1]})" if self.best else "best - (no passing rung yet)"
 
     def clock(self) -> str:
         return clock(time.monotonic() - self.started)

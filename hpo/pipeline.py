@@ -45,7 +45,7 @@ from hpo.guardrails import (
 )
 from hpo.outcome import format_metrics
 from hpo.reader import load_yaml
-from hpo.rundir import RunDir, Status, new_run_dir, write_yaml
+from hpo.rundir import RunDir, new_run_dir, write_yaml
 from hpo.scheduler import asha_rungs
 from trainers.data import read_jsonl
 from trainers.stages import STAGES
@@ -165,21 +165,30 @@ def check_start(config: SweepConfig, metrics: dict[str, float], allow_low_reward
 
 
 def run_stage(
-    config: SweepConfig, run_dir: Path | None, allow_low_reward: bool, say: Say, live: Callback | None
-) -> Path:
-    """Baseline, gate, sweep and export for one stage; returns its run directory."""
+    config: SweepConfig,
+    run_dir: Path | None,
+    allow_low_reward: bool,
+    say: Say,
+    live: Callback | None,
+    signals: Any = None,
+) -> Any:
+    """Baseline, gate, sweep and export for one stage; returns its hpo.sweep.Outcome."""
     from hpo.baseline import measure_baseline
-    from hpo.sweep import prepare, run_sweep, trial_recipe
+    from hpo.resources import require_resources
+    from hpo.sweep import prepare, run_sweep, start_ray, trial_recipe
 
     say(f"measuring the starting model {config.recipe.model} on the {config.recipe.stage} probes ...")
     baseline = measure_baseline(trial_recipe(config))
     say(format_metrics("baseline", baseline["metrics"]))
     for line in check_start(config, baseline["metrics"], allow_low_reward):
         say(f"warning: {line}")
+    start_ray(config)
+    require_resources(config, say)
     run_dir, baseline = prepare(config, baseline, run_dir)
-    run_sweep(config, run_dir, baseline, live)
-    say(format_metrics("best (validation)", RunDir(run_dir).read_recipe_document()["expected"]))
-    return run_dir
+    outcome = run_sweep(config, run_dir, baseline, live, signals)
+    if outcome.passed:
+        say(format_metrics("best (validation)", RunDir(run_dir).read_recipe_document()["expected"]))
+    return outcome
 
 
 def starting_from(config: SweepConfig, previous: SweepConfig, previous_run: Path) -> SweepConfig:
@@ -193,31 +202,34 @@ def starting_from(config: SweepConfig, previous: SweepConfig, previous_run: Path
     return dataclasses.replace(config, recipe=recipe)
 
 
-def run_pipeline(pipeline: Pipeline, allow_low_reward: bool, say: Say, live: LiveFactory = lambda config: None) -> Path:
-    """Run every stage in order; returns the pipeline's run directory (with chain.yaml)."""
+def run_pipeline(
+    pipeline: Pipeline,
+    allow_low_reward: bool,
+    say: Say,
+    live: LiveFactory = lambda config: None,
+    signals: Any = None,
+) -> tuple[Path, Any]:
+    """Run every stage in order; returns the pipeline's run directory (with chain.yaml) and the
+    outcome of the last stage that ran: a stage interrupted, or without a passing trial, ends it."""
     run = new_run_dir(pipeline.output_dir, pipeline.name)
     run_dir = run.path
     shutil.copyfile(pipeline.path, run.pipeline)
     chain: list[dict[str, Any]] = []
     previous: tuple[SweepConfig, Path] | None = None
+    outcome = None
     for config in pipeline.stages:
         if previous is not None:
             config = starting_from(config, *previous)
         stage = config.recipe.stage
         say(f"== stage {stage} ({config.recipe.method}) ==")
-        stage_dir = run_stage(config, run.stage(stage).path, allow_low_reward, say, live(config))
-        chain.append(chain_link(config, stage_dir, run_dir))
-        write_chain(run_dir, chain)
-        if unfinished(stage_dir):  # Ray Tune returns from an interrupt (Ctrl-C) instead of raising
-            say(f"stage {stage} was interrupted with trials unfinished; the stages after it are not run")
+        outcome = run_stage(config, run.stage(stage).path, allow_low_reward, say, live(config), signals)
+        if not outcome.passed:
+            say(f"stage {stage} ended without a best recipe; the stages after it are not run")
             break
-        previous = (config, stage_dir)
-    return run_dir
-
-
-def unfinished(stage_dir: Path) -> bool:
-    """Whether the stage's record still has trials that never ended."""
-    return any(row["status"] == Status.RUNNING for row in RunDir(stage_dir).read_rows())
+        chain.append(chain_link(config, outcome.run_dir, run_dir))
+        write_chain(run_dir, chain)
+        previous = (config, outcome.run_dir)
+    return run_dir, outcome
 
 
 def chain_link(config: SweepConfig, stage_dir: Path, run_dir: Path) -> dict[str, Any]:

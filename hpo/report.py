@@ -29,7 +29,7 @@ from hpo.plots import (
     plot_parallel_coordinates,
     plot_rung_survival,
 )
-from hpo.rundir import RunDir
+from hpo.rundir import RunDir, SweepState, partial_line
 from hpo.timing import time_summary, trial_times
 from hpo.verdict import judge
 from trainers.recipe import LORA_HYPERPARAMETERS
@@ -288,6 +288,8 @@ def sections(record: RunRecord, out: Path) -> list[Section]:
         *([verdict_section(record)] if record.best is not None else []),
         Section("Baseline", ((["metric", "base model"], metric_rows(list(record.baseline), record.baseline)),)),
     ]
+    if RunDir(record.path).read_state() != SweepState.FINISHED:  # the best so far, not the sweep's answer
+        found.insert(0, Section("Partial", text=partial_line(RunDir(record.path))))
     if record.best is not None:
         expected = record.best["expected"]
         params = used_hyperparameters(record.best["recipe"])

@@ -2,6 +2,7 @@
 
 The sweep file is the one spec.yaml names (or `--sweep FILE`), loaded again and
 compared with the config spec.yaml recorded: a resumed sweep must be the same sweep.
+What it goes on with is the sweep's own record (hpo.sweep.resume_sweep).
 Any difference in the resolved config, its search space or its data refuses the
 resume, one line per differing dotted key, before anything starts or is written.
 """
@@ -26,7 +27,7 @@ QUICK_SUFFIX = "-quick"  # the name `hpo sweep --quick` gives its runs
 def read_spec(run_dir: Path) -> dict[str, Any]:
     run = RunDir(run_dir)
     run.require(run.spec.name)
-    if not run.tune.is_dir() or not run.baseline.is_file():
+    if not run.baseline.is_file():
         raise InputError([f"{run_dir}: no trials were started here (run `hpo sweep` again instead)"])
     return run.read_spec()
 

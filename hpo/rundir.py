@@ -1,10 +1,11 @@
 """The run directory: one module knows its files, their layout and their formats.
 
     RUN/spec.yaml            the sweep file's path, the resolved config, its hash, the data hashes
+    RUN/state.json           whether the sweep is running, was interrupted or finished (SweepState)
     RUN/baseline.json        the base model on the probes
     RUN/trials.parquet       one row per trial per rung (TrialTable writes it, read_rows reads it)
     RUN/study.journal        the Optuna study (journal file: safe for several processes)
-    RUN/tune/                Ray Tune's experiment: trial folders and their rung checkpoints
+    RUN/tune/                Ray Tune's experiments: trial folders and their rung checkpoints
     RUN/best/                recipe.yaml, adapter/, test_scores.json and the export files
     RUN/report/              `hpo report`'s page, summary and plots
     RUN/wandb/               W&B offline runs
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from hpo.errors import InputError
-from trainers.checkpoints import checkpoint_step
+from trainers.checkpoints import checkpoint_step, newest_complete
 from trainers.flags import Flag
 
 PARAM_PREFIX = "param_"  # trials.parquet columns of a trial's hyperparameters
@@ -68,7 +69,31 @@ class Status:
     ERROR = "error"  # raised, lost its worker too often, or ran out of memory at batch size 1
 
 
-LOST = "lost: the sweep stopped before Ray recorded this trial, so it was not resumed"
+def ending_status(last: dict[str, Any]) -> str | None:
+    """How a trial ended, read from the flags of its last result; None when they do not say
+    (stopped by the scheduler or the budget: only the engine knows which)."""
+    if last.get(Flag.DIVERGED):
+        return Status.DIVERGED
+    if last.get(Flag.FAILED) or last.get(Flag.OOM):  # the reward kept failing; out of memory at batch size 1
+        return Status.ERROR
+    if last.get(Flag.GUARDRAIL):  # e.g. RFT's KL over its limit, or a reward blow-up
+        return Status.STOPPED
+    if last.get(Flag.FINAL):
+        return Status.COMPLETED
+    return None
+
+
+def passes(row: dict[str, Any]) -> bool:
+    """Whether a rung is a recipe worth exporting: scored, within every limit, not a failing ending."""
+    return row.get("objective") is not None and not row.get(Flag.VIOLATION)
+
+
+class SweepState:
+    """What RUN/state.json says about the sweep as a whole."""
+
+    RUNNING = "running"  # started (or resumed) and not ended: a killed driver leaves this
+    INTERRUPTED = "interrupted"  # stopped by SIGINT or SIGTERM; `hpo resume` finishes it
+    FINISHED = "finished"  # the budget ran out
 
 
 class RunDir:
@@ -78,6 +103,7 @@ class RunDir:
         self.path = Path(path)
 
     spec = property(lambda self: self.path / "spec.yaml")
+    state = property(lambda self: self.path / "state.json")
     baseline = property(lambda self: self.path / "baseline.json")
     trials = property(lambda self: self.path / "trials.parquet")
     journal = property(lambda self: self.path / "study.journal")
@@ -122,12 +148,35 @@ class RunDir:
     def read_test_scores(self) -> dict[str, Any] | None:
         return json.loads(self.test_scores.read_text()) if self.test_scores.is_file() else None
 
+    def write_state(self, state: str, **details: Any) -> None:
+        write_json(self.state, {"state": state, "at": time.time(), **details})
+
+    def read_state(self) -> str:
+        """The sweep's state; a run directory from before state.json existed counts as finished."""
+        return json.loads(self.state.read_text())["state"] if self.state.is_file() else SweepState.FINISHED
+
+
+def partial_line(run: RunDir) -> str:
+    """What the export, the printed outcome and the report say about the best rung of an unfinished sweep."""
+    return (
+        f"partial: {run.path} has not finished; this is the best rung so far, not the sweep's answer "
+        f"(finish it with `hpo resume {run.path}`)"
+    )
+
 
 def new_run_dir(output_dir: Path | str, name: str) -> RunDir:
-    """A fresh run directory `OUTPUT/NAME-YYYYmmdd-HHMMSS`, created here."""
-    run = RunDir(Path(output_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run.path.mkdir(parents=True, exist_ok=False)
-    return run
+    """A fresh run directory `OUTPUT/NAME-YYYYmmdd-HHMMSS`, created here; `-2`, `-3`, ... when another
+    sweep of the same name took that second already."""
+    stem = Path(output_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    for number in range(1, 1000):
+        run = RunDir(stem if number == 1 else stem.with_name(f"{stem.name}-{number}"))
+        try:
+            run.path.mkdir()
+            return run
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{stem}: a thousand run directories of this name in one second")
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -208,21 +257,24 @@ class TrialTable:
         return self.rows[(trial_id, max(steps))] if steps else None
 
     def ended(self, trial_id: str) -> bool:
-        """Whether the trial's ending is recorded (an error may still be resumed, so it does not count)."""
-        return self.status.get(trial_id, (Status.RUNNING, ""))[0] not in (Status.RUNNING, Status.ERROR)
+        """Whether the trial's ending is recorded (an error too: it had its retry, and is never resumed)."""
+        return self.status.get(trial_id, (Status.RUNNING, ""))[0] != Status.RUNNING
 
     def ended_trials(self) -> set[str]:
         """Trials that must not run again: their ending is recorded, or their last rung was final."""
         trials = {trial for trial, _ in self.rows}
         return {t for t in trials if self.ended(t) or (self.last_row(t) or {}).get(Flag.FINAL)}
 
-    def lose(self, known: set[str]) -> None:
-        """Mark running trials that Ray does not know (after a restore) as lost."""
-        lost = [t for t, (status, _) in self.status.items() if status == Status.RUNNING and t not in known]
-        for trial_id in lost:
-            self.status[trial_id] = (Status.ERROR, LOST)
-        if lost:
-            self.write()
+    def by_trial(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Every trial the driver saw, rungs or not, as (status, its rows by step)."""
+        rows: dict[str, list[dict[str, Any]]] = {trial_id: [] for trial_id in self.status}
+        for (trial_id, _), row in sorted(self.rows.items()):
+            rows.setdefault(trial_id, []).append(row)
+        return [(self.status.get(t, (Status.RUNNING, ""))[0], trial_rows) for t, trial_rows in rows.items()]
+
+    def running_trials(self) -> list[str]:
+        """Trials whose ending is not recorded yet."""
+        return [t for t, (status, _) in self.status.items() if status == Status.RUNNING]
 
     def start(self, trial_id: str) -> None:
         self.started.setdefault(trial_id, time.time())
@@ -258,8 +310,20 @@ class TrialTable:
 
 
 def trial_checkpoints(tune_dir: Path, trial_id: str) -> list[Path]:
-    """The checkpoint folders of a trial (Ray's layout: tune/<trainable>_<trial id>_<...>/checkpoint_NNNNNN)."""
+    """The checkpoint folders of a trial, from every Ray trial that ran it
+    (tune/<trainable>_<trial id>_<Ray trial id>/checkpoint_NNNNNN, hpo.continuation)."""
     return sorted(Path(tune_dir).glob(f"*_{trial_id}_*/checkpoint_*"))
+
+
+def continue_point(run_dir: RunDir, trial_id: str) -> Path | None:
+    """Where a continued trial goes on from: its newest complete checkpoint at a rung the record has
+    (a checkpoint saved just before the sweep stopped, whose rung never reached the driver, is
+    passed over: ASHA and the searcher must see every rung). None: from the start."""
+    rows = read_rows(run_dir.trials) if run_dir.trials.is_file() else []
+    steps = [int(row["step"]) for row in rows if row["trial_id"] == trial_id]
+    if not steps:
+        return None
+    return newest_complete(trial_checkpoints(run_dir.tune, trial_id), at_most=max(steps))
 
 
 def find_checkpoint(run_dir: RunDir, trial_id: str, step: int) -> Path | None:

@@ -16,8 +16,9 @@ import pickle
 from collections.abc import Iterable
 from pathlib import Path
 
-from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from hpo.continuation import recorded_id
 
 METRIC = "objective"
 STEP = "step"
@@ -96,12 +97,11 @@ class StrictASHA(FIFOScheduler):
         self.leads = leads_go_on(trials, len(self.rungs), reduction_factor)
         self.recorded: dict[int, dict[str, float]] = {rung: {} for rung in self.rungs}
         self.stopped_at: dict[str, int] = {}
-        self.ended: set[str] = set()  # trials of a resumed sweep that must not run again
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if STEP not in result or METRIC not in result:
             return TrialScheduler.CONTINUE
-        return self.decide(trial.trial_id, int(result[STEP]), result[METRIC])
+        return self.decide(recorded_id(trial), int(result[STEP]), result[METRIC])
 
     def decide(self, trial_id: str, step: int, value: float | None) -> str:
         """CONTINUE or STOP for a trial's result at `step`, recording it at the rung it reached."""
@@ -118,19 +118,11 @@ class StrictASHA(FIFOScheduler):
         self.stopped_at[trial_id] = step
         return TrialScheduler.STOP
 
-    def replay(self, results: Iterable[tuple[str, int, float | None]], ended: Iterable[str]) -> None:
+    def replay(self, results: Iterable[tuple[str, int, float | None]]) -> None:
         """Rebuild the rung records of a resumed sweep from its recorded (trial, step, objective) results,
-        in the order they were recorded. `ended` trials (and those the records stop) never run again."""
+        in the order they were recorded; trials go on under the ids they were recorded with."""
         for trial_id, step, value in results:
             self.decide(trial_id, step, value)
-        self.ended = set(ended) | set(self.stopped_at)
-
-    def choose_trial_to_run(self, tune_controller) -> Trial | None:
-        """Like FIFO; a restored trial that had already ended before the sweep stopped is stopped instead."""
-        for trial in tune_controller.get_trials():
-            if trial.status == Trial.PENDING and trial.trial_id in self.ended:
-                tune_controller.stop_trial(trial)
-        return super().choose_trial_to_run(tune_controller)
 
     def debug_string(self) -> str:
         counts = ", ".join(f"step {rung}: {len(self.recorded[rung])}" for rung in self.rungs)

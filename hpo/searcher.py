@@ -5,6 +5,12 @@ training step (including the result ASHA stopped the trial on, which Ray hands o
 `on_trial_complete`). A trial that ran to the end is told as complete, one that ASHA
 stopped early as *pruned*, one that failed as failed. The study lives in a journal
 file, safe for several processes, so a resumed sweep keeps what the sampler learnt.
+Each Optuna trial records the Ray trial id trials.parquet and W&B know it by
+(`ray_trial_id`) and every Ray trial that ran it (`ray_trial_ids`). A resumed sweep's
+searcher hands out the trials left running first, with their own parameters
+(`continue_trials`), and draws new ones from a random stream of its own (the study's
+size joins the seed): with the sweep's seed alone, its first draws were the stopped
+sweep's again, and a resumed sweep re-ran a configuration it had already tried.
 
 How the sampler learns from those records is the seam between searcher and scheduler,
 the rung seam: `RungTPESampler`, BOHB-style. TPE is fit at one fidelity, on every trial's
@@ -42,7 +48,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
-from hpo.compat import running_trial
+from hpo.continuation import CONTINUES
 from hpo.scheduler import METRIC, STEP
 from hpo.space import SearchSpace
 
@@ -51,6 +57,8 @@ MODEL_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 CLIMB_OBSERVATIONS = 3  # values a rung above the lowest needs before TPE is fit there
 LOCAL_EVERY = 3  # once TPE models, every third trial is a local step around the incumbent
 LOCAL_SPREAD = 0.2  # the step's standard deviation, as a share of each parameter's range
+RAY_TRIAL_ID = "ray_trial_id"  # user attr: the id trials.parquet records the trial under
+RAY_TRIAL_IDS = "ray_trial_ids"  # user attr: every Ray trial that ran it, in order
 
 
 def model_rung(trials: Sequence[FrozenTrial], rungs: Sequence[int], min_observations: int) -> int | None:
@@ -295,9 +303,9 @@ class RungTPESampler(BaseSampler):
         self._random.after_trial(study, trial, state, values)
 
 
-def open_study(journal: Path, name: str, sampler: BaseSampler) -> optuna.Study:
-    """The sweep's study (created or re-opened) in its journal file."""
-    storage = JournalStorage(JournalFileBackend(str(journal)))
+def open_study(journal: Path, name: str, sampler: BaseSampler, storage: JournalStorage | None = None) -> optuna.Study:
+    """The sweep's study (created or re-opened) in its journal file (or the `storage` opened on it)."""
+    storage = storage or JournalStorage(JournalFileBackend(str(journal)))
     return quiet_study(study_name=name, storage=storage, sampler=sampler, direction="maximize", load_if_exists=True)
 
 
@@ -328,27 +336,80 @@ class TPESearcher(Searcher):
         self.rungs = tuple(rungs)
         self.live: dict[str, optuna.Trial] = {}  # Ray trial id -> its running Optuna trial
         self.last_step: dict[str, int] = {}  # Ray trial id -> the last step recorded on it
+        self.pending: list[int] = []  # Optuna trials a resumed sweep runs again before asking for new ones
         self._study: optuna.Study | None = None
+        self._storage: JournalStorage | None = None
 
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            self._study = open_study(self.journal, self.study_name, self.make_sampler())
+            self._storage = JournalStorage(JournalFileBackend(str(self.journal)))  # kept: it maps numbers to ids
+            self._study = open_study(self.journal, self.study_name, self.make_sampler(self.seed), self._storage)
             if not self._study.trials:
                 self._study.enqueue_trial(self.space.defaults())
+            else:  # a resumed sweep: a fresh stream, or its first draws would repeat the stopped sweep's
+                self._study.sampler = self.make_sampler(self.seed + len(self._study.trials))
         return self._study
 
-    def make_sampler(self) -> BaseSampler:
+    def make_sampler(self, seed: int) -> BaseSampler:
         """The study's sampler: TPE fit at a rung (`RungTPESampler`)."""
-        return RungTPESampler(self.space.distributions(), self.rungs, self.startup_trials, self.seed)
+        return RungTPESampler(self.space.distributions(), self.rungs, self.startup_trials, seed)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the space comes from the search-space file, not from Ray's param_space
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.pending:
+            return self.suggest_again(trial_id, self.pending.pop(0))
         trial = self.study.ask(self.space.distributions())
+        trial.set_user_attr(RAY_TRIAL_ID, trial_id)
+        trial.set_user_attr(RAY_TRIAL_IDS, [trial_id])
         self.live[trial_id] = trial
         return dict(trial.params)
+
+    def continue_trials(self, numbers: Sequence[int]) -> None:
+        """Run these Optuna trials (left running by a stopped sweep) again, before any new one."""
+        self.pending = list(numbers)
+
+    def suggest_again(self, trial_id: str, number: int) -> dict[str, Any]:
+        """An unfinished trial's own parameters for a new Ray trial; marked to continue it when it
+        reached Ray before (its recorded id and checkpoints), else run from the start."""
+        trial = self.running_trial(number)
+        frozen = self.study.trials[number]
+        recorded = frozen.user_attrs.get(RAY_TRIAL_ID)
+        trial.set_user_attr(RAY_TRIAL_IDS, [*frozen.user_attrs.get(RAY_TRIAL_IDS, []), trial_id])
+        if recorded is None:
+            trial.set_user_attr(RAY_TRIAL_ID, trial_id)
+        self.live[trial_id] = trial
+        self.last_step[trial_id] = max(frozen.intermediate_values, default=-1)
+        return {**frozen.params, **({CONTINUES: recorded} if recorded else {})}
+
+    def running_trial(self, number: int) -> optuna.Trial:
+        """The study's trial `number`, still running, as an `optuna.Trial` to report on and tell."""
+        study = self.study
+        storage = self._storage
+        study_id = storage.get_study_id_from_name(study.study_name)
+        return optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
+
+    def unfinished(self) -> list[FrozenTrial]:
+        """The trials a stopped sweep left running, in the order they were asked."""
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+    def ended(self) -> int:
+        """How many of the budget's trials have ended."""
+        return len(
+            self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        )
+
+    def close_live(self) -> None:
+        """Trials the Tune run left running when it ended (a time budget stopped it): stopped early."""
+        for trial_id in list(self.live):
+            self.on_trial_complete(trial_id, None)
+
+    def tell_ended(self, number: int, result: dict | None, error: bool = False) -> None:
+        """Tell a trial the stopped sweep ran to its end (its ending recorded, not yet told)."""
+        state, value = completion(result, error)
+        self.study.tell(number, value, state=state, skip_if_finished=True)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self.live.get(trial_id)
@@ -375,38 +436,19 @@ class TPESearcher(Searcher):
             trial.report(float(value), int(step))
             self.last_step[trial_id] = int(step)
 
-    def get_state(self) -> dict:
-        return {
-            "numbers": {trial_id: trial.number for trial_id, trial in self.live.items()},
-            "last_step": dict(self.last_step),
-        }
-
-    def set_state(self, state: dict) -> None:
-        """Re-attach running trials to their Optuna trials after a restart.
-
-        The journal is the record: Ray's saved state may be a little older. Trials the
-        journal shows finished stay finished; the last step recorded on each comes from
-        the journal; a running Optuna trial that Ray never ran (asked just before the
-        sweep stopped) is told as failed, so the sampler does not wait on it.
-        """
-        study = self.study
-        running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        numbers = {trial_id: n for trial_id, n in state["numbers"].items() if n in running}
-        self.live = {trial_id: running_trial(study, n) for trial_id, n in numbers.items()}
-        self.last_step = {trial_id: max(running[n].intermediate_values, default=-1) for trial_id, n in numbers.items()}
-        for number in set(running) - set(numbers.values()):
-            study.tell(number, state=TrialState.FAIL)
-
     def save(self, checkpoint_path: str) -> None:
-        Path(checkpoint_path).write_bytes(pickle.dumps(self.get_state()))
+        """Ray's copy of which Ray trial runs which Optuna trial; `hpo resume` reads the study instead."""
+        numbers = {trial_id: trial.number for trial_id, trial in self.live.items()}
+        Path(checkpoint_path).write_bytes(pickle.dumps({"numbers": numbers}))
 
     def restore(self, checkpoint_path: str) -> None:
-        self.set_state(pickle.loads(Path(checkpoint_path).read_bytes()))
+        pass  # the journal is the record: a resumed sweep starts a new Tuner (hpo.sweep.resume_sweep)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_study"] = None  # re-opened from the journal file where it is needed
-        state["live"] = {}  # Optuna trials hold the study; set_state re-attaches them
+        state["_storage"] = None
+        state["live"] = {}  # Optuna trials hold the study
         state["last_step"] = {}
         return state
 

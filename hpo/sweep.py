@@ -1,15 +1,22 @@
 """One sweep: run directory, baseline, then Ray Tune with the TPE searcher and ASHA.
 
 `run_sweep` runs a prepared sweep; `resume_sweep` finishes one whose driver stopped
-(`hpo resume`), with the same trainable, searcher, scheduler and callbacks (`sweep_parts`).
-What lands where in the run directory is hpo.rundir's.
+(`hpo resume`) in a new Tuner with the same trainable, searcher, scheduler and callbacks
+(`sweep_parts`), going by the sweep's own record rather than Ray's saved experiment. Both
+return an `Outcome`: interrupted (by a stop signal, hpo.interrupt), or finished with a best
+passing rung exported, or finished with none passing. What lands where in the run directory
+is hpo.rundir's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +24,21 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
 from hpo.baseline import measure_baseline
-from hpo.best_recipe import export_best
-from hpo.compat import TOKEN_AUTH_LOGGER, replace_tuner_settings
+from hpo.best_recipe import NoPassingTrial, export_best, failure_counts
+from hpo.compat import TOKEN_AUTH_LOGGER
 from hpo.config import Resources, SweepConfig, data_hashes
+from hpo.continuation import trial_dirname
+from hpo.errors import InputError
+from hpo.interrupt import STOP_SIGNALS, StopSignals
+from hpo.reaper import watch_ray
 from hpo.recorder import RecordCallback
 from hpo.retention import CheckpointRetention
-from hpo.rundir import RunDir, Status, TrialTable, new_run_dir, write_json, write_yaml
+from hpo.rundir import RunDir, Status, SweepState, TrialTable, ending_status, new_run_dir, write_json, write_yaml
 from hpo.scheduler import METRIC, STEP, StrictASHA, asha_rungs, make_asha
-from hpo.searcher import TPESearcher
+from hpo.searcher import RAY_TRIAL_ID, TPESearcher
 from hpo.tracking import wandb_mirror
 from hpo.trial import run_trial
 from trainers.flags import Flag
@@ -34,7 +46,10 @@ from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its newest complete checkpoint
-STATE_PERIOD_S = "2"  # at most this old is the experiment state `hpo resume` restarts from
+STATE_PERIOD_S = "2"  # how often Ray saves its own experiment state (its trials' registered checkpoints)
+RAY_CLIENT_PREFIX = "ray://"
+EXPERIMENT_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"  # the module behind ray.tune.ExperimentAnalysis
+REAPERS: list = []  # the embedded Ray reaper's process: its pipe must stay open while this process lives
 # Embedded Ray's background work, off: every CPU-second it takes while a trial trains stalls
 # both of torch's lockstep threads. Metrics export (nobody scrapes it without a dashboard), event
 # statistics, and idle workers started ahead for tasks (trials run in actors) about halve what an
@@ -53,6 +68,12 @@ def drop_token_auth_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
+def drop_missing_metrics_notice(record: logging.LogRecord) -> bool:
+    """Ray's "Failed to fetch metrics for N trial(s)" after a run with a trial that never reported (stopped
+    by Ctrl-C before its first rung, or raising at once): trials.parquet is the record, and says so."""
+    return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
 def write_spec(config: SweepConfig, run: RunDir) -> None:
     spec = {
         "sweep_file": config.path,  # what `hpo resume` reloads and checks against `config`
@@ -65,15 +86,12 @@ def write_spec(config: SweepConfig, run: RunDir) -> None:
 
 def stop_reason(scheduler: StrictASHA):
     def reason(trial_id: str, last: dict) -> tuple[str, str]:
+        status = ending_status(last)
         violation = str(last.get(Flag.VIOLATION, ""))
-        if last.get(Flag.DIVERGED):
-            return Status.DIVERGED, violation
-        if last.get(Flag.FAILED) or last.get(Flag.OOM):  # the reward endpoint kept failing; OOM at batch size 1
-            return Status.ERROR, violation
-        if last.get(Flag.GUARDRAIL):  # e.g. RFT's KL over its limit, or a reward blow-up
-            return Status.STOPPED, f"guardrail: {violation}"
-        if last.get(Flag.FINAL):
-            return Status.COMPLETED, ""
+        if status == Status.STOPPED:
+            return status, f"guardrail: {violation}"
+        if status is not None:
+            return status, violation
         if trial_id in scheduler.stopped_at:
             return Status.STOPPED, f"asha: below the rung cutoff at step {scheduler.stopped_at[trial_id]}"
         return Status.STOPPED, f"sweep budget ended at step {last.get(STEP)}"
@@ -81,13 +99,17 @@ def stop_reason(scheduler: StrictASHA):
     return reason
 
 
-def start_ray(config: SweepConfig) -> None:
-    """Join RAY_ADDRESS when set (a cluster); otherwise start Ray embedded on this machine."""
+def start_ray(config: SweepConfig | None = None) -> None:
+    """Join RAY_ADDRESS when set (a cluster); otherwise start Ray embedded on this machine, with a
+    reaper that ends its processes when this one ends, however it ends (hpo.reaper)."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)  # read when the sweep's Tuner runs
     if ray.is_initialized():
         return
+    address = os.environ.get("RAY_ADDRESS")
+    if address and address.startswith(RAY_CLIENT_PREFIX):
+        raise InputError([ray_client_refusal(address)])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not os.environ.get("RAY_ADDRESS"):
+    if not address:
         # Ray's memory monitor ends a worker with an OutOfMemoryError that Tune (2.60) does not
         # expect, and the whole sweep stops. Without it the kernel ends the largest process, the
         # trial's worker, and Tune treats that as a failed trial: retried, then recorded as error.
@@ -97,11 +119,38 @@ def start_ray(config: SweepConfig) -> None:
     # Ray turns token authentication on for a new local cluster (or when a token file exists)
     # and says so in a warning that broke into every sweep's live view. It stays on; the notice goes.
     logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(drop_token_auth_notice)
-    ray.init(
-        address=os.environ.get("RAY_ADDRESS") or None,
-        include_dashboard=False,
-        log_to_driver=os.environ.get("FORGE_HPO_TRIAL_LOGS") == "1",
-        configure_logging=False,
+    logging.getLogger(EXPERIMENT_ANALYSIS_LOGGER).addFilter(drop_missing_metrics_notice)
+    with python_stop_handlers_kept():
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            log_to_driver=os.environ.get("FORGE_HPO_TRIAL_LOGS") == "1",
+            configure_logging=False,
+        )
+    if not address:
+        REAPERS.append(watch_ray())
+
+
+@contextlib.contextmanager
+def python_stop_handlers_kept() -> Iterator[None]:
+    """Ray's driver replaces the SIGTERM handler with a native one that prints a stack dump and aborts
+    (exit 134); the handlers installed before it (hpo.interrupt.StopSignals) are put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            if callable(handler):
+                signal.signal(signum, handler)
+
+
+def ray_client_refusal(address: str) -> str:
+    return (
+        f"RAY_ADDRESS={address}: a Ray Client address; the sweep's driver writes its record and reads its "
+        "checkpoints on this machine, so run hpo on the cluster instead (`ray job submit -- hpo ...`, docs/cluster.md)"
     )
 
 
@@ -146,6 +195,23 @@ class SweepParts:
     table: TrialTable
     callbacks: list[Callback]
     mirror: Any  # the W&B mirror, None when W&B is disabled
+    reason: Any  # (trial id, last result) -> (status, stop reason)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a sweep, or a resumed one, ended: interrupted by `signal`, or finished; `failures` counts
+    the trials by how they failed when none passed (then no best recipe is written)."""
+
+    run_dir: Path
+    budget: int
+    ended: int
+    signal: int | None = None
+    failures: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.signal is None and not self.failures
 
 
 def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback | None) -> SweepParts:
@@ -174,6 +240,7 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
             recipe=trial_recipe(config),
             baseline=baseline["metrics"],
             objective=config.objective,
+            tune_dir=run.tune.resolve(),
             workers=config.resources.workers,
         ),
         trial_resources(config.resources),
@@ -184,23 +251,22 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
         *([live] if live else []),
         *([mirror] if mirror else []),
     ]
-    return SweepParts(trainable, searcher, scheduler, table, callbacks, mirror)
+    return SweepParts(trainable, searcher, scheduler, table, callbacks, mirror, reason)
 
 
-def tune_config(config: SweepConfig, parts: SweepParts) -> tune.TuneConfig:
-    return tune.TuneConfig(
+def make_tuner(config: SweepConfig, run_dir: Path, parts: SweepParts, trials: int, signals: StopSignals) -> tune.Tuner:
+    """A Tuner for `trials` more trials of the sweep (all of them, or what a resumed sweep has left)."""
+    run = RunDir(run_dir.resolve())
+    tune_config = tune.TuneConfig(
         search_alg=parts.searcher,
         scheduler=parts.scheduler,
-        num_samples=config.budget.trials,
+        num_samples=trials,
         max_concurrent_trials=config.budget.concurrency,
         time_budget_s=config.budget.time_budget_s,
         reuse_actors=True,
+        trial_dirname_creator=trial_dirname,
     )
-
-
-def run_config(config: SweepConfig, run_dir: Path, parts: SweepParts) -> tune.RunConfig:
-    run = RunDir(run_dir.resolve())
-    return tune.RunConfig(
+    run_config = tune.RunConfig(
         name=run.tune.name,
         storage_path=str(run.path),
         checkpoint_config=tune.CheckpointConfig(
@@ -208,54 +274,115 @@ def run_config(config: SweepConfig, run_dir: Path, parts: SweepParts) -> tune.Ru
         ),
         failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
         callbacks=parts.callbacks,
+        stop=SignalStopper(signals),
         verbose=0,
     )
+    return tune.Tuner(parts.trainable, tune_config=tune_config, run_config=run_config)
 
 
-def run_sweep(config: SweepConfig, run_dir: Path, baseline: dict, live: Callback | None = None) -> Path:
-    """Run the trials of a prepared sweep and export the best rung; returns the run directory."""
+def run_sweep(
+    config: SweepConfig,
+    run_dir: Path,
+    baseline: dict,
+    live: Callback | None = None,
+    signals: StopSignals | None = None,
+) -> Outcome:
+    """Run the trials of a prepared sweep and export the best passing rung."""
     start_ray(config)
+    signals = signals or StopSignals()
     parts = sweep_parts(config, run_dir, baseline, live)
-    tuner = tune.Tuner(
-        parts.trainable, tune_config=tune_config(config, parts), run_config=run_config(config, run_dir, parts)
-    )
-    return finish(tuner, parts, run_dir)
+    RunDir(run_dir).write_state(SweepState.RUNNING, trials=config.budget.trials)
+    tuner = make_tuner(config, run_dir, parts, config.budget.trials, signals)
+    return finish(config, tuner, parts, run_dir, signals)
 
 
-def resume_sweep(config: SweepConfig, run_dir: Path, live: Callback | None = None) -> Path:
-    """Finish a sweep whose driver stopped: ended trials stay as recorded, unfinished and errored
-    ones go on from their newest complete checkpoints, the budget's missing trials start.
+def resume_sweep(
+    config: SweepConfig, run_dir: Path, live: Callback | None = None, signals: StopSignals | None = None
+) -> Outcome:
+    """Finish a sweep whose driver stopped, in a new Tuner: ended trials stay as recorded, the ones it
+    left running go on (from their newest checkpoint, or from the start with the same parameters when
+    they had none), and the budget's missing trials start.
 
-    Ray restores its trials and the searcher's state (re-attached to the study journal);
-    ASHA's rung records are rebuilt from trials.parquet.
+    The Optuna study and trials.parquet are the record; ASHA's rung records are rebuilt from
+    trials.parquet. Ray's own saved experiment is not read.
     """
-    run_dir = run_dir.resolve()  # Ray restores from an absolute path or URI
-    baseline = RunDir(run_dir).read_baseline()
+    run_dir = run_dir.resolve()
+    run = RunDir(run_dir)
     start_ray(config)
-    parts = sweep_parts(config, run_dir, baseline, live)
+    signals = signals or StopSignals()
+    parts = sweep_parts(config, run_dir, run.read_baseline(), live)
     recorded = sorted(parts.table.rows.values(), key=lambda row: row["recorded_at"])
-    parts.scheduler.replay(
-        ((row["trial_id"], int(row["step"]), row.get("objective")) for row in recorded), parts.table.ended_trials()
-    )
-    tuner = tune.Tuner.restore(str(RunDir(run_dir).tune), parts.trainable, resume_unfinished=True, resume_errored=True)
-    attach(tuner, tune_config(config, parts), run_config(config, run_dir, parts))
-    return finish(tuner, parts, run_dir)
+    parts.scheduler.replay((row["trial_id"], int(row["step"]), row.get("objective")) for row in recorded)
+    parts.searcher.continue_trials(unfinished_trials(parts))
+    if live is not None:
+        live.seed(parts.table)
+    left = config.budget.trials - parts.searcher.ended()
+    run.write_state(SweepState.RUNNING, trials=config.budget.trials)
+    tuner = make_tuner(config, run_dir, parts, left, signals) if left > 0 else None
+    return finish(config, tuner, parts, run_dir, signals)
 
 
-def attach(tuner: tune.Tuner, tune_settings: tune.TuneConfig, run_settings: tune.RunConfig) -> None:
-    """Give a restored Tuner this sweep's searcher, scheduler and callbacks.
+def unfinished_trials(parts: SweepParts) -> list[int]:
+    """The Optuna trials a stopped sweep left running that must run again; the ones whose ending
+    reached the record but not the study (or the other way round) are closed here instead."""
+    table, searcher = parts.table, parts.searcher
+    again = []
+    for trial in searcher.unfinished():
+        trial_id = trial.user_attrs.get(RAY_TRIAL_ID)
+        last = table.last_row(trial_id) if trial_id else None
+        status = table.status.get(trial_id, (Status.RUNNING, ""))[0] if trial_id else Status.RUNNING
+        if status != Status.RUNNING or (last or {}).get(Flag.FINAL):
+            searcher.tell_ended(trial.number, last, error=status == Status.ERROR)
+        else:
+            again.append(trial.number)
+    told = {t.user_attrs.get(RAY_TRIAL_ID) for t in searcher.study.get_trials(deepcopy=False) if t.state.is_finished()}
+    for trial_id in table.running_trials():
+        last = table.last_row(trial_id)
+        if trial_id in told or (last or {}).get(Flag.FINAL):
+            table.finish(trial_id, *parts.reason(trial_id, last or {}))
+    return again
 
-    `Tuner.restore` brings back the ones pickled when the sweep started, with none of
-    what they learnt since (and an empty record). Ray has no public way to replace them
-    (`hpo.compat.replace_tuner_settings`); on `fit` Ray restores the searcher's saved
-    state into the new searcher. Storage path and name are the same as before.
-    """
-    replace_tuner_settings(tuner, tune_settings, run_settings)
 
-
-def finish(tuner: tune.Tuner, parts: SweepParts, run_dir: Path) -> Path:
-    tuner.fit()
-    export_best(run_dir)
+def finish(
+    config: SweepConfig, tuner: tune.Tuner | None, parts: SweepParts, run_dir: Path, signals: StopSignals
+) -> Outcome:
+    """Run the Tuner; then an interrupted sweep is left for `hpo resume`, and a finished one exports
+    its best passing rung (or counts how its trials failed)."""
+    run = RunDir(run_dir)
+    if tuner is not None:
+        with signals.tune_loop():
+            tuner.fit()
+    ended = parts.searcher.ended()
+    if signals.received is not None:
+        run.write_state(SweepState.INTERRUPTED, trials=config.budget.trials, ended=ended, signal=signals.received)
+        return Outcome(run_dir, config.budget.trials, ended, signal=signals.received)
+    close_running(parts)
+    run.write_state(SweepState.FINISHED, trials=config.budget.trials, ended=parts.searcher.ended())
+    failures: dict[str, int] = {}
+    try:
+        export_best(run_dir)
+    except NoPassingTrial:
+        failures = failure_counts(parts.table.by_trial())  # the record's trials, with those that never reported
     if parts.mirror:
         parts.mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
-    return run_dir
+    return Outcome(run_dir, config.budget.trials, parts.searcher.ended(), failures=failures)
+
+
+def close_running(parts: SweepParts) -> None:
+    """Trials a time budget stopped mid-way end as stopped, in the record and the study."""
+    for trial_id in parts.table.running_trials():
+        parts.table.finish(trial_id, *parts.reason(trial_id, parts.table.last_row(trial_id) or {}))
+    parts.searcher.close_live()
+
+
+class SignalStopper(Stopper):
+    """Ends the whole Tune run once a stop signal was received; never stops a single trial."""
+
+    def __init__(self, signals: StopSignals) -> None:
+        self.signals = signals
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.signals.received is not None

@@ -1,15 +1,19 @@
 """The best recipe in the formats people deploy with, written next to best/recipe.yaml.
 
-    best/trl_<method>_config.yaml     TRL config keyword arguments (SFTConfig for sft and cpt, GRPOConfig for rft)
-    best/peft_lora_config.json        PEFT LoraConfig keyword arguments (method lora)
+    best/trl_<script>_config.yaml     a config `trl sft --config FILE` (rft: `trl grpo`) runs as it is: the model,
+                                      the data as a dataset mixture, the trainer's arguments and LoRA under
+                                      TRL's own keys (use_peft, lora_r, ...)
+    best/peft_lora_config.json        PEFT LoraConfig keyword arguments: LoraConfig(**json.load(file))
     best/service_hyperparameters.json service-style names and limits, out-of-range values flagged
     best/alternatives.json            the top trials and the lift/regression Pareto front
 
 The TRL and PEFT arguments come from the trainers' own config builders, so they are
-equivalent to the recipe by construction. Every file carries the recipe's provenance
-(spec hash, data hashes, seed, trial id, step). Values outside a service's range are
-flagged with the allowed range and never clamped: a silently changed learning rate is a
-different recipe from the one the sweep measured.
+equivalent to the recipe by construction. Every file carries the recipe's provenance (spec
+hash, data hashes, seed, trial id, step): in a `provenance` key, or, in the two files
+other tools load and which must hold nothing else, in a comment (TRL) or in recipe.yaml
+next to it (PEFT). Values outside a service's range are flagged with the allowed range and
+never clamped: a silently changed learning rate is a different recipe from the one the
+sweep measured.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from hpo.errors import InputError
 from hpo.guardrails import SERVICE_LIMITS, service_values
 from hpo.rundir import RunDir, write_json, write_text
 from trainers.data import read_jsonl
+from trainers.model_store import ModelError, resolve_model
 from trainers.recipe import Recipe, load_recipe
 from trainers.stages import STAGES
 
@@ -63,6 +68,17 @@ ALWAYS_SHOWN = (
     "include_num_input_tokens_seen",
 )
 LORA_SHOWN = ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type")
+# Left out of the TRL config: `trl sft --config` reads it as a boolean and refuses "non_padding", and it only
+# counts the tokens a trainer logs; training is the same without it.
+TRL_CLI_UNREADABLE = frozenset({"include_num_input_tokens_seen"})
+# TRL's ModelConfig keys for the LoRA settings `trl sft/grpo --config` builds its LoraConfig from.
+TRL_LORA_KEYS = {
+    "r": "lora_r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "target_modules": "lora_target_modules",
+    "task_type": "lora_task_type",
+}
 
 # Amazon Bedrock model customization for Amazon Nova Micro / Lite / Pro: CreateModelCustomizationJob
 # `hyperParameters` (string values) epochCount 1-5, learningRate 1e-6-1e-4, learningRateWarmupSteps 0-100,
@@ -131,6 +147,63 @@ def trl_kwargs(recipe: Recipe) -> tuple[str, dict[str, Any]]:
     cls = type(args)
     defaults = cls(output_dir=args.output_dir, use_cpu=args.use_cpu, bf16=args.bf16).to_dict()
     return cls.__name__, non_default(args.to_dict(), defaults, ALWAYS_SHOWN)
+
+
+def trl_script(class_name: str) -> str:
+    """The `trl` command a config class belongs to: SFTConfig -> sft, GRPOConfig -> grpo."""
+    return class_name.removesuffix("Config").lower()
+
+
+def trl_model(recipe: Recipe) -> str:
+    """What `model_name_or_path` loads: the folder a GGUF reference was converted to (the weights the sweep
+    trained from), else the reference as given (a folder or a hub id)."""
+    try:
+        return resolve_model(recipe.model)
+    except ModelError:
+        return recipe.model
+
+
+def trl_datasets(recipe: Recipe) -> list[dict[str, Any]]:
+    """The recipe's data as TRL's dataset mixture: the domain rows and the general rows mixed into them, each
+    its share of the mix (`fraction`; TRL caps the mix where the recipe would repeat rows)."""
+    domain = {"path": "json", "data_files": recipe.data.domain_train, "split": "train"}
+    if recipe.data.general_mix is None:
+        return [domain]
+    share = recipe.hyperparameters.mixing_ratio
+    general = {"path": "json", "data_files": recipe.data.general_mix, "split": "train"}
+    return [{**domain, "fraction": share}, {**general, "fraction": round(1.0 - share, 6)}]
+
+
+def trl_config(recipe: Recipe) -> tuple[str, dict[str, Any]]:
+    """(trl script, its --config document): every key belongs to one of the script's argument classes."""
+    class_name, kwargs = trl_kwargs(recipe)
+    arguments = {key: value for key, value in kwargs.items() if key not in TRL_CLI_UNREADABLE}
+    document: dict[str, Any] = {"model_name_or_path": trl_model(recipe), "datasets": trl_datasets(recipe), **arguments}
+    lora = lora_kwargs(recipe)
+    if lora is not None:
+        document["use_peft"] = True
+        document.update({TRL_LORA_KEYS[key]: value for key, value in lora.items() if key in TRL_LORA_KEYS})
+    if recipe.reward is not None and recipe.reward.callable:  # `trl grpo` imports a dotted path
+        document["reward_funcs"] = [recipe.reward.callable.replace(":", ".")]
+    return trl_script(class_name), document
+
+
+def trl_header(recipe: Recipe, script: str, provenance: dict[str, Any]) -> str:
+    """The comment above a TRL config: how to run it, what it leaves out, where it came from."""
+    lines = [
+        f"trl {script} --config trl_{script}_config.yaml  (TRL's own keys only; equivalent to recipe.yaml)",
+        f"The learning-rate schedule runs to max_steps; the measured rung stopped at step {recipe.training.last_step}.",
+        "The sweep formats rows with the model's chat template and may repeat domain rows to reach the mix.",
+        "Without a GPU, add: --use_cpu true --bf16 false",
+    ]
+    if recipe.start_adapters:
+        lines.append(f"The sweep's model had these adapters merged first: {', '.join(recipe.start_adapters)}.")
+    if recipe.reward is not None and recipe.reward.url:
+        lines.append(
+            f"The reward is the HTTP endpoint {recipe.reward.url}: give reward_funcs a function that calls it."
+        )
+    lines.append("provenance: " + json.dumps(provenance, sort_keys=True))
+    return "".join(f"# {line}\n" for line in lines)
 
 
 def lora_kwargs(recipe: Recipe) -> dict[str, Any] | None:
@@ -233,24 +306,14 @@ def write_exports(run_dir: Path) -> list[Path]:
     best = run.best
     recipe, sections = load_recipe(run.recipe)
     provenance = sections["provenance"]
-    class_name, kwargs = trl_kwargs(recipe)
+    script, trl = trl_config(recipe)
+    header = trl_header(recipe, script, provenance)
+    if sections.get("partial"):
+        header = "# PARTIAL: the best rung of a sweep that has not finished (see recipe.yaml)\n" + header
+    written = [write_text(best / f"trl_{script}_config.yaml", header + yaml.safe_dump(trl, sort_keys=False))]
     lora = lora_kwargs(recipe)
-    trl_file = best / f"trl_{class_name.removesuffix('Config').lower()}_config.yaml"
-    trl = {
-        "config_class": f"trl.{class_name}",
-        "kwargs": kwargs,
-        "stop_at_step": recipe.training.last_step,
-        "peft_config": "peft_lora_config.json" if lora else None,
-        "model": recipe.model,
-        "provenance": provenance,
-    }
-    header = (
-        f"# TRL {class_name} equivalent to recipe.yaml: {class_name}(output_dir=..., **kwargs).\n"
-        "# The learning-rate schedule runs to max_steps; the measured rung stopped at stop_at_step.\n"
-    )
-    written = [write_text(trl_file, header + yaml.safe_dump(trl, sort_keys=False))]
     if lora is not None:
-        written.append(write_json(best / "peft_lora_config.json", {"lora_config": lora, "provenance": provenance}))
+        written.append(write_json(best / "peft_lora_config.json", lora))
     domain = Path(recipe.data.domain_train)
     if not domain.is_file():
         raise InputError([f"{domain}: not found; service epochs are counted over the sweep's domain training rows"])

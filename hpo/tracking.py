@@ -8,6 +8,11 @@ Tune hooks below only put small plain dicts on the queue.
 Offline runs land in RUN_DIR/wandb/ and need no account or network; `wandb sync
 RUN_DIR/wandb/offline-run-*` uploads them later. With `tracking: {wandb: online}` the same
 runs go straight to the W&B server of the logged-in account.
+
+Every run's id is fixed by the run directory and the trial's recorded id (`wandb_run_id`)
+and opened with `resume="allow"`: a trial that `hpo resume` continues goes on in the W&B run
+it started in (offline, its second folder has the same id and `wandb sync` appends it), and
+the Optuna study names the same trial id (hpo.searcher.RAY_TRIAL_ID).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +30,14 @@ from ray.tune import Callback
 
 from hpo.analysis import RunRecord, load_run
 from hpo.config import Tracking
+from hpo.continuation import recorded_id, trial_params
 from hpo.rundir import RAY_KEYS, Status
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000  # events; a sweep reports a few per rung, so only a stalled tracker fills it
 DRAIN_TIMEOUT_S = 60.0  # how long the end of a sweep waits for W&B before leaving it behind
+RUN_ID_LENGTH = 64  # W&B's limit on a run id
 StopReason = Callable[[str, dict], tuple[str, str]]
 
 
@@ -38,6 +46,11 @@ def wandb_mirror(tracking: Tracking, run_dir: Path, group: str, stop_reason: Sto
     if tracking.wandb == "disabled":
         return None
     return WandbMirror(Path(run_dir), tracking.wandb, tracking.project, group, stop_reason)
+
+
+def wandb_run_id(run_name: str, trial_id: str) -> str:
+    """The W&B run id of one trial (or "sweep") of a run directory: the same on every resume."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{run_name}-{trial_id}")[-RUN_ID_LENGTH:]
 
 
 def rung_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -105,18 +118,18 @@ class WandbMirror(Callback):
     # --- Ray Tune hooks: enqueue only -------------------------------------------------------
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.submit(self._start, trial.trial_id, dict(trial.config))
+        self.submit(self._start, recorded_id(trial), trial_params(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "step" in result:
-            self.submit(self._log, trial.trial_id, dict(trial.config), rung_metrics(result))
+            self.submit(self._log, recorded_id(trial), trial_params(trial.config), rung_metrics(result))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        status, reason = self.stop_reason(trial.trial_id, trial.last_result or {})
-        self.submit(self._finish, trial.trial_id, status, reason)
+        status, reason = self.stop_reason(recorded_id(trial), trial.last_result or {})
+        self.submit(self._finish, recorded_id(trial), status, reason)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.submit(self._finish, trial.trial_id, Status.ERROR, str(trial.error_file or "error"))
+        self.submit(self._finish, recorded_id(trial), Status.ERROR, str(trial.error_file or "error"))
 
     def on_experiment_end(self, trials, **info):
         self.submit(self._finish_all)  # trials the sweep left running (e.g. a time budget) still get a summary
@@ -174,6 +187,7 @@ class WandbMirror(Callback):
     # --- W&B calls (worker thread only) ----------------------------------------------------
 
     def _init(self, name: str, job_type: str, config: dict[str, Any]):
+        """A W&B run named `name` (trial-<id> or sweep), reopened when a resumed sweep had it already."""
         try:
             import wandb
         except ImportError as err:
@@ -184,6 +198,8 @@ class WandbMirror(Callback):
             run = wandb.init(
                 project=self.project,
                 group=self.group,
+                id=wandb_run_id(self.group, name),
+                resume="allow",  # a resumed sweep goes on in the same runs
                 name=name,
                 job_type=job_type,
                 config=config,

@@ -4,7 +4,8 @@ The trainer stays Ray-free; here each rung's metrics are scored by the composite
 objective with the stage's domain metric, and the rung's checkpoint (a complete trainer
 state) becomes a Ray checkpoint. A trial whose worker died goes on from its newest
 complete checkpoint (`ray.tune.get_checkpoint`), not from step 0, and its later rungs
-say `resumed_from_step`. Running out of accelerator memory retries in the same trial
+say `resumed_from_step`; a trial that `hpo resume` continues (hpo.continuation) goes on
+from the newest complete checkpoint of the trial it continues. Running out of accelerator memory retries in the same trial
 with half the micro-batch and twice the gradient accumulation (the same effective
 batch), from the newest checkpoint; every rung records `batch_size`, `grad_accum` and
 `oom_retries`. A trial ends early, as a failing final result that Ray never retries,
@@ -30,8 +31,10 @@ from ray import tune
 
 from hpo import ranks
 from hpo.config import Objective
+from hpo.continuation import CONTINUES, trial_params
 from hpo.guardrails import rung_stop_reason
 from hpo.objective import FAILING_OBJECTIVE, score
+from hpo.rundir import RunDir, continue_point
 from trainers.checkpoints import METRICS, is_complete, newest_complete
 from trainers.flags import Flag
 from trainers.recipe import Recipe
@@ -43,11 +46,20 @@ def trainer_for(stage: Stage):
     return stage.trainer()
 
 
-def resume_point() -> Path | None:
-    """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it."""
+def resume_point(config: dict[str, Any] | None = None, tune_dir: Path | None = None) -> Path | None:
+    """The newest complete checkpoint Ray holds for this trial, or the newest complete one before it.
+
+    Without one from Ray, the sweep's own record decides (`tune_dir` given): the newest complete
+    checkpoint at a recorded rung of this trial, or of the trial it continues (`config[CONTINUES]`).
+    Ray registers a rung's checkpoint only after the record has the rung, so a worker lost in
+    between still goes on from it rather than from step 0.
+    """
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None
+        if tune_dir is None:
+            return None
+        trial_id = (config or {}).get(CONTINUES) or tune.get_context().get_trial_id()
+        return continue_point(RunDir(tune_dir.parent), trial_id)
     latest = Path(checkpoint.path)
     if not latest.is_dir():  # storage that is not a local or shared file system: fetch a copy
         latest = Path(checkpoint.to_directory())
@@ -142,26 +154,37 @@ class RungReporter:
 
 
 def run_trial(
-    config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective, workers: int = 1
+    config: dict[str, Any],
+    recipe: Recipe,
+    baseline: dict[str, float],
+    objective: Objective,
+    tune_dir: Path | None = None,
+    workers: int = 1,
 ) -> None:
     """One trial in a (reused) worker: first give back what an earlier trial here left behind, whether
-    it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it)."""
+    it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it).
+    `tune_dir` is where the checkpoints of a trial this one continues are."""
     free_memory()
     try:
-        train_trial(config, recipe, baseline, objective, workers)
+        train_trial(config, recipe, baseline, objective, tune_dir, workers)
     finally:
         free_memory()
 
 
 def train_trial(
-    config: dict[str, Any], recipe: Recipe, baseline: dict[str, float], objective: Objective, workers: int = 1
+    config: dict[str, Any],
+    recipe: Recipe,
+    baseline: dict[str, float],
+    objective: Objective,
+    tune_dir: Path | None = None,
+    workers: int = 1,
 ) -> None:
     from trainers.rungs import Diverged, OutOfMemory
     from trainers.scorers import ScoringError
 
-    resume_from = resume_point()
+    resume_from = resume_point(config, tune_dir)
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
-    trial_recipe, oom_retries = recipe.with_hyperparameters(config), 0
+    trial_recipe, oom_retries = recipe.with_hyperparameters(trial_params(config)), 0
     if resumed and "batch_size" in resumed:  # a worker lost after an out-of-memory retry keeps the smaller batch
         training = dataclasses.replace(
             trial_recipe.training, batch_size=int(resumed["batch_size"]), grad_accum=int(resumed["grad_accum"])
@@ -185,7 +208,7 @@ def train_trial(
                 reporter.end(err.step, Flag.OOM, f"out of memory at batch size 1 (grad_accum {accum}), step {err.step}")
                 return
             trial_recipe, oom_retries = smaller, oom_retries + 1
-            resume_from = resume_point()  # the newest rung reported so far, if any
+            resume_from = resume_point(config, tune_dir)  # the newest rung reported so far, if any
             free_memory()
         except Diverged as err:
             reporter.end(err.step, Flag.DIVERGED, str(err))

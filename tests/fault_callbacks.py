@@ -21,6 +21,7 @@ from transformers import TrainerCallback
 FOLDER = Path(__file__).resolve().parent
 FIRST_RUNG = 4  # the tiny sweeps' rung_interval
 KILL_STEP = FIRST_RUNG + 2  # past the first rung, before the second
+OOM_STEP = FIRST_RUNG + 2
 WAIT_S = 60.0
 STEP_PAUSE_S = 1.0
 
@@ -42,22 +43,30 @@ def trial_number() -> int:
     return order.index(trial_id)
 
 
-def note_attempt() -> None:
+def note_attempt(step: int = 0) -> None:
+    """One line per training attempt: the Ray trial id and the step the attempt started from."""
     with (FOLDER / "attempts.txt").open("a") as attempts:
-        attempts.write(f"{tune.get_context().get_trial_id()}\n")
+        attempts.write(f"{tune.get_context().get_trial_id()} {step}\n")
+
+
+def checkpoint_saved(trial_id: str, step: int) -> bool:
+    """Whether the trial's complete checkpoint of `step` is in the run directory (hpo.rundir's layout)."""
+    from hpo.rundir import RunDir, find_checkpoint
+
+    runs = sorted(FOLDER.glob("runs/*"))
+    return bool(runs) and find_checkpoint(RunDir(runs[0]), trial_id, step) is not None
 
 
 class KillAfterFirstRung(TrainerCallback):
-    """SIGKILLs its own process once, at KILL_STEP of a trial that went on past its first rung.
+    """SIGKILLs its own process once, at KILL_STEP of the second trial.
 
-    The first trial is left alone: strict ASHA stops it at its first rung, as nothing can
-    be promoted before a rung holds enough trials. Before the kill, the driver must have
-    recorded this trial's first rung, and a moment is left for Ray to register that rung's
-    checkpoint (it does so right after recording the result).
+    Before the kill, the driver must have recorded this trial's first rung and the rung's
+    complete checkpoint must be in the run directory: the restarted trial goes on from it
+    whether or not Ray registered it yet (hpo.trial.resume_point).
     """
 
     def on_train_begin(self, args, state, control, **kwargs):
-        note_attempt()
+        note_attempt(state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         marker = FOLDER / "killed.txt"
@@ -67,11 +76,13 @@ class KillAfterFirstRung(TrainerCallback):
         if not any(row["trial_id"] != me for row in recorded()):
             return  # the first trial
         deadline = time.monotonic() + WAIT_S
-        while not any(r["trial_id"] == me and r["step"] == FIRST_RUNG for r in recorded()):
+        while not (
+            any(r["trial_id"] == me and r["step"] == FIRST_RUNG for r in recorded())
+            and checkpoint_saved(me, FIRST_RUNG)
+        ):
             if time.monotonic() > deadline:
                 return
             time.sleep(0.2)
-        time.sleep(2.0)
         marker.write_text(f"{me} {os.getpid()}\n")
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -86,20 +97,45 @@ class SlowSteps(TrainerCallback):
 
 
 class Faults(TrainerCallback):
-    """By trial: the first runs out of memory at step 2 while its micro-batch is above 2, the
-    second at every batch size, the third diverges (its trainable weights become NaN at step 2)."""
+    """By trial: the first runs out of memory at OOM_STEP, past its first rung's checkpoint, while its
+    micro-batch is above 2 (each retry goes on from that checkpoint); the second at step 2 at every
+    batch size; the third diverges (its trainable weights become NaN at step 2)."""
 
     def on_train_begin(self, args, state, control, **kwargs):
-        note_attempt()
+        note_attempt(state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        number = trial_number()
+        if number == 0 and state.global_step == OOM_STEP and args.per_device_train_batch_size > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
         if state.global_step != 2:
             return
-        number = trial_number()
-        if (number == 0 and args.per_device_train_batch_size > 2) or number == 1:
+        if number == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
         if number == 2:
             with torch.no_grad():
                 for parameter in model.parameters():
                     if parameter.requires_grad:
                         parameter.fill_(float("nan"))
+
+
+class FailEveryWay(TrainerCallback):
+    """By trial: the first drifts off general text past any regression limit (noise added to its trainable
+    weights after every step: finite, but far from the base model), the second diverges at step 2, the
+    third raises at step 1 on every attempt."""
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        number = trial_number()
+        if number == 0:
+            noise = torch.Generator().manual_seed(state.global_step)
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    if parameter.requires_grad:
+                        parameter.add_(0.3 * torch.randn(parameter.shape, generator=noise))
+        elif number == 1 and state.global_step == 2:
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    if parameter.requires_grad:
+                        parameter.fill_(float("nan"))
+        elif number == 2:
+            raise RuntimeError("injected failure")

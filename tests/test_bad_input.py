@@ -44,6 +44,7 @@ class Row:
     make: Callable[[Path], None]  # edits the copy of the tiny example in place
     command: tuple[str, ...]  # `hpo ...` or `trainers ...`, run in the copy's folder
     problems: tuple[Problem, ...]
+    env: tuple[tuple[str, str], ...] = ()  # added to the command's environment
 
 
 # --- how to break the example -------------------------------------------------------------
@@ -132,6 +133,33 @@ def fake_run_dir(folder: Path) -> None:
 
 def nothing(folder: Path) -> None:
     pass
+
+
+def append_bytes(name: str, data: bytes) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        with (folder / name).open("ab") as file:
+            file.write(data)
+
+    return make
+
+
+def run_dir_without_baseline(folder: Path) -> None:
+    """A run directory whose sweep stopped before its baseline was written."""
+    (folder / "early_run").mkdir()
+    (folder / "early_run" / "spec.yaml").write_text("spec_hash: 0\n")
+
+
+def drop_key(name: str, dotted: str, renamed: str) -> Callable[[Path], None]:
+    """`dotted` renamed to `renamed` (a typo of a required key)."""
+
+    def change(document: dict) -> None:
+        *parents, last = dotted.split(".")
+        node = document
+        for part in parents:
+            node = node[part]
+        node[renamed] = node.pop(last)
+
+    return edit_yaml(name, change)
 
 
 def rft_reward(reward: dict) -> Callable[[Path], None]:
@@ -306,7 +334,9 @@ ROWS: dict[str, Row] = {
         sweep("task.metric", "json_match"),
         ("hpo", "validate", "sweep.yaml"),
         tuple(
-            Problem(f"domain_{split}.jsonl", f"data.domain_{split}", "every row: the reference completion is not a JSON")
+            Problem(
+                f"domain_{split}.jsonl", f"data.domain_{split}", "every row: the reference completion is not a JSON"
+            )
             for split in ("train", "eval", "test")
         ),
     ),
@@ -421,6 +451,147 @@ ROWS: dict[str, Row] = {
     "stage trainer on a missing recipe": Row(
         nothing, ("trainers.cpt", "no_such_recipe.yaml"), (Problem("no_such_recipe.yaml", "", "file not found"),)
     ),
+    # input that passed validation and then failed with a traceback, or was taken silently
+    "empty label list, sweep": Row(
+        sweep("task.labels", []),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.labels", "must list at least one label"),),
+    ),
+    "repeated label": Row(
+        sweep("task.labels", ["animal", "plant", "tool", "plant"]),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.labels", "must not repeat a label"),),
+    ),
+    "data file that is a folder": Row(
+        sweep("data.domain_train", "data"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "data.domain_train", "is a folder, not a file: data (give the file inside it)"),),
+    ),
+    "probe file that is a folder, sweep": Row(
+        sweep("data.general_probe", "model"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "data.general_probe", "is a folder, not a file: model"),),
+    ),
+    "output_dir that is a file": Row(
+        sweep("output_dir", "space.yaml"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "output_dir", "space.yaml is a file, not a folder"),),
+    ),
+    "output_dir that cannot be created": Row(
+        sweep("output_dir", "space.yaml/runs"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "output_dir", "cannot be created: "),),
+    ),
+    "sweep file that is a folder": Row(
+        nothing, ("hpo", "validate", "data"), (Problem("data", "", "is a folder, not a file"),)
+    ),
+    "duplicate top-level key": Row(
+        append_bytes("sweep.yaml", b"seed: 3\nseed: 4\n"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "seed", "given twice (again at line"),),
+    ),
+    "duplicate key in a section": Row(
+        write_text("sweep.yaml", "name: x\nbudget:\n  trials: 2\n  trials: 3\n"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "trials", "given twice (again at line 4)"),),
+    ),
+    "duplicate key in the search space": Row(
+        append_bytes("space.yaml", b"stage: sft\n"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", "stage", "given twice"),),
+    ),
+    "sweep file that is not UTF-8": Row(
+        append_bytes("sweep.yaml", b"# caf\xe9\n"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "line", "byte 0xe9 is not UTF-8 text"),),
+    ),
+    "data line that is not UTF-8": Row(
+        append_bytes("data/domain_eval.jsonl", b'{"prompt": "caf\xe9", "completion": "animal"}\n'),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("domain_eval.jsonl", "line 21", "byte 0xe9 at column 16 is not UTF-8 text"),),
+    ),
+    "NaN bound, one line": Row(
+        space("learning_rate.low", float("nan")),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", f"{LR}.low", "must be finite, got nan"),),
+    ),
+    "string bound, one line": Row(
+        space("warmup_ratio.high", "lots"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", "parameters.warmup_ratio.high", "must be a number, got 'lots'"),),
+    ),
+    "string default, one line": Row(
+        space("learning_rate.default", "small"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", f"{LR}.default", "must be a number, got 'small'"),),
+    ),
+    "typo in a required key, one line": Row(
+        drop_key("sweep.yaml", "budget.trials", "trails"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "budget.trails", "did you mean 'trials'?"),),
+    ),
+    "typo in a required section, one line": Row(
+        drop_key("sweep.yaml", "scheduler", "schedular"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "schedular", "did you mean 'scheduler'?"),),
+    ),
+    "typo in a parameter's type, one line": Row(
+        drop_key("space.yaml", "parameters.learning_rate.type", "typ"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("space.yaml", f"{LR}.typ", "did you mean 'type'?"),),
+    ),
+    "missing required section": Row(
+        edit_yaml("sweep.yaml", lambda document: document.pop("budget") and None),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "budget", "is required (add it)"),),
+    ),
+    "bad max_steps, no knock-on line": Row(
+        sweep("scheduler.max_steps", "long"),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "scheduler.max_steps", "must be an integer, got 'long'"),),
+    ),
+    "time budget 0": Row(
+        sweep("budget.time_budget_s", 0),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "budget.time_budget_s", "must be > 0, got 0"),),
+    ),
+    # resources the machine can never give
+    "a GPU on a machine without one": Row(
+        sweep("resources", {"cpu": 1, "gpu": 1}),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "resources.gpu", "each trial asks for 1 GPU but this machine has none"),),
+    ),
+    "more CPUs than the machine has, sweep": Row(
+        sweep("resources", {"cpu": 4096}),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "resources.cpu", "each trial asks for 4096 CPUs but this machine has"),),
+    ),
+    "negative resource wait": Row(
+        sweep("resources", {"cpu": 1, "wait_s": -1}),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "resources.wait_s", "must be >= 0, got -1"),),
+    ),
+    # resuming
+    "resume of a folder that is not a run": Row(
+        nothing, ("hpo", "resume", "data"), (Problem("data", "spec.yaml", "give a run directory written by"),)
+    ),
+    "resume of a run that never started": Row(
+        run_dir_without_baseline,
+        ("hpo", "resume", "early_run"),
+        (Problem("early_run", "", "no trials were started here"),),
+    ),
+    "resume under a Ray Client address": Row(
+        fake_run_dir,
+        ("hpo", "resume", "half_run"),
+        (Problem("RAY_ADDRESS=ray://", "", "run hpo on the cluster instead"),),
+        env=(("RAY_ADDRESS", "ray://127.0.0.1:10001"),),
+    ),
+    "sweep under a Ray Client address": Row(
+        nothing,
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("RAY_ADDRESS=ray://", "", "a Ray Client address"),),
+        env=(("RAY_ADDRESS", "ray://127.0.0.1:10001"),),
+    ),
 }
 
 
@@ -448,7 +619,7 @@ def run_row(row: Row, folder: Path) -> Outcome:
     ray_parent = Path(tempfile.mkdtemp(prefix="bad-input-"))  # short: Ray's socket paths live under it
     program, *args = row.command
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join a cluster
-    env.update(RAY_TMPDIR=str(ray_parent), HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(RAY_TMPDIR=str(ray_parent), HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1", **dict(row.env))
     try:
         done = subprocess.run(
             [sys.executable, "-m", program, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300
@@ -497,4 +668,31 @@ def test_bad_input_is_refused_up_front(name: str, outcomes: dict[str, Outcome]) 
 def test_the_table_covers_every_entry_point() -> None:
     commands = {row.command[:2] if row.command[0] == "hpo" else row.command[:1] for row in ROWS.values()}
     assert {("hpo", "validate"), ("hpo", "sweep"), ("hpo", "export"), ("hpo", "report"), ("trainers",)} <= commands
-    assert len(ROWS) >= 24
+    assert len(ROWS) >= 60
+
+
+def test_a_probe_file_smaller_than_its_probe_is_a_warning(tiny):
+    """An eval file of 1 row when the probe asks for 12 gave an objective from one example, silently."""
+    rows_of("data/domain_eval.jsonl", {"prompt": "Classify the word.\nWord: cat", "completion": "animal"})(tiny)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "validate", "sweep.yaml"], cwd=tiny, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (warning,) = [line for line in done.stdout.splitlines() if "data.domain_eval" in line]
+    assert warning == (
+        f"warning: {tiny / 'sweep.yaml'}: data.domain_eval: 1 row, fewer than probes.domain_examples (12): "
+        "every rung is scored on 1 (add rows, or set probes.domain_examples: 1 to say so)"
+    )
+
+
+def test_validate_warns_of_resources_this_machine_cannot_give(tiny):
+    """`resources: {gpu: 1}` on a machine without one: `hpo validate` said ok and the sweep never started a trial.
+    The file may be meant for a Ray cluster, so validate warns; `hpo sweep` here refuses (ROWS)."""
+    sweep("resources", {"cpu": 1, "gpu": 1})(tiny)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "validate", "sweep.yaml"], cwd=tiny, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (warning,) = [line for line in done.stdout.splitlines() if "resources.gpu" in line]
+    assert warning.startswith(f"warning: {tiny / 'sweep.yaml'}: resources.gpu: each trial asks for 1 GPU")
+    assert warning.endswith("; `hpo sweep` here refuses it")

@@ -1,48 +1,27 @@
-"""hpo.compat against the installed Ray and Optuna: each private use still works, or the test
-names the version that broke it and the function to fix."""
+"""hpo.compat against the installed Ray and Optuna, and the rule that nothing else reaches into them.
 
+Each name hpo.compat keeps still works, or the test names the version that broke it and
+what to fix. Every other module of the engine and the trainers uses public API only: no
+attribute with a leading underscore on another object, no import from a private module of
+Ray or Optuna.
+"""
+
+import ast
 import importlib.util
 from pathlib import Path
 
-import optuna
 import ray
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
-from ray import tune
 
-from hpo.compat import TOKEN_AUTH_LOGGER, replace_tuner_settings, running_trial
+from hpo.compat import TOKEN_AUTH_LOGGER
+
+ROOT = Path(__file__).resolve().parent.parent
+OWN_OBJECTS = ("self", "cls")
+GUARDED = ("ray", "optuna")  # the libraries whose private modules only hpo/compat.py may name
+PUBLIC_UNDERSCORED = frozenset({"_exit", "_asdict", "_replace", "_fields", "_make"})  # os._exit, namedtuples
 
 
 def broken(library: str, version: str, name: str, what: str) -> str:
     return f"{library} {version}: hpo.compat.{name} no longer works ({what}); fix it for this version"
-
-
-def test_a_restored_tuner_takes_new_settings(tmp_path):
-    tuner = tune.Tuner(lambda config: None, run_config=tune.RunConfig(name="old", storage_path=str(tmp_path)))
-    settings = tune.TuneConfig(num_samples=3)
-    run_settings = tune.RunConfig(name="new", storage_path=str(tmp_path))
-    try:
-        replace_tuner_settings(tuner, settings, run_settings)
-        internal = tuner._local_tuner
-        replaced = internal._tune_config is settings and internal.get_run_config() is run_settings
-    except AttributeError as err:
-        raise AssertionError(broken("Ray", ray.__version__, "replace_tuner_settings", repr(err))) from err
-    assert replaced, broken("Ray", ray.__version__, "replace_tuner_settings", "the settings a Tuner runs moved")
-
-
-def test_a_running_trial_is_found_by_its_number_and_takes_reports(tmp_path):
-    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.journal")))
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    study.ask()
-    number = study.ask().number
-    try:
-        trial = running_trial(study, number)
-        trial.report(0.5, 2)
-    except (AttributeError, KeyError) as err:
-        raise AssertionError(broken("Optuna", optuna.__version__, "running_trial", repr(err))) from err
-    study.tell(number, 0.6)
-    found = trial.number == number and study.trials[number].intermediate_values == {2: 0.5}
-    assert found, broken("Optuna", optuna.__version__, "running_trial", "it returned another trial")
 
 
 def test_rays_token_notice_comes_from_the_named_logger():
@@ -52,3 +31,28 @@ def test_rays_token_notice_comes_from_the_named_logger():
     assert notice in Path(spec.origin).read_text(), broken(
         "Ray", ray.__version__, "TOKEN_AUTH_LOGGER", "the module no longer logs the notice"
     )
+
+
+def private_uses(path: Path) -> list[str]:
+    """`file:line: code` for every private attribute of another object and every private import."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        private = (
+            node.attr.startswith("_") and not node.attr.startswith("__") if isinstance(node, ast.Attribute) else False
+        )
+        if private and node.attr not in PUBLIC_UNDERSCORED:
+            if not (isinstance(node.value, ast.Name) and node.value.id in OWN_OBJECTS):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in GUARDED:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            if any(part.startswith("_") for name in names for part in name.split(".")):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_only_hpo_compat_names_private_api():
+    """A resume through Ray's `tuner._local_tuner` or Optuna's `study._storage` broke on upgrade and under a
+    Ray Client address; the engine now resumes through public API (hpo.sweep.resume_sweep)."""
+    modules = sorted((ROOT / "hpo").glob("*.py")) + sorted((ROOT / "trainers").glob("*.py"))
+    found = [line for path in modules if path.name != "compat.py" for line in private_uses(path)]
+    assert not found, "private API outside hpo/compat.py:\n" + "\n".join(found)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from hpo.analysis import pareto_front
 from hpo.tool_configs import Limit, service_hyperparameters
@@ -98,37 +97,61 @@ def test_every_export_records_the_recipes_provenance(exported):
     best, _, sections, _ = exported
     provenance = sections["provenance"]
     assert set(provenance) >= {"spec_hash", "data_sha256", "seed", "trial_id", "step"}
-    trl = yaml.safe_load((best / "trl_sft_config.yaml").read_text())
-    assert trl["provenance"] == provenance
-    for name in ("peft_lora_config.json", "service_hyperparameters.json", "alternatives.json"):
+    comment = [line for line in (best / "trl_sft_config.yaml").read_text().splitlines() if line.startswith("# ")]
+    assert f"# provenance: {json.dumps(provenance, sort_keys=True)}" in comment  # TRL's file may hold only its keys
+    for name in ("service_hyperparameters.json", "alternatives.json"):
         assert json.loads((best / name).read_text())["provenance"] == provenance, name
 
 
-def test_trl_config_equals_the_trainers_own(exported, tmp_path):
-    from trl import SFTConfig
+def parse_with_trl(config: Path, script: str = "sft"):
+    """What `trl <script> --config FILE` parses the file into, with TRL's own parser; unknown keys fail.
+    Without a GPU, the flags the file's header names for a CPU are added, as a user there would."""
+    import importlib
 
+    import torch
+
+    parser = importlib.import_module(f"trl.scripts.{script}").make_parser(prog=f"trl {script}")
+    cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true", "--bf16", "false"]
+    return parser.parse_args_and_config(["--config", str(config), *cpu])
+
+
+def test_trl_sft_loads_the_exported_config(exported, tmp_path):
+    """best/trl_sft_config.yaml nested TRL's arguments under `kwargs` with other keys beside them,
+    so `trl sft --config` refused it, and the LoRA settings were only in a separate JSON."""
+    from peft import LoraConfig
+    from trl import get_peft_config
+
+    from trainers.rungs import lora_config
     from trainers.sft import trainer_config
 
     best, recipe, _, _ = exported
-    document = yaml.safe_load((best / "trl_sft_config.yaml").read_text())
-    assert document["config_class"] == "trl.SFTConfig"
-    assert document["stop_at_step"] == recipe.training.stop_at_step
+    script_args, training_args, model_args, dataset_args = parse_with_trl(best / "trl_sft_config.yaml")
     ours = trainer_config(recipe, tmp_path)
-    rebuilt = SFTConfig(output_dir=str(tmp_path), use_cpu=ours.use_cpu, bf16=ours.bf16, **document["kwargs"])
-    assert rebuilt.to_dict() == ours.to_dict()
-    kwargs = document["kwargs"]
-    assert kwargs["learning_rate"] == recipe.hyperparameters.learning_rate
-    assert kwargs["per_device_train_batch_size"] == recipe.training.batch_size
-    assert kwargs["completion_only_loss"] is True and kwargs["seed"] == recipe.seed
+    from hpo.tool_configs import TRL_CLI_UNREADABLE
+
+    machine = {"output_dir", "use_cpu", "bf16", "fp16", "logging_dir", *TRL_CLI_UNREADABLE}
+    assert {k: v for k, v in training_args.to_dict().items() if k not in machine} == {
+        k: v for k, v in ours.to_dict().items() if k not in machine
+    }
+    assert training_args.learning_rate == recipe.hyperparameters.learning_rate
+    assert training_args.completion_only_loss is True and training_args.seed == recipe.seed
+    assert Path(model_args.model_name_or_path) == Path(recipe.model)  # the tiny model is a local folder
+    assert model_args.use_peft and model_args.lora_r == recipe.hyperparameters.lora_rank
+    assert get_peft_config(model_args).to_dict() == LoraConfig(**lora_config(recipe).to_dict()).to_dict()
+    domain, general = dataset_args.datasets
+    assert (domain.path, domain.data_files) == ("json", recipe.data.domain_train)
+    assert general.data_files == recipe.data.general_mix
+    assert domain.fraction == pytest.approx(recipe.hyperparameters.mixing_ratio)
+    assert script_args.dataset_name is None
 
 
-def test_peft_config_equals_the_trainers_own(exported):
+def test_peft_config_loads_into_lora_config(exported):
     from peft import LoraConfig
 
     from trainers.rungs import lora_config
 
     best, recipe, _, _ = exported
-    kwargs = json.loads((best / "peft_lora_config.json").read_text())["lora_config"]
+    kwargs = json.loads((best / "peft_lora_config.json").read_text())
     assert LoraConfig(**kwargs).to_dict() == lora_config(recipe).to_dict()
     assert kwargs["r"] == recipe.hyperparameters.lora_rank and kwargs["lora_alpha"] == recipe.hyperparameters.lora_alpha
 

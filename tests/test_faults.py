@@ -1,10 +1,10 @@
-"""Crash safety on the tiny model: real sweeps, real SIGKILLs, real out-of-memory errors and divergence.
+"""Crash safety on the tiny model: real sweeps, real signals, real out-of-memory errors and divergence,
+and the exit code and line each ending gives.
 
 The sweeps here run one trial at a time, every trial with the same configuration, so
-strict ASHA's decisions are known in advance: the first trial stops at the first rung
-(a rung needs two records before anything goes on), later ones tie there and go on.
-Faults come from `training.callbacks` (tests/fault_callbacks.py, copied next to the
-sweep file).
+strict ASHA's decisions are known in advance (a sweep this small sends a rung's leader on;
+later trials tie with it and go on too). Faults come from `training.callbacks`
+(tests/fault_callbacks.py, copied next to the sweep file).
 """
 
 from __future__ import annotations
@@ -60,8 +60,21 @@ def fault_sweep(tiny: Path, trials: int, callbacks: list[str], max_steps: int = 
 
 def hpo(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, capture_output=True, text=True)
-    assert done.returncode == code, done.stderr[-3000:]
+    assert done.returncode == code, (done.returncode, done.stderr[-3000:])
     return done
+
+
+def attempts_of(tiny: Path) -> list[tuple[str, int]]:
+    """(Ray trial id, the step the attempt started from) for every training attempt, in order."""
+    return [
+        (trial, int(step))
+        for trial, step in (line.split() for line in (tiny / "attempts.txt").read_text().splitlines())
+    ]
+
+
+def study_of(run_dir: Path) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal")))
+    return optuna.load_study(study_name="tiny", storage=storage)
 
 
 def by_trial(run_dir: Path) -> dict[str, list[dict]]:
@@ -88,8 +101,8 @@ def test_a_killed_worker_goes_on_from_its_last_rung_checkpoint(tiny):
     hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
     (run_dir,) = (tiny / "runs").iterdir()
     killed_trial, _ = (tiny / "killed.txt").read_text().split()
-    attempts = (tiny / "attempts.txt").read_text().split()
-    assert attempts.count(killed_trial) == 2  # killed once, restarted once
+    attempts = attempts_of(tiny)
+    assert [step for trial, step in attempts if trial == killed_trial] == [0, FIRST_RUNG]  # restarted from the rung
     trials = by_trial(run_dir)
     assert len(trials) == 2 and all(rows[0]["status"] in ("completed", "stopped") for rows in trials.values())
     rows = trials[killed_trial]
@@ -106,30 +119,29 @@ def test_out_of_memory_halves_the_batch_and_divergence_is_never_retried(tiny):
     hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
     (run_dir,) = (tiny / "runs").iterdir()
     order = (tiny / "trials_seen.txt").read_text().split()
-    attempts = (tiny / "attempts.txt").read_text().split()
+    attempts = attempts_of(tiny)
     trials = by_trial(run_dir)
     retried, exhausted, diverged = (trials[trial_id] for trial_id in order)
-    # out of memory above batch 2: 8 -> 4 -> 2, the effective batch kept at 8
-    assert attempts.count(order[0]) == 3
-    assert {(r["batch_size"], r["grad_accum"], r["oom_retries"]) for r in retried} == {(2, 4, 2)}
-    assert retried[0]["step"] == FIRST_RUNG and retried[-1]["status"] in ("completed", "stopped")
+    # out of memory past the first rung's checkpoint while above batch 2: 8 -> 4 -> 2, the effective batch
+    # kept at 8, and each retry goes on from that checkpoint rather than from step 0
+    assert [step for trial, step in attempts if trial == order[0]] == [0, FIRST_RUNG, FIRST_RUNG]
+    assert [(r["step"], r["batch_size"], r["grad_accum"], r["oom_retries"]) for r in retried] == [
+        (FIRST_RUNG, 8, 1, 0),
+        (8, 2, 4, 2),
+    ]
+    assert retried[-1]["resumed_from_step"] == FIRST_RUNG and retried[-1]["status"] in ("completed", "stopped")
     # out of memory at every size: 8 -> 4 -> 2 -> 1, then a failing row with the reason
-    assert attempts.count(order[1]) == 4
+    assert [step for trial, step in attempts if trial == order[1]] == [0, 0, 0, 0]
     (last,) = exhausted
     assert (last["batch_size"], last["grad_accum"], last["oom_retries"], last["oom"]) == (1, 8, 3, 1.0)
     assert last["status"] == "error" and last["stop_reason"].startswith("out of memory at batch size 1")
     assert last["objective"] == -10.0
     # divergence: one attempt, a failing final row, never retried by Ray
-    assert attempts.count(order[2]) == 1
+    assert [trial for trial, _ in attempts].count(order[2]) == 1
     (row,) = diverged
     assert row["status"] == "diverged" and row["diverged"] == 1.0 and "nan" in row["stop_reason"]
     # the scheduler and the searcher saw only finite objectives
-    study = optuna.load_study(
-        study_name="tiny",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal"))
-        ),
-    )
+    study = study_of(run_dir)
     values = [v for t in study.trials for v in [t.value, *t.intermediate_values.values()] if v is not None]
     assert values and all(abs(v) < float("inf") for v in values)
     assert all(t.state.is_finished() for t in study.trials)
@@ -146,23 +158,44 @@ def session_processes(session: int) -> list[int]:
     ]
 
 
+ORPHAN_WAIT_S = 20  # the reaper's grace period and a margin; Ray's own agents took about a minute
+
+
+def end_session(session: int) -> list[int]:
+    """SIGKILL what is left of a session (so that a failing test leaks nothing); returns what was left."""
+    left = session_processes(session)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
 def kill_driver(driver: subprocess.Popen) -> None:
-    """SIGKILL `hpo sweep`, then what is left of its embedded Ray (its session), nothing else."""
+    """SIGKILL `hpo sweep`; its embedded Ray (its session) must end by itself, soon."""
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    deadline = time.monotonic() + 30
-    while (left := session_processes(driver.pid)) and time.monotonic() < deadline:
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    while session_processes(driver.pid) and time.monotonic() < deadline:
         time.sleep(POLL_S)
-    assert not session_processes(driver.pid)
+    orphans = end_session(driver.pid)
+    assert not orphans, f"Ray processes outlived the killed driver by {ORPHAN_WAIT_S} s: {orphans}"
 
 
-def wait_for_interruptible_point(tiny: Path, driver: subprocess.Popen) -> Path:
-    """Until one trial has ended and the next reported its first rung, and Ray saved its state since."""
+def start_driver(tiny: Path, *args: str, output: bool = False) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=tiny,
+        stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if output else subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its embedded Ray shares the session, so the test can see exactly that
+    )
+
+
+def wait_for_interruptible_point(tiny: Path, driver: subprocess.Popen, ended_first: bool = True) -> Path:
+    """Until one trial has ended (if `ended_first`) and the next reported its first rung."""
     deadline = time.monotonic() + DRIVER_WAIT_S
     while time.monotonic() < deadline:
         assert driver.poll() is None, "the sweep ended before it could be interrupted"
@@ -170,33 +203,26 @@ def wait_for_interruptible_point(tiny: Path, driver: subprocess.Popen) -> Path:
         rows = read_rows(tables[0]) if tables else []
         ended = {r["trial_id"] for r in rows if r["status"] != "running"}
         running = [r for r in rows if r["status"] == "running" and r["step"] == FIRST_RUNG]
-        if ended and running:
-            seen = time.time()
-            run_dir = tables[0].parent
-            while max(p.stat().st_mtime for p in (run_dir / "tune").glob("experiment_state-*.json")) < seen:
-                time.sleep(POLL_S)
-            return run_dir
+        if (ended or not ended_first) and running:
+            return tables[0].parent
         time.sleep(POLL_S)
     raise AssertionError("the sweep never reached a point to interrupt")
 
 
 def test_a_killed_driver_is_finished_by_hpo_resume(tiny):
     fault_sweep(tiny, trials=3, callbacks=["SlowSteps"])
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "sweep", "sweep.yaml", "--quiet"],
-        cwd=tiny,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its embedded Ray shares the session, so the test can end exactly that
-    )
+    driver = start_driver(tiny, "sweep", "sweep.yaml", "--quiet")
     try:
         run_dir = wait_for_interruptible_point(tiny, driver)
     finally:
         kill_driver(driver)
+    # `hpo resume` once sat idle for 14 minutes when Ray's saved experiment listed no trial: it goes
+    # by the sweep's own record now, so Ray's saved state may be missing altogether
+    for state in (run_dir / "tune").glob("*state*"):
+        state.unlink()
     before = by_trial(run_dir)
     ended = {t: rows for t, rows in before.items() if rows[0]["status"] != "running"}
     (interrupted,) = [t for t in before if t not in ended]
-
     # a changed search space is refused, one line per key, with nothing written
     space = yaml.safe_load((tiny / "space_one.yaml").read_text())
     space["parameters"]["learning_rate"]["high"] = 0.02
@@ -210,10 +236,16 @@ def test_a_killed_driver_is_finished_by_hpo_resume(tiny):
     space["parameters"]["learning_rate"]["high"] = 0.01
     (tiny / "space_one.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
 
-    done = hpo("resume", str(run_dir), "--quiet", cwd=tiny)
+    done = hpo("resume", str(run_dir), cwd=tiny)
     assert f"run directory: {run_dir}" in done.stdout and "best (validation): " in done.stdout
+    assert "trial 2 continued from step 4" in done.stdout and "(3/3 done)" in done.stdout  # the view goes on
     after = by_trial(run_dir)
     assert len(after) == 3  # the budget, no trial lost or run twice
+    study = study_of(run_dir)
+    assert all(t.state.is_finished() for t in study.trials) and len(study.trials) == 3
+    assert {t.user_attrs["ray_trial_id"] for t in study.trials} == set(after)  # the study names the record's trials
+    (continued,) = [t for t in study.trials if t.user_attrs["ray_trial_id"] == interrupted]
+    assert len(continued.user_attrs["ray_trial_ids"]) == 2  # its first Ray trial, and the one that finished it
     assert all(rows[0]["status"] in ("completed", "stopped") for rows in after.values())
     for trial_id, rows in ended.items():
         assert after[trial_id] == rows  # ended trials were not run again
@@ -225,6 +257,91 @@ def test_a_killed_driver_is_finished_by_hpo_resume(tiny):
     assert resumed[-1]["step"] == 8 and resumed[-1]["resumed_from_step"] == FIRST_RUNG
     assert (run_dir / "best" / "recipe.yaml").is_file()
     assert_checkpoints_pruned(run_dir, keep=1)
+
+
+SIGNAL_WAIT_S = 120  # a stopped sweep's trials end and Ray shuts down in well under this
+
+
+def stop_with(driver: subprocess.Popen, signum: int) -> tuple[int, str, str]:
+    """Send `signum` to `hpo sweep` and wait for it; its exit code, stdout and stderr."""
+    driver.send_signal(signum)
+    try:
+        out, err = driver.communicate(timeout=SIGNAL_WAIT_S)
+    finally:
+        end_session(driver.pid)
+    return driver.returncode, out, err
+
+
+def test_ctrl_c_stops_cleanly_exports_nothing_and_hpo_resume_finishes(tiny):
+    """Ctrl-C exited 0 with the full outcome and an unflagged "best" of 1 trial in 6."""
+    fault_sweep(tiny, trials=3, callbacks=["SlowSteps"])
+    driver = start_driver(tiny, "sweep", "sweep.yaml", output=True)
+    run_dir = wait_for_interruptible_point(tiny, driver, ended_first=False)
+    code, out, err = stop_with(driver, signal.SIGINT)
+    assert code == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == f"interrupted: 0 of 3 trials ended; finish with `hpo resume {run_dir}`"
+    assert "Traceback" not in err and "Tuner.restore" not in out + err and "best recipe:" not in out
+    assert not (run_dir / "best").exists()
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "interrupted"
+    assert [t.state for t in study_of(run_dir).trials][:1] == [optuna.trial.TrialState.RUNNING]  # left for resume
+
+    partial = hpo("export", str(run_dir), cwd=tiny)  # the best so far, flagged wherever it appears
+    assert yaml.safe_load((run_dir / "best" / "recipe.yaml").read_text())["partial"] is True
+    assert "warning: partial: " in partial.stderr and (run_dir / "best" / "trl_sft_config.yaml").read_text().startswith(
+        "# PARTIAL"
+    )
+    summary = Path(hpo("report", str(run_dir), cwd=tiny).stdout.split("summary: ")[1].strip()).read_text()
+    assert "## Partial" in summary and "has not finished" in summary
+
+    done = hpo("resume", str(run_dir), "--quiet", cwd=tiny)
+    assert "best recipe:" in done.stdout and json.loads((run_dir / "state.json").read_text())["state"] == "finished"
+    assert "partial" not in yaml.safe_load((run_dir / "best" / "recipe.yaml").read_text())
+    assert len(by_trial(run_dir)) == 3 and all(t.state.is_finished() for t in study_of(run_dir).trials)
+
+
+def test_sigterm_stops_like_ctrl_c(tiny):
+    """SIGTERM exited 134 with a native stack dump."""
+    fault_sweep(tiny, trials=2, callbacks=["SlowSteps"])
+    driver = start_driver(tiny, "sweep", "sweep.yaml", "--quiet", output=True)
+    run_dir = wait_for_interruptible_point(tiny, driver, ended_first=False)
+    code, out, err = stop_with(driver, signal.SIGTERM)
+    assert code == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == f"interrupted: 0 of 2 trials ended; finish with `hpo resume {run_dir}`"
+    assert "Traceback" not in err and "Fatal Python error" not in err and "Aborted" not in err
+    assert json.loads((run_dir / "state.json").read_text())["signal"] == signal.SIGTERM
+
+
+def test_ctrl_c_before_the_sweep_starts_writes_nothing(tiny):
+    """Ctrl-C before the first rung exited 2 with "trials.parquet: not found"."""
+    fault_sweep(tiny, trials=2, callbacks=[])
+    driver = start_driver(tiny, "sweep", "sweep.yaml", "--quiet", output=True)
+    assert driver.stdout.readline().startswith("measuring the base model")
+    code, _, err = stop_with(driver, signal.SIGINT)
+    assert code == 130, err[-3000:]
+    assert err.strip().splitlines() == [
+        "interrupted before the sweep started: nothing was written (run the same command again)"
+    ]
+    assert not (tiny / "runs").exists() or not any((tiny / "runs").iterdir())
+
+
+def test_a_sweep_where_no_trial_passes_exits_1_with_the_counts(tiny):
+    """Every trial over the limit, diverged or raising exited 0 (or 2) and exported a failing "best"."""
+    fault_sweep(tiny, trials=3, callbacks=["FailEveryWay"], max_steps=FIRST_RUNG)
+    document = yaml.safe_load((tiny / "sweep.yaml").read_text())
+    document["objective"]["max_general_regression"] = 0.05
+    (tiny / "sweep.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    done = hpo("sweep", "sweep.yaml", cwd=tiny, code=1)
+    (run_dir,) = (tiny / "runs").iterdir()
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("no trial passed (3 trials): ") and line.endswith("; no best recipe written")
+    reasons = line.split(": ", 1)[1].split("; ")[0].split(", ")
+    assert sorted(reasons) == ["1 diverged", "1 error", "1 over the regression limit"]
+    assert not (run_dir / "best").exists() and "best recipe:" not in done.stdout
+    assert "trial 2 diverged (2/3 done)" in done.stdout and "trial 3 failed with an error (3/3 done)" in done.stdout
+    statuses = {rows[0]["status"] for rows in by_trial(run_dir).values()}
+    assert statuses <= {"stopped", "completed", "diverged", "error"} and "diverged" in statuses
+    again = hpo("export", str(run_dir), cwd=tiny, code=1)
+    assert again.stderr.startswith("no trial passed")
 
 
 def write_checkpoint(folder: Path, step: int) -> Path:

@@ -41,3 +41,31 @@ def test_the_view_prints_rungs_progress_and_a_table_of_trials():
     assert table[2].split() == ["2", "stopped", "4/8", "-0.200", "+0.100", "0.020"]
     assert table[3] == "best +0.300 (trial 1 step 8)"
     assert sum(1 for line in lines if line.startswith("trial  state")) == 2  # every 3rd rung and at the end
+
+
+def test_a_resumed_view_goes_on_from_the_record(tmp_path):
+    """After a resume the view ended at "4/6 done" and named a different best than the export."""
+    from hpo.continuation import CONTINUES
+    from hpo.rundir import TrialTable
+
+    table = TrialTable(tmp_path / "trials.parquet")
+    rung = {"domain_lift": 0.1, "general_regression": 0.0}
+    table.start("a")
+    table.add_result("a", {}, {"step": 4, "objective": 0.5, **rung})
+    table.finish("a", "stopped", "asha")
+    table.start("b")
+    table.add_result("b", {}, {"step": 4, "objective": 9.0, **rung, "violation": "general regression 2 > 1"})
+    table.add_result("b", {}, {"step": 8, "objective": 0.2, **rung})
+    lines: list[str] = []
+    view = LiveView(total_trials=3, max_steps=8, write=lines.append, table_every=0)
+    view.seed(table)
+    assert view.best_text() == "best +0.500 (trial 1 step 4)"  # a failing rung is never the best
+    again = SimpleNamespace(trial_id="new", config={"x": 1, CONTINUES: "b"}, last_result={"step": 8, "final": 1.0})
+    view.on_trial_start(0, [], again)
+    view.on_trial_complete(0, [], again)
+    fresh = SimpleNamespace(trial_id="c", config={"x": 2}, last_result={"step": 4, "diverged": 1.0, "final": 1.0})
+    view.on_trial_start(0, [], fresh)
+    view.on_trial_complete(0, [], fresh)
+    text = "".join(lines)
+    assert "trial 2 continued from step 8: x=1" in text and "continues_trial" not in text
+    assert "trial 2 completed (2/3 done)" in text and "trial 3 diverged (3/3 done)" in text

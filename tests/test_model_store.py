@@ -1,6 +1,7 @@
 """Tests for trainers.model_store.
 
-Everything runs on a tiny in-process Llama model; the real SmolLM2 conversion
+Everything runs on a tiny in-process Llama model, a real GGUF file of one included (written
+with the ``gguf`` package and converted as the demo's model is); the real SmolLM2 conversion
 (~30 s) only runs under the ``slow`` marker with FORGE_HPO_SLOW=1.
 """
 
@@ -321,6 +322,119 @@ def test_check_chat_template_rejects_missing(tiny_folder, tmp_path):
     message = str(info.value)
     assert message.startswith("trial 3: tokenizer of ")
     assert str(tmp_path) in message and "no chat template" in message
+
+
+# --- a real GGUF file, converted --------------------------------------------------
+
+
+def write_gguf(model, tokenizer, path: Path) -> Path:
+    """`model` (a Llama) and `tokenizer` (byte-level BPE) as a float32 GGUF file, laid out as llama.cpp's
+    converter writes one: its tensor names, and the query and key rows permuted for its rotary layout."""
+    import json
+
+    import gguf
+    import numpy as np
+
+    config = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    tokens = [token for token, _ in sorted(bpe["vocab"].items(), key=lambda item: item[1])]
+    special = set(tokenizer.all_special_tokens)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if token in special else 1 for token in tokens])  # 3: control
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]])
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_chat_template(tokenizer.chat_template)
+
+    def permute(weights: np.ndarray, heads: int) -> np.ndarray:
+        return (
+            weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(weights.shape)
+        )
+
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
+    state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])
+    writer.add_tensor("output_norm.weight", state["model.norm.weight"])
+    writer.add_tensor("output.weight", state.get("lm_head.weight", state["model.embed_tokens.weight"]))
+    for layer in range(config.num_hidden_layers):
+        for ours, theirs in names.items():
+            weights = state[f"model.layers.{layer}.{ours}.weight"]
+            if theirs == "attn_q":
+                weights = permute(weights, config.num_attention_heads)
+            elif theirs == "attn_k":
+                weights = permute(weights, config.num_key_value_heads)
+            writer.add_tensor(f"blk.{layer}.{theirs}.weight", weights)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_real_gguf_file_converts_to_the_same_model(tmp_path):
+    """The demo's model is a GGUF file; its conversion ran only in an opt-in slow test."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from hpo.tiny import CHATML_TEMPLATE, build_tokenizer, sentences
+
+    corpus = sentences(0, 200)
+    tokenizer = build_tokenizer(corpus)  # byte-level BPE with merges and a ChatML template, as SmolLM2's
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention: the key rows permute by their own head count
+        max_position_embeddings=128,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    original = LlamaForCausalLM(config).eval()
+    gguf_file = write_gguf(original, tokenizer, tmp_path / "Tiny-Llama.F32.gguf")
+
+    folder = Path(resolve_model(str(gguf_file), cache_dir=tmp_path / "cache"))
+    assert is_complete(folder) and resolve_model(str(gguf_file), cache_dir=tmp_path / "cache") == str(folder)
+    from transformers import AutoTokenizer
+
+    converted = AutoModelForCausalLM.from_pretrained(folder).eval()
+    reloaded = AutoTokenizer.from_pretrained(folder)
+    assert reloaded.chat_template == CHATML_TEMPLATE and reloaded.eos_token == "<|im_end|>"
+    check_chat_template(reloaded, "gguf test")
+    text = corpus[7]
+    assert reloaded(text)["input_ids"] == tokenizer(text)["input_ids"]
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected, got = original(ids).logits, converted(ids).logits
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
 
 
 # --- real model (slow) ---------------------------------------------------------

@@ -30,15 +30,27 @@ def test_a_reopened_table_keeps_its_rows_and_every_column(tmp_path):
     reopened = TrialTable(tmp_path / "trials.parquet")  # a resumed sweep
     assert reopened.ended("a") and not reopened.ended("b") and reopened.ended_trials() == {"a"}
     reopened.add_result("b", {"learning_rate": 1e-5}, {"step": 4, "objective": 0.4, "resumed_from_step": 2})
-    reopened.lose(known={"b"})
     rows = pq.read_table(tmp_path / "trials.parquet").to_pylist()
     assert rows[0] == {**first[0], "resumed_from_step": None}  # the ended trial's row as it was
     assert rows[2]["resumed_from_step"] == 2  # a column only later rows have is kept
     assert rows[1]["recorded_at"] == first[1]["recorded_at"]
+    assert reopened.running_trials() == ["b"]
 
-    reopened.add_result("c", {}, {"step": 2, "objective": 0.0})
-    reopened.lose(known={"b"})  # after a restore, Ray never heard of c
-    status = {
-        r["trial_id"]: (r["status"], r["stop_reason"]) for r in pq.read_table(tmp_path / "trials.parquet").to_pylist()
-    }
-    assert status["c"][0] == "error" and status["c"][1].startswith("lost") and status["b"][0] == "running"
+
+def test_every_trial_the_driver_saw_is_in_the_table_by_trial(tmp_path):
+    table = TrialTable(tmp_path / "trials.parquet")
+    table.add_result("a", {}, {"step": 2, "objective": 0.1})
+    table.finish("never-reported", "error", "ValueError: bad")  # raised before its first rung
+    assert table.by_trial() == [("running", [table.rows[("a", 2)]]), ("error", [])]
+    assert table.ended("never-reported")  # an error is an ending: it had its retry and is not resumed
+
+
+def test_run_directories_of_one_name_in_one_second_are_all_new(tmp_path, monkeypatch):
+    """Two sweeps of one file started in the same second: the second failed with FileExistsError."""
+    import time
+
+    from hpo.rundir import new_run_dir
+
+    monkeypatch.setattr(time, "strftime", lambda pattern: "20250101-000000")
+    made = [new_run_dir(tmp_path / "runs", "tiny").path.name for _ in range(3)]
+    assert made == ["tiny-20250101-000000", "tiny-20250101-000000-2", "tiny-20250101-000000-3"]

@@ -11,10 +11,13 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
+from hpo.continuation import CONTINUES
 from hpo.scheduler import asha_rungs, goes_on, leads_go_on, make_asha
 from hpo.searcher import (
     LOCAL_EVERY,
     LOCAL_SPREAD,
+    RAY_TRIAL_ID,
+    RAY_TRIAL_IDS,
     RungTPESampler,
     RungView,
     TPESearcher,
@@ -68,18 +71,22 @@ def test_outcomes_are_told_as_complete_pruned_and_failed(tmp_path):
     assert trials[1].intermediate_values == {2: -0.3}
 
 
-def test_state_survives_a_pickle_round_trip_and_reopens_the_journal(tmp_path):
+def test_a_pickled_searcher_reopens_the_journal_and_continues_a_running_trial(tmp_path):
     import pickle
 
     s = searcher(tmp_path)
     s.suggest("a")
     s.on_trial_result("a", {"step": 2, "objective": 0.5})
-    s.save(str(tmp_path / "searcher.pkl"))
+    s.save(str(tmp_path / "searcher.pkl"))  # Ray's copy; the journal is what a resumed sweep reads
     clone = pickle.loads(pickle.dumps(s))
-    clone.restore(str(tmp_path / "searcher.pkl"))
-    clone.on_trial_complete("a", {"step": 4, "objective": 0.6, "final": 1.0})
+    (running,) = clone.unfinished()
+    clone.continue_trials([running.number])
+    assert clone.suggest("b") == {**running.params, CONTINUES: "a"}  # a new Ray trial, recorded as "a"
+    clone.on_trial_result("b", {"step": 2, "objective": 0.5})  # a rung recorded already is not reported twice
+    clone.on_trial_complete("b", {"step": 4, "objective": 0.6, "final": 1.0})
     (trial,) = clone.study.trials
     assert trial.state == TrialState.COMPLETE and trial.intermediate_values == {2: 0.5, 4: 0.6}
+    assert trial.user_attrs == {RAY_TRIAL_ID: "a", RAY_TRIAL_IDS: ["a", "b"]}
 
 
 def test_the_result_asha_stopped_a_trial_on_is_recorded(tmp_path):
@@ -284,8 +291,9 @@ def test_with_one_worker_every_third_trial_is_a_local_step_around_the_incumbent_
 
 
 class Trial:  # what a scheduler reads from Ray's Trial
-    def __init__(self, trial_id: str) -> None:
+    def __init__(self, trial_id: str, config: dict | None = None) -> None:
         self.trial_id = trial_id
+        self.config = config or {}
 
 
 def test_the_rungs_are_ray_asha_milestones_then_max_steps():
@@ -359,25 +367,44 @@ def test_strict_asha_rebuilt_from_the_record_decides_as_the_original(tmp_path):
     for trial_id, step, value in results:
         original.on_trial_result(None, Trial(trial_id), {"step": step, "objective": float(value or "nan")})
     rebuilt = make_asha(max_steps=9, rung_interval=1, reduction_factor=3, trials=10)
-    rebuilt.replay(results, ended={"t0"})
+    rebuilt.replay(results)
     assert rebuilt.recorded == original.recorded and rebuilt.stopped_at == original.stopped_at
-    assert rebuilt.ended == {"t0", "t1", "t3"}  # ended on record, or stopped by the rebuilt records
     assert rebuilt.on_trial_result(None, Trial("t4"), {"step": 1, "objective": 0.95}) == TrialScheduler.CONTINUE
+    # a resumed sweep's new Ray trial that continues t2 is judged as t2: its rung 1 is on record already
+    assert rebuilt.on_trial_result(None, Trial("new", {CONTINUES: "t2"}), {"step": 1, "objective": 0.0}) == (
+        TrialScheduler.CONTINUE
+    )
+    assert "new" not in rebuilt.recorded[1]
 
 
-def test_a_restored_searcher_goes_by_the_journal(tmp_path):
+def test_a_resumed_searcher_goes_by_the_journal(tmp_path):
     s = searcher(tmp_path)
     s.suggest("finished")
     s.suggest("running")
     s.on_trial_result("running", {"step": 2, "objective": 0.3})
     s.on_trial_result("running", {"step": 4, "objective": 0.4})
-    state = {"numbers": {"finished": 0, "running": 1}, "last_step": {"running": 2}}  # saved before step 4
     s.on_trial_complete("finished", {"step": 2, "objective": 0.1, "final": 1.0})
-    s.suggest("never_run")  # asked just before the driver stopped, unknown to Ray's saved state
-    restored = searcher(tmp_path)
-    restored.set_state(state)
-    assert set(restored.live) == {"running"} and restored.last_step == {"running": 4}
-    states = [t.state for t in restored.study.trials]
-    assert states == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL]
-    restored.on_trial_complete("running", {"step": 6, "objective": 0.5, "final": 1.0})
-    assert restored.study.trials[1].intermediate_values == {2: 0.3, 4: 0.4, 6: 0.5}
+    s.suggest("never_run")  # asked just before the driver stopped: Ray never ran it
+    resumed = searcher(tmp_path)
+    assert [t.number for t in resumed.unfinished()] == [1, 2] and resumed.ended() == 1
+    resumed.continue_trials([1, 2])
+    again = resumed.suggest("running-again")
+    assert again[CONTINUES] == "running" and resumed.last_step == {"running-again": 4}
+    fresh = resumed.suggest("never-run-again")  # same parameters; no rung of it is recorded, so from the start
+    assert fresh == {**resumed.study.trials[2].params, CONTINUES: "never_run"}
+    assert resumed.study.trials[2].user_attrs[RAY_TRIAL_IDS] == ["never_run", "never-run-again"]
+    resumed.on_trial_complete("running-again", {"step": 6, "objective": 0.5, "final": 1.0})
+    assert resumed.study.trials[1].intermediate_values == {2: 0.3, 4: 0.4, 6: 0.5}
+
+
+def test_a_resumed_searcher_does_not_draw_the_stopped_sweeps_configurations_again(tmp_path):
+    """Every resume re-ran one configuration an earlier trial had: the new sampler replayed the seed's stream."""
+    first = searcher(tmp_path)
+    drawn = [first.suggest(f"t{i}") for i in range(4)]
+    for i in range(4):
+        first.on_trial_complete(f"t{i}", {"step": 2, "objective": 0.1 * i, "final": 1.0})
+    resumed = searcher(tmp_path)
+    new = [resumed.suggest(f"r{i}") for i in range(3)]
+    assert not [params for params in new if params in drawn]
+    uninterrupted = TPESearcher(load_space(SPACE), tmp_path / "other.journal", "s", seed=0, startup_trials=2)
+    assert [uninterrupted.suggest(f"u{i}") for i in range(4)] == drawn  # a fresh sweep is as reproducible as before

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hpo.config import Tracking
-from hpo.tracking import WandbMirror, rung_metrics, trial_summary, wandb_mirror
+from hpo.continuation import CONTINUES
+from hpo.tracking import WandbMirror, rung_metrics, trial_summary, wandb_mirror, wandb_run_id
 
 # The .wandb file is a LevelDB-style log of protobuf `Record`s: a 7-byte file header, then
 # 32 KiB blocks of chunks, each with a 7-byte header (crc32, length, type).
@@ -56,7 +57,12 @@ def read_run(run_folder: Path) -> dict:
     for record in wandb_records(log_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            run.update(name=record.run.display_name, group=record.run.run_group, job_type=record.run.job_type)
+            run.update(
+                name=record.run.display_name,
+                group=record.run.run_group,
+                job_type=record.run.job_type,
+                run_id=record.run.run_id,
+            )
             run["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             run["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
@@ -212,3 +218,25 @@ def test_a_sweep_mirrors_every_trial_and_itself_offline(tiny_run):
     assert any(sweep["summary"]["best/learning_rate"] == pytest.approx(lr) for lr in tied)  # ties: any of them
     assert sweep["summary"]["trials._type"] == "table-file"  # the final table, one row per trial
     assert sweep["summary"]["trials.nrows"] == len(trial_ids) == sweep["summary"]["trial_count"]
+
+
+def test_a_resumed_trial_goes_on_in_its_own_w_and_b_run(tmp_path):
+    """A resumed trial opened a second W&B run; now its new Ray trial reopens the first by id."""
+    first = WandbMirror(tmp_path, "offline", "p", "sweep-x", lambda *_: ("stopped", ""))
+    trial = fake_trial("t1", {"learning_rate": 0.01})
+    first.on_trial_start(0, [], trial)
+    first.on_trial_result(0, [], trial, RUNGS[0])
+    first.on_experiment_end([trial])  # the sweep was interrupted here
+    resumed = WandbMirror(tmp_path, "offline", "p", "sweep-x", lambda *_: ("completed", ""))
+    again = fake_trial("new-ray-id", {"learning_rate": 0.01, CONTINUES: "t1"}, last=RUNGS[1])
+    resumed.on_trial_start(0, [], again)
+    resumed.on_trial_result(0, [], again, RUNGS[1])
+    resumed.on_trial_complete(0, [], again)
+    resumed.on_experiment_end([again])
+    read_runs(tmp_path / "wandb")  # waits for both runs' exit records
+    runs = [read_run(folder) for folder in sorted((tmp_path / "wandb").glob("offline-run-*"))]
+    assert len(runs) == 2 and {run["run_id"] for run in runs} == {wandb_run_id("sweep-x", "trial-t1")}
+    assert {run["name"] for run in runs} == {"trial-t1"}  # `wandb sync` appends the second to the first
+    assert "continues_trial" not in runs[1]["config"] and runs[1]["config"]["learning_rate"] == 0.01
+    assert [row["step"] for row in runs[1]["history"] if "objective" in row] == [8]
+    assert runs[1]["summary"]["status"] == "completed"

@@ -30,8 +30,13 @@ def chat(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     """All rows of a JSONL file; raises ValueError naming the file and line on bad JSON."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                byte = f"byte 0x{raw[err.start]:02x} at column {err.start + 1}"
+                raise ValueError(f"{path}: line {number}: {byte} is not UTF-8 text (save the file as UTF-8)") from err
             if not line.strip():
                 continue
             try:

@@ -21,9 +21,9 @@ class PrunedTPESearcher(TPESearcher):
     is TPE's own count of random trials.
     """
 
-    def make_sampler(self) -> BaseSampler:
+    def make_sampler(self, seed: int) -> BaseSampler:
         return TPESampler(
-            seed=self.seed,
+            seed=seed,
             n_startup_trials=self.startup_trials,
             multivariate=True,
             constant_liar=True,  # concurrent trials: running ones count as pessimistic guesses
