@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -60,12 +61,12 @@ SPACE = SearchSpace(
 )
 
 
-def sleeping_trainable(config: dict) -> None:
-    """Sleeps its share of the trial between reports; the objective rewards x near 0.3 (or, in a
+def sleeping_trainable(config: dict, seconds: float) -> None:
+    """Sleeps its share of `seconds` between reports; the objective rewards x near 0.3 (or, in a
     sweep's space, a learning rate near 1e-2)."""
     from ray import tune
 
-    seconds = config["seconds"] / REPORTS
+    seconds = seconds / REPORTS
     slept = 0.0
     started_at = time.time()
     for step in range(1, REPORTS + 1):
@@ -85,8 +86,7 @@ def measure_trials(seconds: float, trials: int, workdir: Path) -> dict:
     )
     scheduler = make_asha(REPORTS, 1, REDUCTION_FACTOR)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(sleeping_trainable), {"cpu": 1}),
-        param_space={"seconds": seconds},
+        tune.with_resources(tune.with_parameters(sleeping_trainable, seconds=seconds), {"cpu": 1}),
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=trials, max_concurrent_trials=1, reuse_actors=True
         ),
@@ -125,9 +125,9 @@ def write_sweep(folder: Path, trials: int, concurrency: int) -> Path:
         "general_mix": general[:10],
         "instruction_probe": general[10:],
         "general_probe": [{"text": s} for s in tiny.sentences(3, 6)],
-        "mmlu_probe": [{"question": r["prompt"], "choices": list(tiny.LABELS), "answer": 0} for r in domain[30:]],
     }
     document = tiny.sweep_document(trials)
+    del document["general"]  # its multiple-choice benchmark needs a task file, and no trial here runs it
     for key, rows in data.items():
         tiny.write_jsonl(folder / "data" / f"{key}.jsonl", rows)
     (folder / "space.yaml").write_text(yaml.safe_dump(tiny.TINY_SPACE, sort_keys=False))
@@ -155,20 +155,17 @@ def measure_sweep(seconds: float, trials: int, concurrency: int, workdir: Path) 
     from ray import tune
 
     from hpo.config import load_sweep
-    from hpo.sweep import prepare, run_config, sweep_parts, tune_config
+    from hpo.interrupt import StopSignals
+    from hpo.sweep import make_tuner, prepare, sweep_parts
 
     folder = workdir / f"sweep-{seconds:g}s"
     folder.mkdir()
     config = load_sweep(write_sweep(folder, trials, concurrency))
     run_dir, baseline = prepare(config, baseline={"metrics": {}}, run_dir=folder / "run")
     parts = sweep_parts(config, run_dir, baseline, live=None)
-    trainable = tune.with_resources(tune.with_parameters(sleeping_trainable), {"cpu": config.resources.cpu})
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"seconds": seconds},
-        tune_config=tune_config(config, parts),
-        run_config=run_config(config, run_dir, parts),
-    )
+    sleeping = tune.with_parameters(sleeping_trainable, seconds=seconds)
+    parts = dataclasses.replace(parts, trainable=tune.with_resources(sleeping, {"cpu": config.resources.cpu}))
+    tuner = make_tuner(config, run_dir, parts, config.budget.trials, StopSignals())
     started = time.time()
     results = tuner.fit()
     wall = time.time() - started
