@@ -133,20 +133,15 @@ class RungView:
     """An in-memory study of the sweep seen at one rung, kept in step with the sweep's trials.
 
     A trial with a value at the rung is complete with that value. A trial that ended below
-    the rung is left running, which TPE's constant liar counts among the bad examples and
-    never among the good ones. A trial still running past a judged rung survived ASHA there:
-    it stays out of the view until it reaches this rung or ends. Counted as bad, the
-    survivors, which are what several workers spend most of their time on, pushed the
-    sampler away from the best region (benchmarks/README.md, "Several workers").
-
-    A trial just suggested, running but not yet at any rung ASHA judges at (`fresh`), is a
-    pessimistic guess (a liar) so that concurrent suggestions spread out, but only while the
-    liars in the view are fewer than the trials with a value there (`liar_room`); beyond
-    that it stays out until it reaches the rung or ends. With a few workers the few liars
-    spread the suggestions; with many, the bad examples would be mostly the sampler's own
-    recent suggestions, which sit where it was looking, and TPE would be pushed away from
-    its own good region (benchmarks/README.md, "Many workers"). A rung value, once recorded,
-    never changes, so the view only ever adds trials or completes running ones.
+    the rung, or is running but has not yet reached any rung ASHA judges at (just suggested,
+    so concurrent suggestions must spread out), is left running, which TPE's constant liar
+    counts among the bad examples and never among the good ones. A trial still running past
+    a judged rung survived ASHA there: it stays out of the view until it reaches this rung
+    or ends. Counted as bad, the survivors, which are what several workers spend most of
+    their time on, pushed the sampler away from the best region: with 4 workers on LCBench
+    it needed clearly less of the budget once they were left out (benchmarks/README.md,
+    "Several workers"). A rung value, once recorded, never changes, so the view only ever
+    adds trials or completes running ones.
     """
 
     def __init__(
@@ -157,21 +152,15 @@ class RungView:
         self.study = quiet_study(direction=direction, sampler=sampler)
         self.numbers: dict[int, int] = {}  # sweep trial number -> view trial number
         self.valued: set[int] = set()  # sweep trial numbers complete in the view
-        self.liars: set[int] = set()  # sweep trial numbers in the view as fresh suggestions, still running
         self.size = 0  # trials in the view, probes included
 
     def sync(self, trials: Sequence[FrozenTrial]) -> None:
-        self.liars = {t.number for t in trials if t.number in self.liars and self.fresh(t)}
         added = []
-        for trial in sorted(trials, key=self.fresh):  # values first: they make room for liars
+        for trial in trials:
             value = trial.intermediate_values.get(self.step)
             if trial.number not in self.numbers:
                 if value is None and self.survivor(trial):
                     continue
-                if self.fresh(trial):
-                    if not self.liar_room():
-                        continue
-                    self.liars.add(trial.number)
                 self.numbers[trial.number] = self.size + len(added)
                 state = TrialState.RUNNING if value is None else TrialState.COMPLETE
                 added.append(
@@ -185,18 +174,6 @@ class RungView:
                 self.valued.add(trial.number)
         self.study.add_trials(added)
         self.size += len(added)
-
-    def liar_room(self) -> bool:
-        """Whether one more fresh suggestion may join the bad examples: liars stay fewer than values."""
-        return len(self.liars) < len(self.valued)
-
-    def fresh(self, trial: FrozenTrial) -> bool:
-        """Running without a value at any rung ASHA judges at (any reported step when no rungs are known)."""
-        return (
-            trial.state == TrialState.RUNNING
-            and not self.survivor(trial)
-            and self.step not in trial.intermediate_values
-        )
 
     def survivor(self, trial: FrozenTrial) -> bool:
         """Still running, past a judged rung (any reported step when no rungs are known)."""
