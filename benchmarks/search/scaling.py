@@ -49,6 +49,7 @@ class Goal:
 
 GOALS = (Goal(16, 12.0, 0.18, 2.0), Goal(64, 35.0, float("inf"), 1.0))
 ONE_WORKER_FRACTION = 0.115  # the search table's ours with one worker (benchmarks/README.md)
+ONE_WORKER_SEEDS = 10  # the seeds behind that figure: each run's target is the median of this many random searches
 
 
 def scaling_methods(workers: tuple[int, ...], peer_workers: int) -> list[Method]:
@@ -94,15 +95,25 @@ def table(overall: dict[str, Summary], methods: list[Method]) -> list[str]:
     return lines
 
 
-def goal_lines(overall: dict[str, Summary]) -> list[str]:
-    """The scaling goals, checked where the run has the worker counts they name."""
+def goal_lines(overall: dict[str, Summary], seeds: int) -> list[str]:
+    """The scaling goals, checked where the run has the worker counts they name.
+
+    One worker is checked against the search table's figure only on as many seeds: with
+    fewer, a run's target is the median of fewer random searches, and the same runs score
+    differently.
+    """
     ours_one = overall.get(Method(OURS, "ours", "strict-asha").key)
     lines = ["## Goals", ""]
-    if ours_one is not None:
+    if ours_one is not None and seeds == ONE_WORKER_SEEDS:
         met = ours_one.budget_fraction <= ONE_WORKER_FRACTION
         lines.append(
             f"- one worker: budget fraction {fraction(ours_one.budget_fraction)} "
             f"(no worse than {ONE_WORKER_FRACTION}): {'met' if met else 'NOT met'}"
+        )
+    elif ours_one is not None:
+        lines.append(
+            f"- one worker: budget fraction {fraction(ours_one.budget_fraction)} on {seeds} seeds; the goal "
+            f"(no worse than {ONE_WORKER_FRACTION}) is on {ONE_WORKER_SEEDS} seeds: not checked (--seeds {ONE_WORKER_SEEDS})"
         )
     for goal in GOALS:
         ours = overall.get(Method(OURS, "ours", "strict-asha", workers=goal.workers).key)
@@ -136,7 +147,7 @@ def markdown(overall: dict[str, Summary], methods: list[Method], settings: dict)
         "",
         *table(overall, methods),
         "",
-        *goal_lines(overall),
+        *goal_lines(overall, settings["seeds"]),
         "",
         f"Wall time of the benchmark: {settings['wall_minutes']:.1f} min on {settings['jobs']} processes.",
     ]
