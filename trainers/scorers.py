@@ -88,8 +88,10 @@ def token_f1(prompt: str, completion: str, reference: str, **row: Any) -> float:
 @lru_cache(maxsize=1)
 def rouge_scorer():
     from rouge_score import rouge_scorer as rouge  # rouge-score: Google's reference implementation
+    from rouge_score.tokenizers import DefaultTokenizer
 
-    return rouge.RougeScorer(["rougeL"], use_stemmer=True)
+    # its default tokenizer, named: left to itself, RougeScorer logs "Using default tokenizer." to the terminal
+    return rouge.RougeScorer(["rougeL"], tokenizer=DefaultTokenizer(use_stemmer=True))
 
 
 def rouge_l(prompt: str, completion: str, reference: str, **row: Any) -> float:
