@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.overhead import markdown, measure_ask_tell
+from benchmarks.overhead import between_trials, markdown, max_running, measure_ask_tell
 from benchmarks.search.peers import SEAMS
 
 
@@ -32,10 +32,26 @@ def test_the_benchmark_runs_end_to_end_from_a_relative_out_folder(tmp_path):
     """Real Ray Tune trials through the engine's searcher and scheduler; results where --out says."""
     root = Path(__file__).resolve().parents[1]
     command = [sys.executable, "-m", "benchmarks.overhead", "--out", "out", "--short-trials", "3"]
-    command += ["--long-trials", "1", "--repeats", "1"]
+    command += ["--long-trials", "1", "--repeats", "1", "--sweep-trials", "4", "--concurrency", "2"]
     env = {**os.environ, "PYTHONPATH": str(root)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| 1 s | 3 |" in table and "| 10 s | 1 |" in table
+    assert "| 1 s | 2 | 4 |" in table and "| 10 s | 2 | 4 |" in table  # through the sweep driver, 2 at a time
     assert not (tmp_path / "out" / "scratch").exists()
+
+
+def test_the_searcher_is_timed_with_trials_still_running(tmp_path):
+    row = measure_ask_tell(30, "rung", repeats=2, workdir=tmp_path, pending=8)
+    assert row["pending"] == 8 and row["ask_ms"] > 0
+
+
+def test_per_trial_overhead_counts_the_gaps_on_each_worker_and_how_many_ran_at_once():
+    metrics = [  # in order of start: worker 1 runs two trials, worker 2 one
+        {"worker_pid": 1, "started_at": 0.0, "reported_at": 1.0},
+        {"worker_pid": 2, "started_at": 0.5, "reported_at": 2.0},
+        {"worker_pid": 1, "started_at": 1.25, "reported_at": 3.0},
+    ]
+    assert between_trials(metrics) == [0.25]  # only the second trial on worker 1 waited for one before it
+    assert max_running(metrics) == 2
