@@ -612,7 +612,8 @@ def folder_problem(folder: Path) -> str:
 
 
 def _check_workers(section: Reader, resources: Resources) -> None:
-    """A trial's processes each take at least one CPU, and over several processes one whole GPU each."""
+    """Over several processes, each takes at least one CPU and one whole GPU (a single process may
+    take a share of a CPU, as Ray allows: many small trials at a time)."""
     workers, gpu = resources.workers, resources.gpu
     if workers > 1 and gpu and gpu != workers:
         section.problems.add(
@@ -625,7 +626,7 @@ def _check_workers(section: Reader, resources: Resources) -> None:
             section.key("gpu"),
             f"one process trains on one GPU: give workers: {gpu:g} to train over {gpu:g} GPUs, or gpu: 1, got {gpu:g}",
         )
-    if resources.cpu < workers:
+    if workers > 1 and resources.cpu < workers:
         section.problems.add(
             section.key("cpu"), f"must be >= resources.workers ({workers}: one CPU per process), got {resources.cpu:g}"
         )

@@ -193,6 +193,12 @@ def test_processes_and_memory_savers_are_checked_at_load(tiny, sections, expecte
     assert line.startswith(f"{tiny / 'sweep.yaml'}: {expected}"), line
 
 
+def test_one_process_may_take_a_share_of_a_cpu(tiny):
+    """Many small trials at a time share CPUs, as Ray allows; only several processes need one each."""
+    config = load_sweep(write_sweep(tiny, resources={"cpu": 0.25}))
+    assert config.resources.cpu == 0.25 and config.resources.workers == 1
+
+
 def test_a_space_tunes_the_memory_savers_and_the_batch(tiny):
     space = yaml.safe_load((tiny / "space.yaml").read_text())
     space["parameters"].update(
