@@ -55,6 +55,14 @@ REAPERS: list = []  # the embedded Ray reaper's process: its pipe must stay open
 # statistics, and idle workers started ahead for tasks (trials run in actors) about halve what an
 # idle Ray uses. Workers also run at the driver's priority instead of Ray's default nice 15, which
 # slowed a trial's training while Ray's own processes ran beside it (benchmarks/README.md).
+# The sweep prints its own live view. With verbose=0, Tune's default output still prints a
+# configuration box and a TensorBoard hint, and its snapshot notice advises changing
+# CheckpointConfig, which the sweep sets from `checkpoints.keep`: the classic output at verbose=0
+# prints nothing, and the notice is off. Either can be set back in the environment.
+QUIET_TUNE = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 QUIET_RAY = {
     "RAY_worker_niceness": "0",
     "RAY_enable_metrics_collection": "0",
@@ -103,6 +111,8 @@ def start_ray(config: SweepConfig | None = None) -> None:
     """Join RAY_ADDRESS when set (a cluster); otherwise start Ray embedded on this machine, with a
     reaper that ends its processes when this one ends, however it ends (hpo.reaper)."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)  # read when the sweep's Tuner runs
+    for name, value in QUIET_TUNE.items():
+        os.environ.setdefault(name, value)
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
