@@ -136,12 +136,14 @@ class RungView:
     the rung, or is running but has not yet reached any rung ASHA judges at (just suggested,
     so concurrent suggestions must spread out), is left running, which TPE's constant liar
     counts among the bad examples and never among the good ones. A trial still running past
-    a judged rung survived ASHA there: it stays out of the view until it reaches this rung
-    or ends. Counted as bad, the survivors, which are what several workers spend most of
-    their time on, pushed the sampler away from the best region: with 4 workers on LCBench
-    it needed clearly less of the budget once they were left out (benchmarks/README.md,
-    "Several workers"). A rung value, once recorded, never changes, so the view only ever
-    adds trials or completes running ones.
+    a judged rung survived ASHA there: if the view first sees it then (a view made for a new
+    rung), it stays out until it reaches this rung or ends. Counted as bad, the survivors,
+    which are what several workers spend most of their time on, pushed the sampler away from
+    the best region (benchmarks/README.md, "Several workers"). A trial the view already holds
+    as a fresh suggestion stays a bad example until it reaches the rung or ends, even once
+    it survives a lower rung: withdrawing it measured within noise (benchmarks/README.md,
+    "Many workers"). A rung value, once recorded, never changes, so the view only ever adds
+    trials or completes running ones.
     """
 
     def __init__(
