@@ -120,6 +120,28 @@ def run_all(jobs: list[Job], processes: int) -> list[Run]:
         return list(pool.imap_unordered(run_job, ordered, chunksize=1))
 
 
+def run_grid(
+    methods: list[Method], tasks: list[int], seeds: int, budget_epochs: int, grace: int, processes: int
+) -> list[Run]:
+    """Every method on every task and seed, the runs in method order, then task, then seed."""
+    jobs = [Job(m, t, s, budget_epochs, grace) for m in methods for t in tasks for s in range(seeds)]
+    runs = run_all(jobs, processes)
+    order = {m.key: i for i, m in enumerate(methods)}
+    return sorted(runs, key=lambda r: (order[r.method], r.task, r.seed))
+
+
+def run_settings(tasks: list[int], args: argparse.Namespace, started: float, runs: list[Run]) -> dict:
+    """What every results.json records of how its runs were made."""
+    return {
+        "tasks": tasks,
+        "seeds": args.seeds,
+        "budget_trainings": args.budget,
+        "jobs": args.jobs,
+        "wall_minutes": (time.perf_counter() - started) / 60,
+        "run_cpu_minutes": sum(r.wall_seconds for r in runs) / 60,
+    }
+
+
 def comparisons(overall: dict[str, Summary]) -> list[str]:
     """The goals, checked: ours against every peer, and 4 workers against 1."""
     ours = overall[OURS.key]
@@ -209,19 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = method_list(args.methods)
     references = load_references(bench, tasks)
     budget_epochs = args.budget * N_EPOCHS
-    jobs = [Job(m, t, s, budget_epochs, args.grace) for m in methods for t in tasks for s in range(args.seeds)]
-    runs = run_all(jobs, args.jobs)
-    order = {m.key: i for i, m in enumerate(methods)}
-    runs.sort(key=lambda r: (order[r.method], r.task, r.seed))
-    settings = {
-        "tasks": tasks,
-        "seeds": args.seeds,
-        "budget_trainings": args.budget,
-        "asha_grace_epochs": args.grace,
-        "jobs": args.jobs,
-        "wall_minutes": (time.perf_counter() - started) / 60,
-        "run_cpu_minutes": sum(r.wall_seconds for r in runs) / 60,
-    }
+    runs = run_grid(methods, tasks, args.seeds, budget_epochs, args.grace, args.jobs)
+    settings = {**run_settings(tasks, args, started, runs), "asha_grace_epochs": args.grace}
     goal, overall, per_task = summaries(runs, references, BASELINE, budget_epochs)
     lines = comparisons(overall) if OURS.key in overall else []
     table = markdown(overall, per_task, settings, lines)

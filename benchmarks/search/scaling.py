@@ -31,7 +31,7 @@ from benchmarks.search.methods import BASELINE, GRACE_EPOCHS, Method
 from benchmarks.search.metrics import Summary
 from benchmarks.search.problem import load_references
 from benchmarks.search.report import fraction, summaries, write_json
-from benchmarks.search.run import QUICK_TASKS, Job, _quiet, run_all, task_list
+from benchmarks.search.run import QUICK_TASKS, _quiet, run_grid, run_settings, task_list
 
 WORKERS = (1, 4, 16, 64)
 PEER_WORKERS = 16  # Ray's stock OptunaSearch + ASHA runs at this many workers only
@@ -183,19 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = task_list(args.tasks, bench)
     methods = scaling_methods(args.workers, args.peer_workers)
     budget_epochs = args.budget * N_EPOCHS
-    jobs = [Job(m, t, s, budget_epochs, GRACE_EPOCHS) for m in methods for t in tasks for s in range(args.seeds)]
-    runs = run_all(jobs, args.jobs)
-    order = {m.key: i for i, m in enumerate(methods)}
-    runs.sort(key=lambda r: (order[r.method], r.task, r.seed))
-    settings = {
-        "tasks": tasks,
-        "seeds": args.seeds,
-        "budget_trainings": args.budget,
-        "workers": list(args.workers),
-        "jobs": args.jobs,
-        "wall_minutes": (time.perf_counter() - started) / 60,
-        "run_cpu_minutes": sum(r.wall_seconds for r in runs) / 60,
-    }
+    runs = run_grid(methods, tasks, args.seeds, budget_epochs, GRACE_EPOCHS, args.jobs)
+    settings = {**run_settings(tasks, args, started, runs), "workers": list(args.workers)}
     references = load_references(bench, tasks)
     goal, overall, per_task = summaries(runs, references, BASELINE, budget_epochs)
     text = markdown(overall, methods, settings)
