@@ -46,23 +46,23 @@ from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 1  # a trial whose worker dies is restarted once from its newest complete checkpoint
-STATE_PERIOD_S = "2"  # how often Ray saves its own experiment state (its trials' registered checkpoints)
 RAY_CLIENT_PREFIX = "ray://"
 EXPERIMENT_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"  # the module behind ray.tune.ExperimentAnalysis
 REAPERS: list = []  # the embedded Ray reaper's process: its pipe must stay open while this process lives
+# Tune's settings, read from the environment when the sweep's Tuner runs (a user's own value
+# wins). The sweep prints its own live view: with verbose=0, Tune's default output still prints
+# a configuration box and a TensorBoard hint, and its snapshot notice advises changing
+# CheckpointConfig, which the sweep sets from `checkpoints.keep`.
+TUNE_ENV = {
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",  # how often Ray saves its experiment state (its trials' registered checkpoints)
+    "RAY_AIR_NEW_OUTPUT": "0",  # the classic output, which at verbose=0 prints nothing
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # the snapshot notice, off
+}
 # Embedded Ray's background work, off: every CPU-second it takes while a trial trains stalls
 # both of torch's lockstep threads. Metrics export (nobody scrapes it without a dashboard), event
 # statistics, and idle workers started ahead for tasks (trials run in actors) about halve what an
 # idle Ray uses. Workers also run at the driver's priority instead of Ray's default nice 15, which
 # slowed a trial's training while Ray's own processes ran beside it (benchmarks/README.md).
-# The sweep prints its own live view. With verbose=0, Tune's default output still prints a
-# configuration box and a TensorBoard hint, and its snapshot notice advises changing
-# CheckpointConfig, which the sweep sets from `checkpoints.keep`: the classic output at verbose=0
-# prints nothing, and the notice is off. Either can be set back in the environment.
-QUIET_TUNE = {
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-}
 QUIET_RAY = {
     "RAY_worker_niceness": "0",
     "RAY_enable_metrics_collection": "0",
@@ -110,8 +110,7 @@ def stop_reason(scheduler: StrictASHA):
 def start_ray(config: SweepConfig | None = None) -> None:
     """Join RAY_ADDRESS when set (a cluster); otherwise start Ray embedded on this machine, with a
     reaper that ends its processes when this one ends, however it ends (hpo.reaper)."""
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)  # read when the sweep's Tuner runs
-    for name, value in QUIET_TUNE.items():
+    for name, value in TUNE_ENV.items():
         os.environ.setdefault(name, value)
     if ray.is_initialized():
         return
