@@ -36,8 +36,8 @@ from hpo.guardrails import rung_stop_reason
 from hpo.objective import FAILING_OBJECTIVE, score
 from hpo.rundir import RunDir, continue_point
 from trainers.checkpoints import METRICS, is_complete, newest_complete
-from trainers.flags import Flag
 from trainers.recipe import Recipe
+from trainers.shared import Diverged, Flag, OutOfMemory, ScoringError
 from trainers.stages import STAGES, Stage
 
 
@@ -179,9 +179,6 @@ def train_trial(
     tune_dir: Path | None = None,
     workers: int = 1,
 ) -> None:
-    from trainers.rungs import Diverged, OutOfMemory
-    from trainers.scorers import ScoringError
-
     resume_from = resume_point(config, tune_dir)
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
     trial_recipe, oom_retries = recipe.with_hyperparameters(trial_params(config)), 0

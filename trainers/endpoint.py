@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from trainers.scorers import ScoringError
+from trainers.shared import ScoringError
 
 ANSWER_KEYS = ("score", "reward")
 BACKOFF_S = 0.2  # the first retry waits about this long, doubling after each failure

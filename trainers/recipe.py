@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from trainers.stages import STAGES, DomainMetric
+from trainers.shared import EXACT_MATCH, DomainMetric, Scoring
+from trainers.stages import STAGES
 
 # Hard limits a value must respect to make sense at all (service limits are stricter
 # and are checked at export). (low, high, low_is_open)
@@ -143,42 +144,6 @@ class Probes:
     general_passages: int = 100  # 90% of draws within 1 point of a 10x sample: benchmarks/README.md, "How many passages"
     instruction_examples: int = 30
     max_new_tokens: int = 12
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """How answers are scored (SFT's metric) or rewarded (RFT's reward).
-
-    - `scorer`: a built-in scorer (trainers.scorers) or "package.module:function" with the
-      signature `score(prompt, completion, reference, **row) -> float`;
-    - `url`: an HTTP scorer, one JSON POST per answer answered {"score": number} (or
-      {"reward": number}); at most `concurrency` in flight, `timeout_s` each, `retries` more
-      attempts for timeouts, lost connections, 429 and 5xx answers;
-    - `callable` (RFT only): a TRL reward function "package.module:function",
-      `reward(prompts, completions, **columns) -> list[float]`.
-
-    `pattern` is the regex scorer's (a row's own `pattern` field wins); `import_root` (the
-    sweep file's folder) goes first on the import path for user code.
-    """
-
-    scorer: str | None = None
-    callable: str | None = None
-    url: str | None = None
-    pattern: str | None = None
-    import_root: str | None = None
-    concurrency: int = 4
-    timeout_s: float = 10.0
-    retries: int = 2
-
-    @property
-    def metric_key(self) -> str:
-        """The rung metric's name after `domain_`: the built-in scorer's name, else `score`."""
-        from trainers.scorers import BUILTIN_SCORERS  # light: the scorer table, no model code
-
-        return self.scorer if self.scorer in BUILTIN_SCORERS else "score"
-
-
-EXACT_MATCH = Scoring(scorer="exact_match")
 
 
 DEFAULT_CORPUS = "general"  # data.general_probe, reported as `general_perplexity`

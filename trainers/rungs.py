@@ -36,10 +36,10 @@ from trl import SFTTrainer
 from trainers import distributed
 from trainers.callbacks import load_callbacks
 from trainers.checkpoints import METRICS, copy_weights, mark_complete
-from trainers.flags import Flag
 from trainers.models import load_base, load_copy, training_dtype
 from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe, read_recipe
+from trainers.shared import Diverged, Flag, OutOfMemory
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +51,6 @@ Report = Callable[[int, dict[str, float], Path], bool | None]
 MakeTrainer = Callable[[Any, Any, Path, list[TrainerCallback]], Any]
 # Trainer log keys averaged over each rung's window, and the metric names they get.
 LOSS_WINDOW = {"loss": "train_loss"}
-
-
-class Diverged(RuntimeError):
-    """Training produced a non-finite loss or gradient norm."""
-
-    def __init__(self, step: int, what: str, value: float) -> None:
-        self.step, self.what, self.value = step, what, value
-        super().__init__(f"{what} became {value} at step {step}")
-
-
-class OutOfMemory(RuntimeError):
-    """The accelerator ran out of memory during training, at `step` with micro-batch `batch_size`."""
-
-    def __init__(self, step: int, batch_size: int) -> None:
-        self.step, self.batch_size = step, batch_size
-        super().__init__(f"out of memory at step {step} with batch size {batch_size}")
 
 
 def out_of_memory(err: BaseException) -> bool:

@@ -33,12 +33,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trainers.imports import import_named
-
-if TYPE_CHECKING:
-    from trainers.recipe import Scoring
+from trainers.shared import Scoring, ScoringError
 
 ScoreFunction = Callable[..., float]  # score(prompt, completion, reference, **row) -> float
 ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -181,18 +179,6 @@ BUILTIN_SCORERS: dict[str, Builtin] = {
 
 
 # --- a scorer bound to its settings ---------------------------------------------------------
-
-
-class ScoringError(RuntimeError):
-    """An answer could not be scored (an endpoint down or refusing, user code raising, a bad value).
-
-    `step` is the training step whose scores failed (0 outside training). A trial never goes on
-    with a made-up score.
-    """
-
-    def __init__(self, message: str, step: int = 0) -> None:
-        super().__init__(message)
-        self.step = step
 
 
 @dataclass(frozen=True)

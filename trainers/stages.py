@@ -23,20 +23,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from trainers.data import PROMPT_FIELDS, TEXT_FIELDS
+from trainers.shared import DomainMetric
 
 if TYPE_CHECKING:
-    from trainers.recipe import Hyperparameters, Recipe, Scoring
+    from trainers.recipe import Hyperparameters, Recipe
+    from trainers.shared import Scoring
 
 METHODS = ("lora", "full")
 GRPO_HYPERPARAMETERS = frozenset({"beta", "num_generations", "temperature"})
-
-
-@dataclass(frozen=True)
-class DomainMetric:
-    """The rung metric a stage is judged on, and which way is better."""
-
-    name: str
-    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
