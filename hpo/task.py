@@ -25,7 +25,7 @@ from hpo.errors import Problems
 from hpo.reader import Reader
 from trainers.data import readable_rows
 from trainers.recipe import EXACT_MATCH, Scoring
-from trainers.scorers import BUILTIN_SCORERS, import_scorer, reference_problems
+from trainers.scorers import BUILTIN_SCORERS, RESERVED_KEYS, import_scorer, reference_problems
 from trainers.stages import Stage
 
 MAX_REPORTED_ROWS = 3
@@ -96,6 +96,13 @@ def check_scorer_name(problems: Problems, key: str, scoring: Scoring) -> None:
         import_scorer(name, scoring.import_root)
     except ValueError as err:
         problems.add(key, f"{err} (fix the name, or the module next to the sweep file)")
+        return
+    if scoring.metric_key in RESERVED_KEYS:
+        problems.add(
+            key,
+            f"a scorer named '{scoring.metric_key}' would report domain_{scoring.metric_key}, which the probe "
+            "reports already (rename it)",
+        )
 
 
 def check_pattern(problems: Problems, key: str, pattern: str) -> None:

@@ -86,10 +86,11 @@ class Scoring:
 
     @property
     def metric_key(self) -> str:
-        """The rung metric's name after `domain_`: the built-in scorer's name, else `score`."""
-        if self.url is not None or self.scorer is None or ":" in self.scorer:
+        """The rung metric's name after `domain_`: the scorer's name (a built-in's, or the `name` of a user's
+        "package.module:name"); `score` for an HTTP scorer."""
+        if self.url is not None or self.scorer is None:
             return "score"
-        return self.scorer
+        return self.scorer.rpartition(":")[2]
 
 
 EXACT_MATCH = Scoring(scorer="exact_match")
