@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainers.recipe import Recipe, load_recipe, save_recipe
+from trainers.recipe import Recipe, save_recipe
 from trainers.shared import Diverged, OutOfMemory, ScoringError
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from trainers.distributed import rank
-    from trainers.stages import STAGES
+    from trainers.stages import STAGES, load_recipe
 
     recipe, _ = load_recipe(args.folder / "recipe.yaml")
     report = Relay(args.channel) if args.channel is not None else None
