@@ -50,8 +50,8 @@ def baseline_key(recipe: Recipe) -> str:
             digest.update(file.read_bytes())
     settings = [dataclasses.asdict(recipe.probes), recipe.training.max_seq_len, list(recipe.labels), recipe.stage]
     settings += [recipe.metric.scorer, recipe.metric.pattern, [c.name for c in recipe.general.corpora]]
-    if digest := source_digest(recipe.metric):  # a user's scorer: a cached baseline is for this version of it
-        settings.append(digest)
+    if source := source_digest(recipe.metric):  # a user's scorer: a cached baseline is for this version of it
+        settings.append(source)
     if recipe.system_prompt is not None:
         settings.append({"system_prompt": recipe.system_prompt})
     digest.update(json.dumps(settings, sort_keys=True).encode())
