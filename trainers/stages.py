@@ -1,6 +1,5 @@
-"""The stages a sweep tunes, in one plain table: each is a `Stage` (trainers.stage) defined in its own module.
-
-    STAGES = {"sft": SFT, "cpt": CPT, "rft": RFT}
+"""The stages a sweep tunes, in one plain table (`STAGES`, by name): each is a `Stage` (trainers.stage)
+defined in its own module.
 
 The engine (hpo/) and the trainers look a stage up here and call its methods instead of
 comparing its name or reading its flags. Importing this table imports no torch: a stage's
