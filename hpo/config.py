@@ -235,8 +235,9 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     top = Reader(document, problems)
     base = path.parent
     name = top.text("name", path.stem)
-    stage = STAGES.get(top.text("stage", DEFAULT_STAGE.name, choices=tuple(STAGES)), DEFAULT_STAGE)  # reported;
-    method = top.text("method", "lora", choices=METHODS)  # the rest is checked as sft
+    # a bad stage is reported; the rest is checked as the default stage's
+    stage = STAGES.get(top.text("stage", DEFAULT_STAGE.name, choices=tuple(STAGES)), DEFAULT_STAGE)
+    method = top.text("method", "lora", choices=METHODS)
     if method in METHODS and method not in stage.methods:
         problems.add("method", f"stage {stage.name} supports {', '.join(stage.methods)}, got '{method}'")
     model = _model(top, base)
