@@ -24,11 +24,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from trainers.data import check_rows
 from trainers.recipe import Hyperparameters, MixedHyperparameters, Recipe, Training
 from trainers.shared import DomainMetric, Scoring
+
+if TYPE_CHECKING:
+    from trainers.probes import ProbeSet  # imports torch
 
 METHODS = ("lora", "full")
 # report(step, metrics, checkpoint_dir) -> stop: trainers.rungs.Report
@@ -124,13 +127,13 @@ class Stage(ABC):
         """The rung metric the stage is judged on: the mean score of its answers by `scoring`."""
         return DomainMetric(f"domain_{scoring.metric_key}")
 
-    def domain_probe(self, model: Any, tokenizer: Any, probes: Any) -> Probed:
+    def domain_probe(self, model: Any, tokenizer: Any, probes: ProbeSet) -> Probed:
         """Greedy answers to the held-out prompts, scored by the task's scorer (trainers.probes)."""
         from trainers.probes import answers_probe  # torch: only where a model is probed
 
         return answers_probe(model, tokenizer, probes)
 
-    def chance(self, recipe: Recipe, probes: Any) -> dict[str, Any]:
+    def chance(self, recipe: Recipe, probes: ProbeSet) -> dict[str, Any]:
         """What guessing scores on the probe rows of a label task (trainers.scorers.chance_scores); {} without labels."""
         if not recipe.labels:
             return {}
