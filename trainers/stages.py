@@ -18,13 +18,14 @@ from typing import Any
 
 from trainers import recipe as recipe_file
 from trainers.cpt import CPT
+from trainers.dpo import DPO
 from trainers.recipe import Recipe
 from trainers.rft import RFT
 from trainers.sft import SFT
 from trainers.shared import DomainMetric
 from trainers.stage import METHODS, Stage
 
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (SFT, CPT, RFT)}
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (SFT, CPT, RFT, DPO)}
 DEFAULT_STAGE = SFT
 
 __all__ = ["METHODS", "STAGES", "Stage", "stage_of", "users_of", "domain_metric", "load_recipe", "read_recipe"]
