@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.rundir import RunDir, Status, row_params
+from trainers.shared import Flag
 from trainers.stages import STAGES, DomainMetric, Stage, domain_metric, recipe_from_dict
 
 COMPONENTS = ("objective", "domain_lift", "general_regression", "general_change")
@@ -135,7 +136,7 @@ def feasible_rungs(record: RunRecord) -> list[dict[str, Any]]:
     return [
         r
         for r in record.rows
-        if not r.get("violation") and r.get("domain_lift") is not None and r.get("general_regression") is not None
+        if not r.get(Flag.VIOLATION) and r.get("domain_lift") is not None and r.get("general_regression") is not None
     ]
 
 

@@ -23,11 +23,11 @@ from trainers.harness import run_benchmarks
 from trainers.models import load_base
 from trainers.probes import ProbeSet, domain_probe, load_probes
 from trainers.recipe import Recipe, corpus_metric
+from trainers.shared import INTERVAL_SUFFIXES
 from trainers.stages import STAGES, domain_metric, load_recipe
 from trainers.stats import paired_test
 
 UNPARSED = "(unparsed)"
-INTERVAL_SUFFIXES = ("", "_low", "_high", "_n")
 
 
 def confusion(expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -48,7 +48,7 @@ def format_confusion(matrix: dict[str, dict[str, int]]) -> str:
 def general_metrics(recipe: Recipe, metrics: dict[str, Any]) -> dict[str, float]:
     """The general probes' figures of a rung (or the baseline), intervals included."""
     names = ["general_perplexity", *(corpus_metric(c.name) for c in recipe.general.corpora), "instruction_nll"]
-    return {f"{n}{s}": metrics[f"{n}{s}"] for n in names for s in INTERVAL_SUFFIXES if metrics.get(f"{n}{s}") is not None}
+    return {f"{n}{s}": metrics[f"{n}{s}"] for n in names for s in ("", *INTERVAL_SUFFIXES) if metrics.get(f"{n}{s}") is not None}
 
 
 Scored = tuple[dict[str, Any], dict[str, list[float]], dict[str, Any]]

@@ -23,6 +23,7 @@ from ray.tune import Callback
 
 from hpo.continuation import recorded_id, trial_params
 from hpo.rundir import Status, TrialTable, ending_status, passes
+from trainers.shared import Flag
 
 Write = Callable[[str], object]
 TABLE_EVERY = 8  # rungs between two tables
@@ -136,7 +137,7 @@ class LiveView(Callback):
         for key, name in (shown, ("general_perplexity", "perplexity")):
             if result.get(key) is not None:
                 parts.append(f"{name} {result[key]:.3f}")
-        if result.get("violation"):
+        if result.get(Flag.VIOLATION):
             parts.append(f"FAILING: {result['violation']}")
         self.write(f"[{self.clock()}] {label}/{self.max_steps}: {', '.join(parts)} | {self.best_text()}\n")
         self.rungs += 1

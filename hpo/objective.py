@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from trainers.shared import Flag
 from trainers.stages import DomainMetric
 
 FAILING_OBJECTIVE = -10.0
@@ -108,5 +109,5 @@ def score(
         "general_change": general_change,
         "general_regression": general_regression,
         **{f"regression_{name}": value for name, value in regressions.items() if name != GENERAL_METRIC},
-        "violation": violation,
+        Flag.VIOLATION: violation,
     }

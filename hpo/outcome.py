@@ -5,18 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from trainers.shared import INTERVAL_SUFFIXES
+
 # Figures worth a printed line: every probe figure (each comes with its interval: the stage's domain probe, the
 # general probes, the benchmarks), and the domain's chance figures.
 SHOWN_PREFIXES = ("domain_",)
-INTERVAL_SUFFIXES = ("_low", "_high", "_n")
 NOT_FIGURES = ("domain_lift",)  # an objective component, shown with the objective
 
 
+def figure_value(metrics: Mapping[str, Any], name: str, sample_size: bool = False) -> str:
+    """`0.9000 [0.795-0.953]`: a figure, its 95% interval where the metrics hold one and, when asked, its
+    sample size (` n=60`). Every figure the sweep prints or the report shows is written this way."""
+    value, low, high, n = (metrics.get(f"{name}{s}") for s in ("", *INTERVAL_SUFFIXES))
+    if low is None or high is None:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{low:.3f}-{high:.3f}]" + (f" n={int(n)}" if sample_size and n else "")
+
+
 def figure(metrics: Mapping[str, Any], name: str) -> str:
-    """`name 0.9000 [0.795-0.953]`: the value, and its 95% interval where the metrics hold one."""
-    value, low, high = metrics[name], metrics.get(f"{name}_low"), metrics.get(f"{name}_high")
-    text = f"{name} {value:.4f}"
-    return text + (f" [{low:.3f}-{high:.3f}]" if low is not None and high is not None else "")
+    """`name 0.9000 [0.795-0.953]`: the figure's name and value, and its 95% interval where the metrics hold one."""
+    return f"{name} {figure_value(metrics, name)}"
 
 
 def format_metrics(title: str, metrics: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from hpo.analysis import RunRecord, best_rung, feasible_rungs, objective_of, pareto_rungs
 from hpo.objective import FAILING_OBJECTIVE
 from hpo.rundir import Status
+from trainers.shared import Flag
 
 
 def pyplot():
@@ -49,7 +50,7 @@ def plot_objective_vs_compute(record: RunRecord, path: Path) -> Path:
         ax.plot(xs, ys, style, marker="o", ms=3, color=colors[t.trial_id], label=f"{t.number} {t.status}")
         if t.status != Status.COMPLETED and xs:
             ax.plot(xs[-1], ys[-1], "x", color="black", ms=7)
-        failing = [(x, y) for x, y, r in zip(xs, ys, t.rungs) if r.get("violation")]
+        failing = [(x, y) for x, y, r in zip(xs, ys, t.rungs) if r.get(Flag.VIOLATION)]
         if failing:
             ax.plot(*zip(*failing), "v", color="red", ms=7)
     best = best_rung(record)

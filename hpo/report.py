@@ -21,6 +21,7 @@ from typing import Any
 from hpo.analysis import RunRecord, load_run
 from hpo.errors import InputError
 from hpo.objective import domain_floor, domain_lift
+from hpo.outcome import figure_value
 from hpo.plots import (
     plot_confusion,
     plot_importance,
@@ -33,6 +34,7 @@ from hpo.rundir import RunDir, SweepState, partial_line
 from hpo.timing import time_summary, trial_times
 from hpo.verdict import judge
 from trainers.recipe import LORA_HYPERPARAMETERS
+from trainers.shared import INTERVAL_SUFFIXES, Flag
 from trainers.stages import DEFAULT_STAGE, DomainMetric, Stage
 
 STRONG_RELATIVE_LIFT = 0.10  # above this, LoRA has shown the task is learnable: scale up
@@ -142,7 +144,7 @@ def recommend_for(record: RunRecord) -> Recommendation:
     floor = floor if metric.higher_is_better else base[metric.name]
     lift = relative_lift(best[metric.name], floor, metric)
     regression = max(0.0, relative_change(best["general_perplexity"], base["general_perplexity"]))
-    failing = [t for t in record.trials if t.rungs[-1].get("violation")]
+    failing = [t for t in record.trials if t.rungs[-1].get(Flag.VIOLATION)]
     share = len(failing) / max(len(record.trials), 1)
     return recommend(lift, regression, record.limit, share, record.stage, verdict_of(record))
 
@@ -238,9 +240,6 @@ def used_hyperparameters(recipe: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in recipe["hyperparameters"].items() if k not in unused}
 
 
-INTERVAL_SUFFIXES = ("_low", "_high", "_n")
-
-
 def figure_cell(metrics: dict[str, Any], key: str) -> str:
     """A figure with its 95% interval and sample size where the metrics hold them."""
     value = metrics.get(key)
@@ -248,8 +247,7 @@ def figure_cell(metrics: dict[str, Any], key: str) -> str:
         return ""
     if not isinstance(value, float) or metrics.get(f"{key}_low") is None:
         return fmt(value)
-    n = metrics.get(f"{key}_n")
-    return f"{value:.4g} [{metrics[f'{key}_low']:.3g}-{metrics[f'{key}_high']:.3g}]" + (f" n={int(n)}" if n else "")
+    return figure_value(metrics, key, sample_size=True)
 
 
 def metric_rows(keys: Sequence[str], *columns: dict[str, Any]) -> list[list[Any]]:

@@ -51,6 +51,7 @@ from ray.tune.search import Searcher
 from hpo.continuation import CONTINUES
 from hpo.scheduler import METRIC, STEP
 from hpo.space import SearchSpace
+from trainers.shared import Flag
 
 log = logging.getLogger(__name__)
 MODEL_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -444,6 +445,6 @@ def completion(result: dict | None, error: bool) -> tuple[TrialState, float | No
         return TrialState.PRUNED, None
     if result.get(METRIC) is None or not math.isfinite(result[METRIC]):
         return TrialState.FAIL, None
-    if result.get("final"):
+    if result.get(Flag.FINAL):
         return TrialState.COMPLETE, float(result[METRIC])
     return TrialState.PRUNED, None

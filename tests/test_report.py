@@ -17,6 +17,7 @@ from hpo.analysis import RunRecord, load_run, pareto_front, ranked_trials, summa
 from hpo.objective import EXACT_MATCH
 from hpo.plots import rung_survival
 from hpo.report import importance_rung, recommend, relative_lift
+from trainers.shared import EXACT_MATCH as EXACT_SCORING
 from trainers.stages import STAGES
 
 # --- the Pareto front -------------------------------------------------------------------------
@@ -81,9 +82,9 @@ def test_many_failing_trials_add_a_caution_to_any_advice():
 
 def test_relative_lift_per_stage():
     assert relative_lift(0.9, 0.6, EXACT_MATCH) == pytest.approx(0.5)  # exact match 0.6 -> 0.9
-    assert relative_lift(5.0, 10.0, STAGES["cpt"].metric) == pytest.approx(0.5)  # perplexity halves
+    assert relative_lift(5.0, 10.0, STAGES["cpt"].domain_metric(EXACT_SCORING)) == pytest.approx(0.5)  # perplexity halves
     assert relative_lift(0.5, 0.0, EXACT_MATCH) == math.inf  # from nothing, any gain is a full gain
-    assert relative_lift(-0.5, -1.0, STAGES["rft"].metric) == pytest.approx(0.5)  # a negative base reward
+    assert relative_lift(-0.5, -1.0, STAGES["rft"].domain_metric(EXACT_SCORING)) == pytest.approx(0.5)  # a negative base reward
 
 
 # --- trials, rungs, importance ------------------------------------------------------------------

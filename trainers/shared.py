@@ -5,6 +5,7 @@ catch a trainer's errors and read its flags without importing torch, and the mod
 hold the behaviour (trainers.rungs, trainers.scorers, trainers.stages) sit above it.
 
 - `Flag`: the keys of a rung result that say how its trial ended;
+- `INTERVAL_SUFFIXES`: the keys beside a figure that hold its 95% interval and sample size;
 - `ScoringError`, `Diverged`, `OutOfMemory`: why a trial cannot go on;
 - `Scoring`: how answers are scored or rewarded, as the sweep file and the recipe give it;
 - `DomainMetric`: the rung metric a stage is judged on, and which way is better.
@@ -28,6 +29,10 @@ class Flag:
     FAILED = "failed"  # the trial could not go on (e.g. the reward could not be computed)
     GUARDRAIL = "guardrail"  # a rung limit tripped (RFT: KL over its limit, a reward blow-up)
     VIOLATION = "violation"
+
+
+# A figure `name` with an interval comes with `name_low`, `name_high` (its 95% interval) and `name_n` (its sample size).
+INTERVAL_SUFFIXES = ("_low", "_high", "_n")
 
 
 class ScoringError(RuntimeError):
