@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import SFTTrainer
 
@@ -37,6 +37,7 @@ from trainers import distributed
 from trainers.callbacks import load_callbacks
 from trainers.checkpoints import METRICS, copy_weights, mark_complete
 from trainers.flags import Flag
+from trainers.lm_loss import compact_lm_head
 from trainers.models import load_base, load_copy, training_dtype
 from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe, read_recipe
@@ -267,7 +268,7 @@ def sft_trainer(
     (SFT's prompt-completion rows, CPT's text rows), a LoRA adapter unless every weight trains."""
 
     def make(model: Any, tokenizer: Any, output_dir: Path, callbacks: list[TrainerCallback]) -> SFTTrainer:
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=model,
             args=config(recipe, output_dir),
             train_dataset=Dataset.from_list(rows(recipe)),
@@ -275,6 +276,9 @@ def sft_trainer(
             peft_config=adapter_config(recipe),
             callbacks=callbacks,
         )
+        # the loss on the completion's tokens only, in small tiles, where TRL's own head scores every token
+        compact_lm_head(trainer.model.get_base_model() if isinstance(trainer.model, PeftModel) else trainer.model)
+        return trainer
 
     return make
 
