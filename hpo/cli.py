@@ -52,6 +52,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         configs = load_pipeline(args.sweep).stages
     else:
         configs = (load_sweep(args.sweep, quick=args.quick),)
+    from hpo.memory import memory_warnings
     from hpo.pipeline import describe  # imports Ray: only once the file is known to be good
     from hpo.resources import machine_problems
 
@@ -63,7 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         for line in describe(config):
             print(f"  {line}")
-        for line in probe_shortfalls(config):
+        for line in probe_shortfalls(config) + memory_warnings(config):
             print(f"warning: {line}")
         for line in machine_problems(config):  # the same file may be meant for a Ray cluster
             print(f"warning: {line}; `hpo sweep` here refuses it")
@@ -103,7 +104,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
     refuse_ray_client()
     refuse_unmet_resources(config)
-    for line in probe_shortfalls(config):
+    from hpo.memory import memory_warnings
+
+    for line in probe_shortfalls(config) + memory_warnings(config):
         print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
     from hpo.pipeline import check_start

@@ -17,6 +17,7 @@ A rung result's `final` flag (trainers.flags) says it is the last rung of the sc
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import math
@@ -52,6 +53,19 @@ Report = Callable[[int, dict[str, float], Path], bool | None]
 MakeTrainer = Callable[[Any, Any, Path, list[TrainerCallback]], Any]
 # Trainer log keys averaged over each rung's window, and the metric names they get.
 LOSS_WINDOW = {"loss": "train_loss"}
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter: the size from which a block is mapped for itself
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, held fixed
+
+
+def map_large_blocks() -> None:
+    """Have glibc map every block of MMAP_THRESHOLD bytes or more for itself, so that freeing it gives the
+    memory back to the OS at once. By default glibc raises that threshold (up to 32 MB) each time such a block
+    is freed, after which a step's layer-sized tensors come from its heap, which fragments: a CPU trial held
+    gigabytes more resident than its tensors (benchmarks/README.md, "Memory of one trial"). Not glibc: no-op."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
 
 
 class Diverged(RuntimeError):
@@ -299,6 +313,7 @@ def train_stage(
     handed to `report`) to go on from; `window` and `extra` are RungCallback's.
     """
     torch.set_num_threads(recipe.training.threads)
+    map_large_blocks()
     set_seed(recipe.seed)
     every_weight = adapter_config(recipe) is None
     model, tokenizer = load_base(recipe.model, recipe.start_adapters, recipe.training.load_in_4bit, every_weight)
