@@ -22,9 +22,8 @@ from hpo.verdict import judge
 from trainers.harness import run_benchmarks
 from trainers.models import load_base
 from trainers.probes import ProbeSet, domain_probe, load_probes
-from trainers.recipe import Recipe, corpus_metric, load_recipe
-from trainers.scorers import chance_scores
-from trainers.stages import STAGES
+from trainers.recipe import Recipe, corpus_metric
+from trainers.stages import STAGES, domain_metric, load_recipe
 from trainers.stats import paired_test
 
 UNPARSED = "(unparsed)"
@@ -87,7 +86,8 @@ def evaluate_best(run_dir: Path) -> dict:
     recipe, exported = load_recipe(run.recipe)
     if not run.adapter.is_dir():
         return {}
-    probes = load_probes(recipe, domain_split="test") if recipe.data.domain_test is not None else None
+    stage = STAGES[recipe.stage]
+    probes = load_probes(recipe, stage.domain_probe, "test") if recipe.data.domain_test is not None else None
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)
     base, base_examples, _ = score_model(model, tokenizer, recipe, probes)
     best, best_examples, predictions = score_model(tuned_model(recipe, run, model), tokenizer, recipe, probes)
@@ -95,7 +95,7 @@ def evaluate_best(run_dir: Path) -> dict:
     scores: dict[str, Any] = {
         "split": "test" if probes is not None else None,
         "examples": len(probes.domain) if probes is not None else 0,
-        "metric": recipe.domain_metric.name,
+        "metric": domain_metric(recipe).name,
         "base": {**base, **general_metrics(recipe, baseline)},
         "best": {**best, **general_metrics(recipe, exported["expected"])},
         "paired": {key: vars(paired_test(base_examples[key], best_examples[key])) for key in base_examples},
@@ -103,16 +103,17 @@ def evaluate_best(run_dir: Path) -> dict:
     if probes is not None:
         scores["paired_test"] = scores["paired"]["domain"]
         scores.update(label_figures(recipe, probes, predictions))
-    scores["verdict"] = judge(scores, exported["expected"], baseline, recipe.domain_metric).to_dict()
+    scores["verdict"] = judge(scores, exported["expected"], baseline, domain_metric(recipe)).to_dict()
     write_json(run.test_scores, scores)
     return scores
 
 
 def label_figures(recipe: Recipe, probes: ProbeSet, predictions: dict[str, Any]) -> dict[str, Any]:
     """A label task's chance scores on the test split and the best's confusion matrix."""
-    if not (STAGES[recipe.stage].scores_answers and recipe.labels):
+    chance = STAGES[recipe.stage].chance(recipe, probes)
+    if not chance:
         return {}
     return {
-        "chance": chance_scores(probes.scorer, probes.domain, recipe.labels),
+        "chance": chance,
         "confusion": confusion(predictions["expected"], predictions["predictions"], recipe.labels),
     }

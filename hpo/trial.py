@@ -50,16 +50,16 @@ from hpo.objective import FAILING_OBJECTIVE, score
 from hpo.rundir import RunDir, continue_point
 from hpo.workers import GB, ResidentWatch, memory_kills, read_note
 from trainers.checkpoints import METRICS, is_complete, newest_complete
-from trainers.flags import Flag
 from trainers.recipe import Recipe
-from trainers.stages import STAGES, Stage
+from trainers.shared import Diverged, Flag, OutOfMemory, ScoringError
+from trainers.stages import STAGES, Stage, domain_metric
 
 REUSE_WAIT_S = 600  # how long a reused worker waits for its previous trial's thread to end
 
 
 def trainer_for(stage: Stage):
-    """The stage's trainer module (trainers.stages): what a trial trains with."""
-    return stage.trainer()
+    """What a trial trains with: the stage (trainers.stage.Stage.train)."""
+    return stage
 
 
 def resume_point(config: dict[str, Any] | None = None, tune_dir: Path | None = None) -> Path | None:
@@ -135,7 +135,7 @@ class RungReporter:
     """Scores a trainer's rungs and hands them to Ray; remembers the last one for what follows."""
 
     def __init__(self, recipe: Recipe, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
-        self.stage, self.domain = STAGES[recipe.stage], recipe.domain_metric
+        self.domain = domain_metric(recipe)
         self.baseline, self.objective = baseline, objective
         self.previous = resumed  # the last rung's metrics, for RFT's blow-up check
         self.last_step = int(resumed["step"]) if resumed else 0
@@ -172,8 +172,7 @@ class RungReporter:
             self.watch.set_plan({**self.batch, "memory_kills": self.memory_kills})
 
     def guardrail(self, metrics: dict[str, float]) -> str:
-        if not self.stage.rung_guardrails:
-            return ""
+        """Why the trial stops at this rung; the limits are None where its stage adds none (Stage.rung_limits)."""
         objective = self.objective
         return rung_stop_reason(metrics, self.previous, objective.max_kl, objective.min_length_ratio)
 
@@ -283,9 +282,6 @@ def train_attempts(
     workers: int,
 ) -> None:
     """Train, retrying in this worker with half the micro-batch while the accelerator runs out of memory."""
-    from trainers.rungs import Diverged, OutOfMemory
-    from trainers.scorers import ScoringError
-
     stage = STAGES[trial_recipe.stage]
     while True:
         reporter.set_batch(trial_recipe, oom_retries, workers)
