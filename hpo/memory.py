@@ -2,8 +2,9 @@
 
 `trial_peak` adds up what a trial's process holds at once: its libraries, the model's weights,
 the trainable parameters' gradients and AdamW's two moments, the activations autograd keeps for
-the backward pass at `max_seq_len` and the micro-batch (every layer's, or with gradient
-checkpointing each layer's input and one layer's), and the LM head's loss tiles
+the backward pass at `max_seq_len` and the micro-batch (times the sequences a row puts through the
+model: DPO's chosen and rejected answer; every layer's, or with gradient checkpointing each
+layer's input and one layer's), and the LM head's loss tiles
 (trainers.lm_loss on CPU; TRL's fused head on a GPU). `memory_warnings` compares the trials
 that run at once with this machine's available memory (a GPU trial's weights, gradients and
 activations with its share of a GPU instead) and, when they do not fit, names the concurrency,
@@ -23,6 +24,7 @@ from typing import Any
 from hpo.config import SweepConfig
 from trainers.lm_loss import TILE_BYTES
 from trainers.recipe import Recipe
+from trainers.stages import STAGES
 
 GB = 1024**3
 # Bytes autograd keeps per token and layer, in units of the compute dtype's size: multiples of the hidden
@@ -126,10 +128,13 @@ def trial_peak(shape: ModelShape, recipe: Recipe, on_gpu: bool, batch_size: int 
     weight_width = 4 if full or not on_gpu else 2  # full rank keeps float32 master weights
     if training.load_in_4bit:
         weight_width = 1 / 2
-    tokens = batch * training.max_seq_len
+    stage = STAGES[recipe.stage]
+    if full and stage.full_rank_reference:
+        weight_width += width  # the frozen reference copy, in the compute dtype
+    tokens = batch * training.max_seq_len * stage.sequences_per_row
     per_layer = width * tokens * (SAVED_PER_HIDDEN * shape.hidden + SAVED_PER_INNER * shape.inner)
     if not on_gpu:
-        per_layer += 4 * batch * training.max_seq_len**2  # the attention mask each layer keeps on CPU
+        per_layer += 4 * tokens * training.max_seq_len  # the attention mask each layer keeps on CPU
     kept_layers = per_layer * (1 if training.gradient_checkpointing else shape.layers)
     inputs = width * tokens * shape.hidden * shape.layers if training.gradient_checkpointing else 0
     tile = GPU_TILE_BYTES if on_gpu else min(TILE_BYTES, 4 * tokens * shape.vocabulary)

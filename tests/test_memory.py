@@ -67,3 +67,12 @@ def test_a_gpu_share_too_small_for_a_trial_is_told_the_batch_that_fits(tiny):
     assert "resources.gpu: each trial process needs about" in line and "gets 6.0 GB" in line
     assert "To fit: training.batch_size: " in line
     assert gpu_warning(sweep(tiny, gpu=1.0), SMOLLM2, gpu_bytes=int(80 * GB)) is None
+
+
+def test_a_dpo_row_is_two_sequences_and_full_rank_dpo_keeps_a_reference_copy(tiny):
+    sft = sweep(tiny).recipe
+    dpo = dataclasses.replace(sft, stage="dpo")
+    lora_sft, lora_dpo = (trial_peak(SMOLLM2, recipe, on_gpu=True) for recipe in (sft, dpo))
+    assert 1.9 < lora_dpo.activations / lora_sft.activations < 2.1 and lora_dpo.weights == lora_sft.weights
+    full_sft, full_dpo = (trial_peak(SMOLLM2, dataclasses.replace(r, method="full"), on_gpu=True) for r in (sft, dpo))
+    assert full_dpo.weights == full_sft.weights + 2 * SMOLLM2.parameters  # a bf16 copy beside float32 masters

@@ -61,6 +61,8 @@ class DPOStage(Stage):
     spaces = {"lora": "dpo"}
     hyperparameters = DPOHyperparameters
     row_fields = ("prompt", "chosen", "rejected")
+    sequences_per_row = 2  # the chosen and the rejected answer
+    full_rank_reference = True
     scale_up = "The preferences are being learnt: more preference pairs, or a full-rank DPO run, is the next step."
 
     def read_task(self, task):
