@@ -5,6 +5,8 @@ Exit codes, for `hpo sweep` and `hpo resume` alike (README.md, "Exit codes"):
     0        the budget finished and a passing best recipe was written
     1        the sweep ran, but no trial passed (the counts by reason are printed; no best recipe)
     2        bad input: every problem on its own `error:` line, before anything started or was written
+    3        a passing best recipe was written, but trials of the budget ended in error (each on its own
+             line with its reason) or never ran
     130/143  interrupted by SIGINT/SIGTERM: trials stopped cleanly, `hpo resume RUN_DIR` finishes it
 """
 
@@ -18,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, InputError, Problems
+from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, EXIT_TRIAL_ERRORS, InputError, Problems
 from hpo.interrupt import Interrupted, StopSignals, exit_code
 from hpo.reader import load_yaml
 from hpo.rundir import RunDir, Status, SweepState
@@ -51,6 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         configs = load_pipeline(args.sweep).stages
     else:
         configs = (load_sweep(args.sweep, quick=args.quick),)
+    from hpo.memory import memory_warnings
     from hpo.pipeline import describe  # imports Ray: only once the file is known to be good
     from hpo.resources import machine_problems
 
@@ -62,7 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         for line in describe(config):
             print(f"  {line}")
-        for line in probe_shortfalls(config):
+        for line in probe_shortfalls(config) + memory_warnings(config):
             print(f"warning: {line}")
         for line in machine_problems(config):  # the same file may be meant for a Ray cluster
             print(f"warning: {line}; `hpo sweep` here refuses it")
@@ -102,7 +105,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
     refuse_ray_client()
     refuse_unmet_resources(config)
-    for line in probe_shortfalls(config):
+    from hpo.memory import memory_warnings
+
+    for line in probe_shortfalls(config) + memory_warnings(config):
         print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
     from hpo.pipeline import check_start
@@ -183,7 +188,20 @@ def conclusion(outcome: Outcome) -> int:
     if outcome.failures:
         print(no_passing_line(outcome.failures), file=sys.stderr, flush=True)
         return EXIT_NO_PASSING
+    if outcome.errors or outcome.missing:
+        print("\n".join(trial_error_lines(outcome)), file=sys.stderr, flush=True)
+        return EXIT_TRIAL_ERRORS
     return 0
+
+
+def trial_error_lines(outcome: Outcome) -> list[str]:
+    """What a sweep that wrote a best recipe says about the trials of its budget that did not run their course."""
+    ran = outcome.budget - outcome.missing - len(outcome.errors)
+    lines = [f"trial {number} ended in error: {reason}" for number, reason in outcome.errors]
+    if outcome.missing:
+        lines.append(f"{outcome.missing} of the budget's {outcome.budget} trials never ran")
+    lines.append(f"the best recipe is the best of the {ran} trials that did not fail ({outcome.budget} in the budget)")
+    return lines
 
 
 def interrupted_line(run_dir: Path | None, ended: int | None = None, budget: int | None = None) -> str:

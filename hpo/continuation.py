@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 CONTINUES = "continues_trial"
+WORKER_LOSSES = "worker_losses"  # how often the trial's worker was lost, and why (hpo.workers)
+ENGINE_KEYS = (CONTINUES, WORKER_LOSSES)  # config keys the engine adds to a trial's hyperparameters
 
 
 def recorded_id(trial: Any) -> str:
@@ -21,8 +23,8 @@ def recorded_id(trial: Any) -> str:
 
 
 def trial_params(config: dict[str, Any]) -> dict[str, Any]:
-    """A Ray trial's hyperparameters: its config without the continuation mark."""
-    return {key: value for key, value in config.items() if key != CONTINUES}
+    """A Ray trial's hyperparameters: its config without the keys the engine adds."""
+    return {key: value for key, value in config.items() if key not in ENGINE_KEYS}
 
 
 def trial_dirname(trial: Any) -> str:

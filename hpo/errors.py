@@ -12,6 +12,7 @@ from pathlib import Path
 
 EXIT_NO_PASSING = 1  # the sweep ran, but no trial has a passing rung
 EXIT_BAD_INPUT = 2
+EXIT_TRIAL_ERRORS = 3  # a best recipe was written, but trials of the budget failed or never ran
 
 
 class InputError(ValueError):

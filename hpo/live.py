@@ -1,6 +1,8 @@
 """The live view during `hpo sweep`: plain lines for CI logs and terminals alike.
 
 - one line per rung (objective, the domain metric, perplexity, best so far) and per trial start and end;
+- one line when a trial's worker is lost (how, and where the trial goes on from), and the
+  one-line reason of every trial that fails;
 - with every ending trial, a progress line over the trial budget with an ETA;
 - every TABLE_EVERY rungs and at the end, a compact table of all trials (state, rung,
   latest objective and its components).
@@ -20,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 from hpo.continuation import recorded_id, trial_params
 from hpo.rundir import Status, TrialTable, ending_status, passes
+from hpo.workers import failure_line, lost_for_memory
 from trainers.shared import Flag
 
 Write = Callable[[str], object]
@@ -158,10 +162,20 @@ class LiveView(Callback):
         how = state if state != Status.STOPPED else f"stopped at step {last.get('step')}"
         self.end(trial, state, how)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        step = (trial.last_result or {}).get("step")
+        where = f"step {step}" if step else "the start"
+        smaller = " with half the micro-batch" if lost_for_memory(trial) else ""
+        number = self.number(trial)
+        self.write(f"[{self.clock()}] trial {number}: {failure_line(trial)}; it goes on from {where}{smaller}\n")
+
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.end(trial, Status.ERROR, "failed with an error")
+        self.end(trial, Status.ERROR, f"failed: {failure_line(trial)}")
 
     def on_experiment_end(self, trials, **info):
+        for trial in trials:  # failed by Ray without telling the callbacks (hpo.recorder does the same)
+            if trial.status == Trial.ERROR and self.row(trial).state != Status.ERROR:
+                self.on_trial_error(0, trials, trial)
         self.write_table()
 
     def end(self, trial, state: str, how: str) -> None:

@@ -3,17 +3,18 @@
 Whatever happens to trackers or trials, every rung that reached the driver is on disk:
 the table (hpo.rundir.TrialTable) is rewritten atomically with every result and ending.
 Rows are keyed by the trial's recorded id (hpo.continuation), so a trial that `hpo resume`
-continued keeps its rows together.
+continued keeps its rows together. A trial that fails before its first rung gets a row of
+its own, with the one line that says how it failed (hpo.workers.failure_line).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 from hpo.continuation import recorded_id, trial_params
 from hpo.rundir import Status, TrialTable
+from hpo.workers import failure_line
 
 
 class RecordCallback(Callback):
@@ -33,9 +34,14 @@ class RecordCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         trial_id = recorded_id(trial)
         last = self.table.last_row(trial_id) or trial.last_result
-        self.table.finish(trial_id, *self.stop_reason(trial_id, last))
+        self.table.finish(trial_id, *self.stop_reason(trial_id, last), trial_params(trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        message = str(trial.error_file or "")
-        error = Path(message).read_text().strip().splitlines()[-1] if message and Path(message).exists() else "error"
-        self.table.finish(recorded_id(trial), Status.ERROR, error[:500])
+        self.table.finish(recorded_id(trial), Status.ERROR, failure_line(trial), trial_params(trial.config))
+
+    def on_experiment_end(self, trials, **info):
+        """Trials Ray failed without telling the callbacks (as it once did when a reused worker was not
+        ready for them) are recorded as errors all the same."""
+        for trial in trials:
+            if trial.status == Trial.ERROR and not self.table.ended(recorded_id(trial)):
+                self.on_trial_error(0, trials, trial)

@@ -116,6 +116,10 @@ class RunDir:
     wandb = property(lambda self: self.path / "wandb")
     pipeline = property(lambda self: self.path / "pipeline.yaml")
     chain = property(lambda self: self.path / "chain.yaml")
+    workers = property(lambda self: self.path / "workers")  # one file per trial, written by its worker (hpo.workers)
+
+    def worker_file(self, trial_id: str) -> Path:
+        return self.workers / f"{trial_id}.json"
 
     def stage(self, name: str) -> RunDir:
         """A pipeline stage's own run directory."""
@@ -291,8 +295,13 @@ class TrialTable:
         self.status.setdefault(trial_id, (Status.RUNNING, ""))
         self.write()
 
-    def finish(self, trial_id: str, status: str, reason: str = "") -> None:
+    def finish(self, trial_id: str, status: str, reason: str = "", params: dict[str, Any] | None = None) -> None:
+        """Set a trial's ending; one that ends without a rung (it failed first) gets a row of its own at
+        step 0 with its parameters (`params`), so that the record holds every trial the sweep ran."""
         self.status[trial_id] = (status, reason)
+        if params is not None and self.last_row(trial_id) is None:
+            row = {"trial_id": trial_id, **param_columns(params), "step": 0, "recorded_at": time.time()}
+            self.rows[(trial_id, 0)] = {**row, "trial_started_at": self.started.get(trial_id)}
         self.write()
 
     def table(self) -> pa.Table:

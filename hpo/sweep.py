@@ -26,6 +26,7 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
+from hpo.analysis import summarize_trials
 from hpo.baseline import measure_baseline
 from hpo.best_recipe import NoPassingTrial, export_best, failure_counts
 from hpo.compat import TOKEN_AUTH_LOGGER
@@ -41,6 +42,7 @@ from hpo.scheduler import METRIC, STEP, StrictASHA, asha_rungs, make_asha
 from hpo.searcher import RAY_TRIAL_ID, TPESearcher
 from hpo.tracking import wandb_mirror
 from hpo.trial import run_trial
+from hpo.workers import LostWorkers
 from trainers.flags import Flag
 from trainers.recipe import Recipe
 
@@ -57,6 +59,9 @@ TUNE_ENV = {
     "TUNE_GLOBAL_CHECKPOINT_S": "2",  # how often Ray saves its experiment state (its trials' registered checkpoints)
     "RAY_AIR_NEW_OUTPUT": "0",  # the classic output, which at verbose=0 prints nothing
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # the snapshot notice, off
+    # a failed trial's raw traceback (30 lines for a lost worker), off: the live view and the record
+    # say in one line how it failed (hpo.workers.failure_line)
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
 }
 # Embedded Ray's background work, off: every CPU-second it takes while a trial trains stalls
 # both of torch's lockstep threads. Metrics export (nobody scrapes it without a dashboard), event
@@ -210,13 +215,17 @@ class SweepParts:
 @dataclass(frozen=True)
 class Outcome:
     """How a sweep, or a resumed one, ended: interrupted by `signal`, or finished; `failures` counts
-    the trials by how they failed when none passed (then no best recipe is written)."""
+    the trials by how they failed when none passed (then no best recipe is written); `errors` are the
+    trials that ended in error, (number, one-line reason), and `missing` the budget's trials that
+    never reached the record."""
 
     run_dir: Path
     budget: int
     ended: int
     signal: int | None = None
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    errors: tuple[tuple[int, str], ...] = ()
+    missing: int = 0
 
     @property
     def passed(self) -> bool:
@@ -255,6 +264,7 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
         trial_resources(config.resources),
     )
     callbacks = [
+        LostWorkers(run),  # first: the record and the live view read how it judged a lost worker
         RecordCallback(table, reason),
         CheckpointRetention(run.tune, table, config.checkpoints.keep),  # after the record: reads endings
         *([live] if live else []),
@@ -374,7 +384,12 @@ def finish(
         failures = failure_counts(parts.table.by_trial())  # the record's trials, with those that never reported
     if parts.mirror:
         parts.mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
-    return Outcome(run_dir, config.budget.trials, parts.searcher.ended(), failures=failures)
+    trials = summarize_trials(run.read_rows()) if run.trials.is_file() else []
+    errors = tuple((t.number, t.reason) for t in trials if t.status == Status.ERROR)
+    missing = max(0, config.budget.trials - len(trials)) if config.budget.time_budget_s is None else 0
+    return Outcome(
+        run_dir, config.budget.trials, parts.searcher.ended(), failures=failures, errors=errors, missing=missing
+    )
 
 
 def close_running(parts: SweepParts) -> None:

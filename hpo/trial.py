@@ -13,9 +13,21 @@ when training diverges, when an RFT guardrail trips (KL over its limit, a reward
 blow-up: `guardrail`), when the reward cannot be computed (`failed`) or when memory
 runs out at batch size 1 (`oom`); `violation` says why.
 
+A trial whose worker the OS ended for memory (hpo.workers judges it on the driver) is
+retried the same way, from its newest checkpoint with half the micro-batch, on a new
+worker; the trial's worker file (hpo.workers) keeps the batch plan each attempt trained with
+last, so a later attempt never goes back to a batch that ran out. Each rung also records the
+worker's peak resident memory (`peak_resident_gb`).
+
 A trial with `resources.workers` above 1 trains over that many processes (hpo.ranks), each
 attempt in fresh ones; the same errors come back from them, so the retries above hold for
 every rank together.
+
+Ray Tune hands a finished trial's worker to the next trial only if the finished trial's
+thread ends within `TUNE_FUNCTION_THREAD_TIMEOUT_S` (2 s); on busy cores its tear-down
+takes longer, and Tune then failed the new trial without telling the searcher or the
+callbacks: the trial was lost, and once every slot held one the sweep stalled.
+`WaitForPreviousTrial` makes such a worker wait for the thread instead.
 """
 
 from __future__ import annotations
@@ -30,15 +42,19 @@ from typing import Any
 from ray import tune
 
 from hpo import ranks
+from hpo.compat import trial_thread
 from hpo.config import Objective
 from hpo.continuation import CONTINUES, trial_params
 from hpo.guardrails import rung_stop_reason
 from hpo.objective import FAILING_OBJECTIVE, score
 from hpo.rundir import RunDir, continue_point
+from hpo.workers import GB, ResidentWatch, memory_kills, read_note
 from trainers.checkpoints import METRICS, is_complete, newest_complete
 from trainers.recipe import Recipe
 from trainers.shared import Diverged, Flag, OutOfMemory, ScoringError
 from trainers.stages import STAGES, Stage, domain_metric
+
+REUSE_WAIT_S = 600  # how long a reused worker waits for its previous trial's thread to end
 
 
 def trainer_for(stage: Stage):
@@ -58,14 +74,18 @@ def resume_point(config: dict[str, Any] | None = None, tune_dir: Path | None = N
     if checkpoint is None:
         if tune_dir is None:
             return None
-        trial_id = (config or {}).get(CONTINUES) or tune.get_context().get_trial_id()
-        return continue_point(RunDir(tune_dir.parent), trial_id)
+        return continue_point(RunDir(tune_dir.parent), worker_trial_id(config))
     latest = Path(checkpoint.path)
     if not latest.is_dir():  # storage that is not a local or shared file system: fetch a copy
         latest = Path(checkpoint.to_directory())
     if is_complete(latest):
         return latest
     return newest_complete(p for p in latest.parent.glob("checkpoint_*") if p.name < latest.name)
+
+
+def worker_trial_id(config: dict[str, Any] | None) -> str:
+    """In a trial's worker: the id the trial is recorded under (hpo.continuation.recorded_id)."""
+    return (config or {}).get(CONTINUES) or tune.get_context().get_trial_id()
 
 
 def halved_batch(recipe: Recipe, workers: int = 1) -> Recipe | None:
@@ -120,6 +140,8 @@ class RungReporter:
         self.previous = resumed  # the last rung's metrics, for RFT's blow-up check
         self.last_step = int(resumed["step"]) if resumed else 0
         self.batch: dict[str, float] = {}
+        self.watch: ResidentWatch | None = None  # the worker's resident memory, when the trial has a worker file
+        self.memory_kills = 0  # times the OS ended a worker of this trial for memory (hpo.workers)
 
     def __call__(self, step: int, metrics: dict[str, float], checkpoint: Path | None) -> bool:
         scored = score(
@@ -135,10 +157,19 @@ class RungReporter:
         ending = (
             {"objective": FAILING_OBJECTIVE, Flag.VIOLATION: stop, Flag.FINAL: 1.0, Flag.GUARDRAIL: 1.0} if stop else {}
         )
-        result = {**metrics, **self.batch, **scored, **ending}
+        result = {**metrics, **self.batch, **self.resident(), **scored, **ending}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None)
         self.previous, self.last_step = metrics, step
         return bool(stop)
+
+    def resident(self) -> dict[str, float]:
+        return {"peak_resident_gb": self.watch.peak / GB} if self.watch else {}
+
+    def set_batch(self, recipe: Recipe, oom_retries: int, workers: int) -> None:
+        """The batch plan this attempt trains with, in every rung and in the worker file."""
+        self.batch = batch_metrics(recipe, oom_retries, workers)
+        if self.watch:
+            self.watch.set_plan({**self.batch, "memory_kills": self.memory_kills})
 
     def guardrail(self, metrics: dict[str, float]) -> str:
         """Why the trial stops at this rung; the limits are None where its stage adds none (Stage.rung_limits)."""
@@ -149,7 +180,24 @@ class RungReporter:
         """A failing final result of its own, never overwriting a reported rung."""
         step = max(step, self.last_step + 1)
         ending = {"step": step, "objective": FAILING_OBJECTIVE, Flag.FINAL: 1.0, flag: 1.0, Flag.VIOLATION: violation}
-        tune.report({**self.batch, **ending})
+        tune.report({**self.batch, **self.resident(), **ending})
+
+
+class WaitForPreviousTrial:
+    """Mixed into Ray Tune's function trainable for `run_trial` (its `__mixins__`): a reused worker whose
+    previous trial's thread is still ending when Tune's own wait runs out waits for it, up to
+    REUSE_WAIT_S, and then takes the next trial. A thread still running after that fails the trial
+    through Tune's ordinary failure path: shown, recorded and told to the searcher."""
+
+    def reset_config(self, new_config: dict) -> bool:
+        if super().reset_config(new_config):  # type: ignore[misc]
+            return True
+        thread = trial_thread()
+        if thread is not None:
+            thread.join(REUSE_WAIT_S)
+            if thread.is_alive():
+                raise RuntimeError(f"the reused worker was still ending its previous trial after {REUSE_WAIT_S} s")
+        return super().reset_config(new_config)  # type: ignore[misc]
 
 
 def run_trial(
@@ -162,12 +210,35 @@ def run_trial(
 ) -> None:
     """One trial in a (reused) worker: first give back what an earlier trial here left behind, whether
     it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it).
-    `tune_dir` is where the checkpoints of a trial this one continues are."""
+    `tune_dir` is where the checkpoints of a trial this one continues are, and the run directory's
+    worker files beside it (hpo.workers)."""
     free_memory()
     try:
         train_trial(config, recipe, baseline, objective, tune_dir, workers)
     finally:
         free_memory()
+
+
+run_trial.__mixins__ = (WaitForPreviousTrial,)  # type: ignore[attr-defined]
+
+
+def start_plan(recipe: Recipe, previous: dict[str, Any], kills: int, workers: int) -> tuple[Recipe, int, str | None]:
+    """(recipe, out-of-memory retries, why the trial cannot go on) for a new attempt: the batch plan the
+    last attempt trained with (its worker file, `previous`), halved once for each time the OS ended a
+    worker of this trial for memory since that plan was written."""
+    oom_retries = 0
+    if "batch_size" in previous:
+        training = dataclasses.replace(
+            recipe.training, batch_size=int(previous["batch_size"]), grad_accum=int(previous["grad_accum"])
+        )
+        recipe, oom_retries = dataclasses.replace(recipe, training=training), int(previous["oom_retries"])
+    for _ in range(kills - int(previous.get("memory_kills", 0))):
+        smaller = halved_batch(recipe, workers)
+        if smaller is None:
+            accum = recipe.training.batch_plan(workers)[1]
+            return recipe, oom_retries, f"out of host memory at batch size 1 (grad_accum {accum})"
+        recipe, oom_retries = smaller, oom_retries + 1
+    return recipe, oom_retries, None
 
 
 def train_trial(
@@ -180,20 +251,40 @@ def train_trial(
 ) -> None:
     resume_from = resume_point(config, tune_dir)
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
-    trial_recipe, oom_retries = recipe.with_hyperparameters(trial_params(config)), 0
-    if resumed and "batch_size" in resumed:  # a worker lost after an out-of-memory retry keeps the smaller batch
-        training = dataclasses.replace(
-            trial_recipe.training, batch_size=int(resumed["batch_size"]), grad_accum=int(resumed["grad_accum"])
-        )
-        trial_recipe, oom_retries = dataclasses.replace(trial_recipe, training=training), int(resumed["oom_retries"])
-    stage = STAGES[recipe.stage]
+    note = RunDir(tune_dir.parent).worker_file(worker_trial_id(config)) if tune_dir else None
+    kills = memory_kills(config)
+    trial_recipe, oom_retries, cannot = start_plan(
+        recipe.with_hyperparameters(trial_params(config)), read_note(note) if note else {}, kills, workers
+    )
     reporter = RungReporter(recipe, baseline, objective, resumed)
-    if resumed and resumed[Flag.FINAL]:  # it ended before the sweep stopped; Ray had not heard of the end
-        reporter.batch = batch_metrics(trial_recipe, oom_retries, workers)
-        reporter(int(resumed["step"]), resumed, None)
-        return
+    reporter.watch, reporter.memory_kills = (ResidentWatch(note, {}) if note else None), kills
+    try:
+        reporter.set_batch(trial_recipe, oom_retries, workers)
+        if cannot:
+            step = int(resumed["step"]) if resumed else 0
+            reporter.end(step, Flag.OOM, f"{cannot}, step {step}")
+        elif resumed and resumed[Flag.FINAL]:  # it ended before the sweep stopped; Ray had not heard of the end
+            reporter(int(resumed["step"]), resumed, None)
+        else:
+            train_attempts(config, trial_recipe, oom_retries, reporter, resume_from, tune_dir, workers)
+    finally:
+        if reporter.watch:
+            reporter.watch.stop()
+
+
+def train_attempts(
+    config: dict[str, Any],
+    trial_recipe: Recipe,
+    oom_retries: int,
+    reporter: RungReporter,
+    resume_from: Path | None,
+    tune_dir: Path | None,
+    workers: int,
+) -> None:
+    """Train, retrying in this worker with half the micro-batch while the accelerator runs out of memory."""
+    stage = STAGES[trial_recipe.stage]
     while True:
-        reporter.batch = batch_metrics(trial_recipe, oom_retries, workers)
+        reporter.set_batch(trial_recipe, oom_retries, workers)
         try:
             train_attempt(stage, trial_recipe, reporter, resume_from, workers)
             return

@@ -24,6 +24,8 @@ KILL_STEP = FIRST_RUNG + 2  # past the first rung, before the second
 OOM_STEP = FIRST_RUNG + 2
 WAIT_S = 60.0
 STEP_PAUSE_S = 1.0
+BALLAST_BYTES = 512 * 1024**2
+SAMPLE_S = 1.0  # hpo.workers.SAMPLE_S
 
 
 def recorded() -> list[dict]:
@@ -75,16 +77,40 @@ class KillAfterFirstRung(TrainerCallback):
         me = tune.get_context().get_trial_id()
         if not any(row["trial_id"] != me for row in recorded()):
             return  # the first trial
-        deadline = time.monotonic() + WAIT_S
-        while not (
-            any(r["trial_id"] == me and r["step"] == FIRST_RUNG for r in recorded())
-            and checkpoint_saved(me, FIRST_RUNG)
-        ):
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.2)
+        if first_rung_kept(me):
+            marker.write_text(f"{me} {os.getpid()}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def first_rung_kept(trial_id: str) -> bool:
+    """Wait up to WAIT_S for the driver to record the trial's first rung and its complete checkpoint."""
+    deadline = time.monotonic() + WAIT_S
+    while not (
+        any(r["trial_id"] == trial_id and r["step"] == FIRST_RUNG for r in recorded())
+        and checkpoint_saved(trial_id, FIRST_RUNG)
+    ):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+class KillTheLargest(TrainerCallback):
+    """Once per sweep folder, at KILL_STEP of its first trial that gets there: holds BALLAST_BYTES more than
+    its siblings until the worker's memory watch has sampled it (hpo.workers), then SIGKILLs its own process,
+    as the kernel's OOM killer ends the largest process."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        marker = FOLDER / "killed.txt"
+        if state.global_step != KILL_STEP or marker.exists():
+            return
+        me = tune.get_context().get_trial_id()
         marker.write_text(f"{me} {os.getpid()}\n")
-        os.kill(os.getpid(), signal.SIGKILL)
+        if first_rung_kept(me):
+            ballast = torch.ones(BALLAST_BYTES // 4)  # touched: resident
+            time.sleep(3 * SAMPLE_S)
+            os.kill(os.getpid(), signal.SIGKILL)
+            del ballast
 
 
 class SlowSteps(TrainerCallback):

@@ -27,7 +27,7 @@ from hpo.config import load_sweep
 from hpo.errors import InputError
 from hpo.retention import best_trials, prune
 from hpo.rundir import RunDir, TrialTable, find_checkpoint, read_rows
-from hpo.trial import halved_batch
+from hpo.trial import halved_batch, start_plan
 from trainers.checkpoints import copy_weights, is_complete, mark_complete, newest_complete
 
 CALLBACKS = Path(__file__).parent / "fault_callbacks.py"
@@ -412,6 +412,21 @@ def test_halving_the_batch_keeps_the_effective_batch(tiny):
         sizes.append((recipe.training.batch_size, recipe.training.grad_accum))
         recipe = halved_batch(recipe)
     assert sizes == [(8, 1), (4, 2), (2, 4), (1, 8)]
+
+
+def test_a_new_attempt_keeps_the_last_batch_and_halves_it_once_per_memory_kill(tiny):
+    """A worker lost after an out-of-memory retry went back to the full batch (the plan lived only in the
+    lost worker); each time the OS ends a worker for memory the next attempt halves it."""
+    recipe = load_sweep(tiny / "sweep.yaml").recipe
+    plan = lambda r, retries, why: (r.training.batch_size, r.training.grad_accum, retries, why)  # noqa: E731
+    assert plan(*start_plan(recipe, {}, 0, 1)) == (8, 1, 0, None)
+    assert plan(*start_plan(recipe, {}, 1, 1)) == (4, 2, 1, None)  # the first attempt was ended for memory
+    kept = {"batch_size": 4, "grad_accum": 2, "oom_retries": 1, "memory_kills": 0}
+    assert plan(*start_plan(recipe, kept, 0, 1)) == (4, 2, 1, None)  # lost for another reason
+    assert plan(*start_plan(recipe, {**kept, "memory_kills": 1}, 1, 1)) == (4, 2, 1, None)  # already halved
+    assert plan(*start_plan(recipe, kept, 2, 1)) == (1, 8, 3, None)
+    smallest = {"batch_size": 1, "grad_accum": 8, "oom_retries": 3, "memory_kills": 3}
+    assert plan(*start_plan(recipe, smallest, 4, 1)) == (1, 8, 3, "out of host memory at batch size 1 (grad_accum 8)")
 
 
 @pytest.mark.parametrize(

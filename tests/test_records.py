@@ -45,6 +45,19 @@ def test_every_trial_the_driver_saw_is_in_the_table_by_trial(tmp_path):
     assert table.ended("never-reported")  # an error is an ending: it had its retry and is not resumed
 
 
+def test_a_trial_that_fails_before_its_first_rung_keeps_a_row_in_the_file(tmp_path):
+    """A trial Ray failed at its start was missing from trials.parquet: only its status was known."""
+    table = TrialTable(tmp_path / "trials.parquet")
+    table.start("late")
+    table.finish("late", "error", "worker killed at 9.0 GB resident", {"learning_rate": 1e-4})
+    table.add_result("b", {"learning_rate": 1e-5}, {"step": 2, "objective": 0.3})
+    table.finish("b", "stopped", "asha", {"learning_rate": 1e-5})  # rows already: none added
+    rows = pq.read_table(tmp_path / "trials.parquet").to_pylist()
+    assert [(r["trial_id"], r["step"], r["status"]) for r in rows] == [("b", 2, "stopped"), ("late", 0, "error")]
+    assert rows[1]["param_learning_rate"] == 1e-4 and rows[1]["objective"] is None
+    assert rows[1]["stop_reason"] == "worker killed at 9.0 GB resident" and rows[1]["trial_started_at"] is not None
+
+
 def test_run_directories_of_one_name_in_one_second_are_all_new(tmp_path, monkeypatch):
     """Two sweeps of one file started in the same second: the second failed with FileExistsError."""
     import time

@@ -42,6 +42,7 @@ PREFERENCE_ACCURACY = DomainMetric("preference_accuracy")
 PROBE_BATCH = 8  # answers scored a forward pass: the logits of 8 answers of ~100 tokens are ~170 MB at SmolLM2's vocabulary
 # DPO's logged statistics, averaged over each rung's window: its implicit reward (beta x log-ratio to the reference).
 DPO_WINDOW = {"loss": "train_loss", "rewards/margins": "train_reward_margin", "rewards/accuracies": "train_reward_accuracy"}
+DPO_OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")  # the per-token fields TRL's DPOTrainer reads
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class DPOStage(Stage):
     spaces = {"lora": "dpo"}
     hyperparameters = DPOHyperparameters
     row_fields = ("prompt", "chosen", "rejected")
+    sequences_per_row = 2  # the chosen and the rejected answer
+    full_rank_reference = True
     scale_up = "The preferences are being learnt: more preference pairs, or a full-rank DPO run, is the next step."
 
     def read_task(self, task):
@@ -175,13 +178,15 @@ def train(
     import copy
 
     from datasets import Dataset
+    from peft import PeftModel
     from trl import DPOTrainer
 
+    from trainers.lm_loss import compact_lm_head
     from trainers.rungs import adapter_config, train_stage
 
     def make_trainer(model, tokenizer, output_dir: Path, callbacks: list) -> DPOTrainer:
         peft = adapter_config(recipe)
-        return DPOTrainer(
+        trainer = DPOTrainer(
             model=model,
             ref_model=None if peft else copy.deepcopy(model).eval(),  # LoRA: the adapter off is the start
             args=trainer_config(recipe, output_dir),
@@ -190,6 +195,14 @@ def train(
             peft_config=peft,
             callbacks=callbacks,
         )
+        # the log-probabilities of the answers' tokens only, in small tiles, where TRL's head scores every token
+        compact_lm_head(
+            trainer.model.get_base_model() if isinstance(trainer.model, PeftModel) else trainer.model,
+            DPO_OUTPUTS + (("log_sum_sq_probs",) if trainer.use_weighting else ()),
+        )
+        if trainer.ref_model is not None:
+            compact_lm_head(trainer.ref_model, ("log_probs",))
+        return trainer
 
     return train_stage(
         recipe, report, make_trainer, DPO.domain_probe, work_dir=work_dir, resume_from=resume_from, window=DPO_WINDOW

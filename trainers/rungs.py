@@ -17,6 +17,7 @@ A rung result's `final` flag (trainers.flags) says it is the last rung of the sc
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import math
@@ -28,13 +29,14 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import SFTTrainer
 
 from trainers import distributed
 from trainers.callbacks import load_callbacks
 from trainers.checkpoints import METRICS, copy_weights, mark_complete
+from trainers.lm_loss import compact_lm_head
 from trainers.models import load_base, load_copy, training_dtype
 from trainers.probes import DomainProbe, ProbeSet, load_probes, run_probes
 from trainers.recipe import Hyperparameters, Recipe, read_recipe
@@ -50,6 +52,19 @@ Report = Callable[[int, dict[str, float], Path], bool | None]
 MakeTrainer = Callable[[Any, Any, Path, list[TrainerCallback]], Any]
 # Trainer log keys averaged over each rung's window, and the metric names they get.
 LOSS_WINDOW = {"loss": "train_loss"}
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter: the size from which a block is mapped for itself
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial value, held fixed
+
+
+def map_large_blocks() -> None:
+    """Have glibc map every block of MMAP_THRESHOLD bytes or more for itself, so that freeing it gives the
+    memory back to the OS at once. By default glibc raises that threshold (up to 32 MB) each time such a block
+    is freed, after which a step's layer-sized tensors come from its heap, which fragments: a CPU trial held
+    gigabytes more resident than its tensors (benchmarks/README.md, "Memory of one trial"). Not glibc: no-op."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -250,7 +265,7 @@ def sft_trainer(
     (SFT's prompt-completion rows, CPT's text rows), a LoRA adapter unless every weight trains."""
 
     def make(model: Any, tokenizer: Any, output_dir: Path, callbacks: list[TrainerCallback]) -> SFTTrainer:
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=model,
             args=config(recipe, output_dir),
             train_dataset=Dataset.from_list(rows(recipe)),
@@ -258,6 +273,9 @@ def sft_trainer(
             peft_config=adapter_config(recipe),
             callbacks=callbacks,
         )
+        # the loss on the completion's tokens only, in small tiles, where TRL's own head scores every token
+        compact_lm_head(trainer.model.get_base_model() if isinstance(trainer.model, PeftModel) else trainer.model)
+        return trainer
 
     return make
 
@@ -280,6 +298,7 @@ def train_stage(
     `window` and `extra` are RungCallback's.
     """
     torch.set_num_threads(recipe.training.threads)
+    map_large_blocks()
     set_seed(recipe.seed)
     every_weight = adapter_config(recipe) is None
     model, tokenizer = load_base(recipe.model, recipe.start_adapters, recipe.training.load_in_4bit, every_weight)

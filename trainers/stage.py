@@ -82,6 +82,8 @@ class Stage(ABC):
     hyperparameters: ClassVar[type[Hyperparameters]] = MixedHyperparameters  # with the method's published defaults
     row_fields: ClassVar[tuple[str, ...]] = ("prompt", "completion")  # what every domain (and mixed-in) row holds
     scale_up: ClassVar[str] = ""  # the next step after a clear win (hpo.report)
+    sequences_per_row: ClassVar[int] = 1  # sequences one row puts through the model in a training step (hpo.memory)
+    full_rank_reference: ClassVar[bool] = False  # full-rank training keeps a frozen copy of the start (hpo.memory)
 
     # --- the sweep file -----------------------------------------------------------------------
 
