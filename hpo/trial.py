@@ -24,6 +24,7 @@ import ctypes
 import dataclasses
 import gc
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,13 @@ from trainers.checkpoints import METRICS, is_complete, newest_complete
 from trainers.flags import Flag
 from trainers.recipe import Recipe
 from trainers.stages import STAGES, Stage
+
+# How long Tune waits, when it hands a worker on to the next trial, for the last trial's thread to
+# end (a documented Tune variable, read in the worker; 2 s by default). After its last rung a trial
+# still gives its memory back (free_memory: seconds on a real model, benchmarks/README.md); past the
+# wait Tune (2.60) drops the worker and fails the trial it was meant for, which is then lost or
+# retried on a new worker that imports and loads everything again.
+REUSE_WAIT = ("TUNE_FUNCTION_THREAD_TIMEOUT_S", "120")
 
 
 def trainer_for(stage: Stage):
@@ -164,6 +172,7 @@ def run_trial(
     """One trial in a (reused) worker: first give back what an earlier trial here left behind, whether
     it ended or was stopped (a stopped trial's objects live on in its exception until Ray handles it).
     `tune_dir` is where the checkpoints of a trial this one continues are."""
+    os.environ.setdefault(*REUSE_WAIT)  # read when Tune next reuses this worker
     free_memory()
     try:
         train_trial(config, recipe, baseline, objective, tune_dir, workers)

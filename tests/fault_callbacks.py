@@ -24,6 +24,7 @@ KILL_STEP = FIRST_RUNG + 2  # past the first rung, before the second
 OOM_STEP = FIRST_RUNG + 2
 WAIT_S = 60.0
 STEP_PAUSE_S = 1.0
+SLOW_END_S = 4.0
 
 
 def recorded() -> list[dict]:
@@ -139,3 +140,15 @@ class FailEveryWay(TrainerCallback):
                         parameter.fill_(float("nan"))
         elif number == 2:
             raise RuntimeError("injected failure")
+
+
+class SlowEnd(TrainerCallback):
+    """Notes the worker's process id at the start of each trial and ends training slowly: longer than
+    Tune's default wait (2 s) for a trial's thread before it gives the worker to the next trial."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        with (FOLDER / "workers.txt").open("a") as workers:
+            workers.write(f"{os.getpid()}\n")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        time.sleep(SLOW_END_S)

@@ -114,6 +114,20 @@ def test_a_killed_worker_goes_on_from_its_last_rung_checkpoint(tiny):
     assert not list((run_dir / "best" / "adapter").glob("optimizer.pt"))
 
 
+def test_a_trial_that_ends_slowly_hands_its_worker_to_the_next_one(tiny):
+    """A trial's thread still works after its last rung (it gives memory back); the next trial waits
+    for it and reuses the worker, instead of failing and starting a new one."""
+    fault_sweep(tiny, trials=2, callbacks=["SlowEnd"], max_steps=FIRST_RUNG)
+    document = yaml.safe_load((tiny / "sweep.yaml").read_text())
+    document.pop("general")  # no benchmarks at the end: not what this tests
+    (tiny / "sweep.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    done = hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
+    (run_dir,) = (tiny / "runs").iterdir()
+    assert len(by_trial(run_dir)) == 2 and "Could not re-use actor" not in done.stderr
+    workers = (tiny / "workers.txt").read_text().split()
+    assert len(workers) == 2 and len(set(workers)) == 1  # one worker, reused
+
+
 def test_out_of_memory_halves_the_batch_and_divergence_is_never_retried(tiny):
     fault_sweep(tiny, trials=3, callbacks=["Faults"])
     hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
