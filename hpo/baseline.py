@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from hpo.rundir import write_json
+from hpo.timing import BASELINE, phase
 from trainers.model_store import resolve_model
 from trainers.models import load_base
 from trainers.probes import ProbeSet, load_probes, run_probes
@@ -70,6 +71,7 @@ def chance(recipe: Recipe, probes: ProbeSet) -> dict:
     return chance_scores(probes.scorer, probes.domain, recipe.labels)
 
 
+@phase(BASELINE)
 def measure_baseline(recipe: Recipe) -> dict:
     """Baseline metrics (from the cache when the same model and probes were scored before).
 

@@ -18,6 +18,7 @@ from typing import Any
 from peft import PeftModel
 
 from hpo.rundir import RunDir, write_json
+from hpo.timing import HELD_OUT, phase
 from hpo.verdict import judge
 from trainers.harness import run_benchmarks
 from trainers.models import load_base
@@ -78,6 +79,7 @@ def tuned_model(recipe: Recipe, run: RunDir, base_model):
     return PeftModel.from_pretrained(base_model, str(run.adapter))
 
 
+@phase(HELD_OUT)
 def evaluate_best(run_dir: Path) -> dict:
     """Score the base model and the best rung on the test split and the benchmarks; judge; write test_scores.json.
 
