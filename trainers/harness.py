@@ -22,7 +22,7 @@ from trainers import stats
 from trainers.recipe import Benchmark
 
 METRIC_PREFERENCE = ("acc", "exact_match", "acc_norm")  # the per-example metric a task is summarized by
-BATCH_SIZE = 8
+BATCH_SIZE = 16  # the fastest of 4, 8, 16 and 32 on 2 cores for MMLU (benchmarks/README.md)
 
 
 def local_tasks(include: Path) -> dict[str, tuple[dict[str, Any], Path]]:
