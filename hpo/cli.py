@@ -24,6 +24,7 @@ from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, EXIT_TRIAL_ERRORS, Input
 from hpo.interrupt import Interrupted, StopSignals, exit_code
 from hpo.reader import load_yaml
 from hpo.rundir import RunDir, Status, SweepState
+from hpo.timing import PHASES
 from trainers.model_store import ModelError
 from trainers.stages import domain_metric
 
@@ -91,6 +92,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     say = lambda line: print(line, flush=True)  # noqa: E731
     run_dir, outcome = run_pipeline(pipeline, args.allow_low_reward, say, live, SIGNALS)
+    from hpo.timing import PHASES, trial_times, where_the_time_went
+
+    stages = [RunDir(run_dir).stage(config.recipe.stage) for config in pipeline.stages]
+    times = trial_times(row for stage in stages if stage.trials.is_file() for row in stage.read_rows())
+    print("\n".join(where_the_time_went(PHASES, times, max(c.budget.concurrency for c in pipeline.stages))))
     print(f"run directory: {run_dir}")
     if outcome.passed:
         print(f"chain:         {RunDir(run_dir).chain}")
@@ -176,6 +182,8 @@ def conclude(config: SweepConfig, outcome: Outcome) -> int:
     """Say how the sweep ended and return its exit code; only a passing best gets the full outcome."""
     if outcome.passed:
         print_outcome(config, outcome.run_dir)
+    else:
+        print_time(config, outcome.run_dir)
     return conclusion(outcome)
 
 
@@ -232,7 +240,6 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
     """The best rung's validation scores, its service flags, the held-out check and its verdict."""
     from hpo.evaluate import evaluate_best, format_confusion
     from hpo.outcome import held_out_lines
-    from hpo.timing import time_summary, trial_times
 
     run = RunDir(run_dir)
     exported = run.read_recipe_document()
@@ -244,9 +251,19 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
         print("\n".join(held_out_lines(scores)))
     if scores.get("confusion"):
         print(format_confusion(scores["confusion"]))
-    print(time_summary(trial_times(run.read_rows())))
+    print_time(config, run_dir)
     print(f"run directory: {run_dir}")
     print(f"best recipe:   {run.recipe}")
+
+
+def print_time(config: SweepConfig, run_dir: Path) -> None:
+    """The trials' time line, then where the command's time went, phase by phase (hpo.timing)."""
+    from hpo.timing import PHASES, time_summary, trial_times, where_the_time_went
+
+    run = RunDir(run_dir)
+    times = trial_times(run.read_rows() if run.trials.is_file() else [])
+    print(time_summary(times))
+    print("\n".join(where_the_time_went(PHASES, times, config.budget.concurrency)))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -335,6 +352,7 @@ def quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    PHASES.reset()  # where the time went is counted from here
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_libraries()
     SIGNALS.install()

@@ -40,6 +40,7 @@ from hpo.retention import CheckpointRetention
 from hpo.rundir import RunDir, Status, SweepState, TrialTable, ending_status, new_run_dir, write_json, write_yaml
 from hpo.scheduler import METRIC, STEP, StrictASHA, asha_rungs, make_asha
 from hpo.searcher import RAY_TRIAL_ID, TPESearcher
+from hpo.timing import EXPORTS, MIRROR, RAY_START, TRIALS, phase
 from hpo.tracking import wandb_mirror
 from hpo.trial import run_trial
 from hpo.workers import LostWorkers
@@ -112,6 +113,7 @@ def stop_reason(scheduler: StrictASHA):
     return reason
 
 
+@phase(RAY_START)
 def start_ray(config: SweepConfig | None = None) -> None:
     """Join RAY_ADDRESS when set (a cluster); otherwise start Ray embedded on this machine, with a
     reaper that ends its processes when this one ends, however it ends (hpo.reaper)."""
@@ -369,7 +371,7 @@ def finish(
     its best passing rung (or counts how its trials failed)."""
     run = RunDir(run_dir)
     if tuner is not None:
-        with signals.tune_loop():
+        with signals.tune_loop(), phase(TRIALS):
             tuner.fit()
     ended = parts.searcher.ended()
     if signals.received is not None:
@@ -379,11 +381,13 @@ def finish(
     run.write_state(SweepState.FINISHED, trials=config.budget.trials, ended=parts.searcher.ended())
     failures: dict[str, int] = {}
     try:
-        export_best(run_dir)
+        with phase(EXPORTS):
+            export_best(run_dir)
     except NoPassingTrial:
         failures = failure_counts(parts.table.by_trial())  # the record's trials, with those that never reported
     if parts.mirror:
-        parts.mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
+        with phase(MIRROR):
+            parts.mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
     trials = summarize_trials(run.read_rows()) if run.trials.is_file() else []
     errors = tuple((t.number, t.reason) for t in trials if t.status == Status.ERROR)
     missing = max(0, config.budget.trials - len(trials)) if config.budget.time_budget_s is None else 0

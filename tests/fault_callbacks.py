@@ -165,3 +165,4 @@ class FailEveryWay(TrainerCallback):
                         parameter.fill_(float("nan"))
         elif number == 2:
             raise RuntimeError("injected failure")
+

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from hpo.evaluate import UNPARSED, confusion, format_confusion
@@ -48,3 +50,33 @@ def test_an_lm_eval_local_task_scores_the_tiny_model_as_its_loglikelihoods_say(t
     assert result["scores"] == [float(likeliest(row) == row["answer"]) for row in rows]
     assert result["estimate"].value == pytest.approx(2 / 6)  # each question covers every answer: one of three right
     assert result["estimate"].n == 6 and result["estimate"].low < 1 / 3 < result["estimate"].high
+
+
+def test_the_base_models_held_out_figures_are_reused_until_a_file_they_depend_on_changes(tiny_run, tmp_path, monkeypatch):
+    """A second held-out check over the same model, test split and benchmark reads the base model's
+    figures from the cache, the same figures; a changed test split is scored again."""
+    import json
+    import shutil
+
+    import yaml
+
+    from hpo.evaluate import evaluate_best
+
+    monkeypatch.setenv("FORGE_HPO_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    first = evaluate_best(run_dir)
+    second = evaluate_best(run_dir)
+    assert first["base_from_cache"] == [] and second["base_from_cache"] == ["domain", "benchmark_tiny_choice"]
+    assert second["base"] == first["base"] and second["paired"] == first["paired"]
+    assert json.loads((run_dir / "best" / "test_scores.json").read_text())["base_from_cache"] == second["base_from_cache"]
+
+    recipe_file = run_dir / "best" / "recipe.yaml"
+    document = yaml.safe_load(recipe_file.read_text())
+    test_split = Path(document["recipe"]["data"]["domain_test"])
+    rows = test_split.read_text().splitlines(keepends=True)
+    (tmp_path / "test.jsonl").write_text("".join(rows + rows[:1]))  # one more row
+    document["recipe"]["data"]["domain_test"] = str(tmp_path / "test.jsonl")
+    recipe_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    third = evaluate_best(run_dir)
+    assert third["base_from_cache"] == ["benchmark_tiny_choice"] and third["examples"] == first["examples"] + 1

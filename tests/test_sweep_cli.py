@@ -44,6 +44,10 @@ def test_run_directory_holds_every_record(swept):
     assert "domain_exact_match" in lines[baseline_line] and "general_perplexity" in lines[baseline_line]
     assert any(line.startswith("best (test, 20 examples): ") for line in lines)
     assert any(line.startswith("trial time: ") and "engine overhead" in line for line in lines)
+    where = lines.index(next(line for line in lines if line.startswith("where the time went: ")))
+    phases = [line.split("  ")[1].strip() for line in lines[where + 1 :] if line.startswith("  ")]
+    assert {"baseline", "Ray start", "trials", "exports", "held-out check", "other"} <= set(phases)
+    assert "engine overhead" in next(line for line in lines[where:] if line.startswith("  trials"))
     spec = yaml.safe_load((run_dir / "spec.yaml").read_text())
     assert len(spec["spec_hash"]) == 16 and set(spec["data_sha256"]) >= {"domain_train", "domain_eval"}
 

@@ -37,3 +37,52 @@ def test_the_summary_gives_shares_of_the_summed_wall_time():
     assert line.startswith("trial time: 200 s over 2 trials: training 85.0%, probes 10.0%")
     assert "engine overhead 5.0% (5.0 s per trial)" in line and "5 tokens/s while training" in line
     assert time_summary([]) == "trial time: no trial reported a training rung"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_where_the_time_went_gives_each_phase_its_share_and_splits_the_trials():
+    from hpo.timing import HELD_OUT, TRIALS, Phases, note, where_the_time_went
+
+    clock = Clock()
+    phases = Phases(clock=clock)
+    phases.seconds.update({"baseline": 12.0, TRIALS: 60.0, HELD_OUT: 24.0})
+    clock.now += 120.0
+    times = trial_times([rung("a", 4, 0.0, 100.0, 80.0, 15.0), rung("b", 4, 0.0, 20.0, 10.0, 5.0)])
+    note(HELD_OUT, "the base model's test split from the cache", phases)
+    lines = where_the_time_went(phases, times, concurrency=2)
+    assert lines[0] == "where the time went: 2.0 min in all"
+    assert [line.split("  ")[1] for line in lines[1:]] == ["baseline", "trials", "held-out check", "other"]
+    assert lines[2].split()[1:4] == ["1.0", "min", "50%"]
+    assert "training 75%, probes 17%, engine overhead 8% of 120 s of trial time (2 trials, up to 2 at a time)" in lines[2]
+    assert lines[3].endswith("20%  the base model's test split from the cache")
+    assert lines[4].split()[1:] == ["0.4", "min", "20%"]  # what no phase counted: 120 - 96 s
+
+
+def test_a_phase_adds_up_every_time_it_runs_even_when_it_raises():
+    from hpo.timing import Phases, note, phase
+
+    clock = Clock()
+    phases = Phases(clock=clock)
+
+    @phase("work", phases)
+    def work(seconds: float, fail: bool = False) -> None:
+        clock.now += seconds
+        if fail:
+            raise RuntimeError("stop")
+
+    work(2.0)
+    with pytest.raises(RuntimeError):
+        work(3.0, fail=True)
+    assert phases.seconds == {"work": 5.0}
+    note("work", "twice", phases)
+    phases.reset()
+    assert phases.seconds == {} and phases.notes == {} and phases.elapsed() == 0.0

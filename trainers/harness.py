@@ -22,7 +22,7 @@ from trainers import stats
 from trainers.recipe import Benchmark
 
 METRIC_PREFERENCE = ("acc", "exact_match", "acc_norm")  # the per-example metric a task is summarized by
-BATCH_SIZE = 8
+BATCH_SIZE = 16  # the fastest of 4, 8, 16 and 32 on 2 cores for MMLU (benchmarks/README.md)
 
 
 def local_tasks(include: Path) -> dict[str, tuple[dict[str, Any], Path]]:
@@ -56,6 +56,18 @@ def task_config(benchmark: Benchmark) -> dict[str, Any] | str:
         resolved = {split: str((file.parent / path).resolve()) for split, path in files.items()}
         config["dataset_kwargs"] = {**config["dataset_kwargs"], "data_files": resolved}
     return config
+
+
+def benchmark_files(benchmark: Benchmark) -> list[Path]:
+    """The files a benchmark's examples and scores come from besides lm-eval itself: a local task's
+    YAML and Python files (its folder's, which `include:` and `!function` may name) and its data files.
+    A task of lm-eval's own has none."""
+    if benchmark.include is None:
+        return []
+    include = Path(benchmark.include)
+    folder = include if include.is_dir() else include.parent
+    code = sorted(path for path in folder.iterdir() if path.suffix in (".yaml", ".yml", ".py"))
+    return [*code, *sorted(Path(path) for path in (data_files(task_config(benchmark)) or {}).values())]
 
 
 def benchmark_problem(benchmark: Benchmark) -> str:
@@ -99,7 +111,9 @@ def load_task(benchmark: Benchmark) -> dict[str, Any]:
     return manager.load([task_config(benchmark)])
 
 
-def run_benchmark(model: Any, tokenizer: Any, benchmark: Benchmark, system_prompt: str | None) -> dict[str, Any]:
+def run_benchmark(
+    model: Any, tokenizer: Any, benchmark: Benchmark, system_prompt: str | None, batch_size: int = BATCH_SIZE
+) -> dict[str, Any]:
     """The benchmark's score on the model in memory: {"estimate": stats.Estimate, "scores": per example}.
 
     lm-eval's evaluation loop is called directly, with its progress bars sent nowhere: the
@@ -110,7 +124,7 @@ def run_benchmark(model: Any, tokenizer: Any, benchmark: Benchmark, system_promp
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     with contextlib.redirect_stderr(io.StringIO()):
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=BATCH_SIZE)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         output = evaluator.evaluate(
             lm=lm,
             task_dict=load_task(benchmark),

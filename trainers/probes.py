@@ -86,29 +86,38 @@ def chat_prompt(tokenizer: Any, prompt: str, system_prompt: str | None = None) -
 
 @torch.no_grad()
 def generate_answers(
-    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, system_prompt: str | None = None
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    system_prompt: str | None = None,
+    batch_size: int = GENERATION_BATCH,
 ) -> list[str]:
-    """Greedy completions after the chat template, decoded without special tokens.
+    """Greedy completions after the chat template, decoded without special tokens, in the prompts' order.
 
-    Prompts are padded on the left for generation; the tokenizer's own padding side is
-    restored afterwards, so a trainer that shares it pads as it did before the probe.
+    Prompts go through `model.generate` (a cache of keys and values; a row that reached its end
+    of sequence is padded until the batch ends) in batches of similar length, longest first,
+    padded on the left: a batch in the prompts' own order is mostly padding where lengths vary.
+    The tokenizer's own padding side is restored afterwards, so a trainer that shares it pads
+    as it did before the probe.
     """
+    texts = [chat_prompt(tokenizer, prompt, system_prompt) for prompt in prompts]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # stable: equal lengths keep their order
+    answers = [""] * len(texts)
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
-        answers: list[str] = []
-        for start in range(0, len(prompts), GENERATION_BATCH):
-            batch = prompts[start : start + GENERATION_BATCH]
-            answers.extend(generate_batch(model, tokenizer, batch, max_new_tokens, system_prompt))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            for row, answer in zip(rows, generate_batch(model, tokenizer, [texts[i] for i in rows], max_new_tokens)):
+                answers[row] = answer
         return answers
     finally:
         tokenizer.padding_side = padding_side
 
 
-def generate_batch(
-    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, system_prompt: str | None
-) -> list[str]:
-    """One left-padded batch of greedy completions."""
-    texts = [chat_prompt(tokenizer, p, system_prompt) for p in prompts]
+def generate_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """One batch of greedy completions of chat-formatted prompts, padded on the tokenizer's padding side."""
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     output = model.generate(
         **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
