@@ -78,7 +78,8 @@ def markdown(
     for task, by_method in per_task.items():
         cells = [f"{fraction(by_method[m].budget_fraction)} / {by_method[m].regret:.3f}" for m in methods]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    lines += ["", f"Wall time of the benchmark: {settings['wall_minutes']:.1f} min on {settings['jobs']} processes."]
+    lines += ["", *(f"Left out, not installed: {line}" for line in settings.get("left_out", ()))]
+    lines += [f"Wall time of the benchmark: {settings['wall_minutes']:.1f} min on {settings['jobs']} processes."]
     return "\n".join(lines) + "\n"
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.search import syne
 from benchmarks.search.lcbench import N_EPOCHS, LCBench
 from benchmarks.search.methods import (
     ALL,
@@ -32,9 +33,12 @@ from benchmarks.search.methods import (
     OURS,
     PARALLEL,
     PEERS,
+    SLOW,
+    SYNE,
     Method,
-    make_scheduler,
-    make_searcher,
+    available,
+    make_driver,
+    syne_release,
 )
 from benchmarks.search.metrics import Run, Summary
 from benchmarks.search.problem import DEV_TASKS, curve, lcbench_space, load_references
@@ -67,10 +71,14 @@ def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray").setLevel(logging.WARNING)
     logging.getLogger("ray.tune.schedulers.hyperband").setLevel(logging.WARNING)
+    logging.getLogger("syne_tune").setLevel(logging.ERROR)  # notices of extras not installed, ignored arguments
 
 
-def _init_worker() -> None:
+def _init_worker(first_on_path: str | None = None) -> None:
+    """A benchmark process: quiet logs, the surrogate loaded once; Syne Tune 0.13 first on the path where asked."""
     global _bench
+    if first_on_path is not None:
+        sys.path.insert(0, first_on_path)
     _quiet()
     _bench = LCBench()
 
@@ -80,19 +88,13 @@ def run_job(job: Job) -> Run:
     bench = _bench if _bench is not None else LCBench()
     from benchmarks.search.backend import simulate
 
-    np.random.seed(job.seed)  # Ray's ASHA draws its bracket from numpy's global generator
+    np.random.seed(job.seed)  # Ray's and Syne Tune's ASHA draw a bracket from numpy's global generator
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=SCRATCH, prefix="forge-search-") as scratch:
-        searcher = make_searcher(job.method.searcher, lcbench_space(bench), job.seed, Path(scratch), job.grace)
-        scheduler = make_scheduler(job.method.scheduler, searcher, job.grace)
-        trace = simulate(
-            searcher,
-            scheduler,
-            lambda config: curve(bench, job.task, config),
-            job.budget_epochs,
-            job.method.workers,
-            job.method.pending,
+        driver = make_driver(
+            job.method, lcbench_space(bench), job.seed, Path(scratch), job.grace, lambda c: curve(bench, job.task, c)
         )
+        trace = simulate(driver, job.budget_epochs, job.method.workers)
     return Run(
         method=job.method.key,
         task=job.task,
@@ -110,13 +112,21 @@ def run_job(job: Job) -> Run:
 
 
 def run_all(jobs: list[Job], processes: int) -> list[Run]:
+    """Every job's run. Syne Tune 0.13's peers run in processes of their own, with its folder first on the path."""
+    legacy = [job for job in jobs if syne_release(job.method) == syne.LEGACY]
+    current = [job for job in jobs if job not in legacy]
+    runs = run_pooled(legacy, max(1, processes), str(syne.LEGACY_PATH)) if legacy else []
     if processes <= 1:
         _init_worker()
-        return [run_job(job) for job in jobs]
-    # slow (TPE) jobs first so the pool ends together
-    ordered = sorted(jobs, key=lambda j: (j.method.searcher in ("random",), -j.method.workers))
-    context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
-    with context.Pool(processes, initializer=_init_worker) as pool:
+        return runs + [run_job(job) for job in current]
+    return runs + run_pooled(current, processes, None)
+
+
+def run_pooled(jobs: list[Job], processes: int, first_on_path: str | None) -> list[Run]:
+    # slow (model-based) jobs first so the pool ends together
+    ordered = sorted(jobs, key=lambda j: (j.method.searcher in ("random", "asha"), -j.method.workers))
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no Syne Tune imported yet
+    with context.Pool(processes, initializer=_init_worker, initargs=(first_on_path,)) as pool:
         return list(pool.imap_unordered(run_job, ordered, chunksize=1))
 
 
@@ -151,7 +161,7 @@ def comparisons(overall: dict[str, Summary]) -> list[str]:
         f"{'met' if ours.budget_fraction <= GOAL_FRACTION else 'NOT met'}; regret {ours.regret:.3f} "
         f"(goal <= {GOAL_REGRET}): {'met' if ours.regret <= GOAL_REGRET else 'NOT met'}"
     )
-    peers = [overall[m.key] for m in PEERS if m.key in overall]
+    peers = [overall[m.key] for m in (*PEERS, *SYNE) if m.key in overall]
     ahead_fraction = all(ours.budget_fraction <= p.budget_fraction for p in peers)
     ahead_regret = all(ours.regret <= p.regret for p in peers)
     lines.append(
@@ -208,9 +218,11 @@ def task_list(spec: str, bench: LCBench) -> list[str]:
     return tasks
 
 
-def method_list(spec: str) -> list[Method]:
+def method_list(spec: str) -> tuple[list[Method], list[str]]:
+    """The methods asked for (all by default) that this installation can run, and a line for each left out.
+    Full random search always runs: the targets are its results."""
     if not spec:
-        return list(ALL)
+        return available([m for m in ALL if m.key not in SLOW])
     keys = [k.strip() for k in spec.split(",")]
     by_key = {m.key: m for m in ALL}
     unknown = [k for k in keys if k not in by_key]
@@ -219,7 +231,10 @@ def method_list(spec: str) -> list[Method]:
     chosen = [by_key[k] for k in keys]
     if BASELINE not in keys:
         chosen.append(by_key[BASELINE])  # the target comes from full random search
-    return chosen
+    kept, missing = available(chosen)
+    if missing:
+        raise SystemExit("--methods: not installed: " + "; ".join(missing))
+    return kept, missing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,11 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bench = LCBench()
     tasks = task_list(args.tasks, bench)
-    methods = method_list(args.methods)
+    methods, missing = method_list(args.methods)
+    for line in missing:
+        print(f"left out: {line}")
     references = load_references(bench, tasks)
     budget_epochs = args.budget * N_EPOCHS
     runs = run_grid(methods, tasks, args.seeds, budget_epochs, args.grace, args.jobs)
-    settings = {**run_settings(tasks, args, started, runs), "asha_grace_epochs": args.grace}
+    settings = {**run_settings(tasks, args, started, runs), "asha_grace_epochs": args.grace, "left_out": missing}
     goal, overall, per_task = summaries(runs, references, BASELINE, budget_epochs)
     lines = comparisons(overall) if OURS.key in overall else []
     table = markdown(overall, per_task, settings, lines)
