@@ -12,6 +12,7 @@ summaries) and regret.png to --out, and prints the table.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import multiprocessing
@@ -19,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,31 +112,75 @@ def run_job(job: Job) -> Run:
     )
 
 
-def run_all(jobs: list[Job], processes: int) -> list[Run]:
+class RunLog:
+    """Finished runs, one JSON line each (`runs.jsonl` in --out), written as they finish, so that a
+    benchmark stopped part way (a crash, a full machine) goes on with `--resume` instead of starting over."""
+
+    def __init__(self, path: Path | None, resume: bool = False) -> None:
+        self.path = path
+        self.done: dict[str, Run] = {}
+        if path is None:
+            return
+        if resume and path.is_file():
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                self.done[entry["job"]] = Run(
+                    **{k: tuple(v) if isinstance(v, list) else v for k, v in entry["run"].items()}
+                )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    @staticmethod
+    def key(method: str, task: str, seed: int, budget_epochs: int, grace: int) -> str:
+        return f"{method}|{task}|{seed}|{budget_epochs}|{grace}"
+
+    def add(self, run: Run, budget_epochs: int, grace: int) -> Run:
+        if self.path is not None:
+            entry = {"job": self.key(run.method, run.task, run.seed, budget_epochs, grace), "run": asdict(run)}
+            with self.path.open("a") as log:
+                log.write(json.dumps(entry) + "\n")
+        return run
+
+
+def run_all(jobs: list[Job], processes: int, log: RunLog) -> list[Run]:
     """Every job's run. Syne Tune 0.13's peers run in processes of their own, with its folder first on the path."""
     legacy = [job for job in jobs if syne_release(job.method) == syne.LEGACY]
     current = [job for job in jobs if job not in legacy]
-    runs = run_pooled(legacy, max(1, processes), str(syne.LEGACY_PATH)) if legacy else []
+    runs = run_pooled(legacy, max(1, processes), str(syne.LEGACY_PATH), log) if legacy else []
     if processes <= 1:
         _init_worker()
-        return runs + [run_job(job) for job in current]
-    return runs + run_pooled(current, processes, None)
+        return runs + [log.add(run_job(job), job.budget_epochs, job.grace) for job in current]
+    return runs + run_pooled(current, processes, None, log)
 
 
-def run_pooled(jobs: list[Job], processes: int, first_on_path: str | None) -> list[Run]:
+def run_pooled(jobs: list[Job], processes: int, first_on_path: str | None, log: RunLog) -> list[Run]:
     # slow (model-based) jobs first so the pool ends together
     ordered = sorted(jobs, key=lambda j: (j.method.searcher in ("random", "asha"), -j.method.workers))
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no Syne Tune imported yet
     with context.Pool(processes, initializer=_init_worker, initargs=(first_on_path,)) as pool:
-        return list(pool.imap_unordered(run_job, ordered, chunksize=1))
+        return [
+            log.add(run, ordered[0].budget_epochs, ordered[0].grace)
+            for run in pool.imap_unordered(run_job, ordered, chunksize=1)
+        ]
 
 
 def run_grid(
-    methods: list[Method], tasks: list[int], seeds: int, budget_epochs: int, grace: int, processes: int
+    methods: list[Method],
+    tasks: list[int],
+    seeds: int,
+    budget_epochs: int,
+    grace: int,
+    processes: int,
+    log: RunLog | None = None,
 ) -> list[Run]:
-    """Every method on every task and seed, the runs in method order, then task, then seed."""
+    """Every method on every task and seed, the runs in method order, then task, then seed; runs
+    the log already holds are not run again."""
+    log = log or RunLog(None)
     jobs = [Job(m, t, s, budget_epochs, grace) for m in methods for t in tasks for s in range(seeds)]
-    runs = run_all(jobs, processes)
+    keys = {job: RunLog.key(job.method.key, job.task, job.seed, budget_epochs, grace) for job in jobs}
+    done = [log.done[keys[job]] for job in jobs if keys[job] in log.done]
+    runs = done + run_all([job for job in jobs if keys[job] not in log.done], processes, log)
     order = {m.key: i for i, m in enumerate(methods)}
     return sorted(runs, key=lambda r: (order[r.method], r.task, r.seed))
 
@@ -198,6 +243,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace", type=int, default=GRACE_EPOCHS, help="ASHA's first rung, in epochs")
     parser.add_argument("--methods", default="", help="comma-separated method keys (default: all)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument("--resume", action="store_true", help="keep the runs --out/runs.jsonl holds, run the rest")
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.seeds, args.budget = ",".join(QUICK_TASKS), 2, 20
@@ -248,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"left out: {line}")
     references = load_references(bench, tasks)
     budget_epochs = args.budget * N_EPOCHS
-    runs = run_grid(methods, tasks, args.seeds, budget_epochs, args.grace, args.jobs)
+    log = RunLog(args.out / "runs.jsonl", args.resume)
+    runs = run_grid(methods, tasks, args.seeds, budget_epochs, args.grace, args.jobs, log)
     settings = {**run_settings(tasks, args, started, runs), "asha_grace_epochs": args.grace, "left_out": missing}
     goal, overall, per_task = summaries(runs, references, BASELINE, budget_epochs)
     lines = comparisons(overall) if OURS.key in overall else []

@@ -37,7 +37,7 @@ from benchmarks.search.methods import BASELINE, GRACE_EPOCHS, SLOW, SYNE, Method
 from benchmarks.search.metrics import Summary
 from benchmarks.search.problem import load_references
 from benchmarks.search.report import fraction, summaries, write_json
-from benchmarks.search.run import QUICK_TASKS, _quiet, run_grid, run_settings, task_list
+from benchmarks.search.run import QUICK_TASKS, RunLog, _quiet, run_grid, run_settings, task_list
 
 WORKERS = (1, 4, 16)
 OURS = Method("ours", "ours", "strict-asha")
@@ -173,6 +173,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--methods", default="", help="comma-separated: ours and the peers to run (default: all)")
     parser.add_argument("--workers", default=",".join(map(str, WORKERS)), help="comma-separated worker counts")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument("--resume", action="store_true", help="keep the runs --out/runs.jsonl holds, run the rest")
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.seeds = ",".join(QUICK_TASKS), 2
@@ -198,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     budget_epochs = args.budget * N_EPOCHS
     full = [m for m in methods if m.name not in MODEL_PEERS]
     model = [m for m in methods if m.name in MODEL_PEERS]
-    runs = run_grid(full, tasks, args.seeds, budget_epochs, GRACE_EPOCHS, args.jobs)
-    runs += (
-        run_grid(model, tasks, args.model_seeds, args.model_budget * N_EPOCHS, GRACE_EPOCHS, args.jobs) if model else []
-    )
+    log = RunLog(args.out / "runs.jsonl", args.resume)
+    runs = run_grid(full, tasks, args.seeds, budget_epochs, GRACE_EPOCHS, args.jobs, log)
+    if model:
+        runs += run_grid(model, tasks, args.model_seeds, args.model_budget * N_EPOCHS, GRACE_EPOCHS, args.jobs, log)
     settings = {
         **run_settings(tasks, args, started, runs),
         "workers": list(args.workers),

@@ -101,12 +101,12 @@ class SyneDriver:
     """
 
     def __init__(
-        self, scheduler: Any, suggest: Callable[[int], Any], curve_of: Callable[[dict], Curve], names: list[str]
+        self, scheduler: Any, suggest: Callable[[int], Any], curve_of: Callable[[dict], Curve], space: SearchSpace
     ) -> None:
         self.scheduler = scheduler
         self.suggest = suggest
         self.curve_of = curve_of
-        self.names = names  # the hyperparameters a curve is read from
+        self.space = space  # the hyperparameters a curve is read from, and their ranges
         self.trials: list[SimTrial] = []
         self.views: dict[str, SyneTrial] = {}
 
@@ -123,7 +123,7 @@ class SyneDriver:
             raise ValueError("a new trial from another trial's checkpoint (population-based training) is not simulated")
         number = len(self.trials)
         config = dict(suggestion.config)
-        trial = SimTrial(f"{number:05d}", config, self.curve_of({name: config[name] for name in self.names}))
+        trial = SimTrial(f"{number:05d}", config, self.curve_of(in_range(config, self.space)))
         self.trials.append(trial)
         self.views[trial.trial_id] = SyneTrial(number, dict(config))
         self.scheduler.on_trial_add(self.views[trial.trial_id])
@@ -142,6 +142,20 @@ class SyneDriver:
             trial.status = Trial.TERMINATED
             return False
         return True
+
+
+def in_range(config: dict, space: SearchSpace) -> dict:
+    """The space's hyperparameters of `config`, each moved into its range. Syne Tune 0.16's BOHB can
+    propose an integer just outside a log range (its kernel density is not clipped, and the value
+    is only rounded); a training script would run it, the surrogate answers only within the ranges,
+    so such a trial trains at the nearest value it can answer for."""
+    values = {}
+    for p in space.parameters:
+        value = config[p.name]
+        if p.type in ("float", "int"):
+            value = min(p.high, max(p.low, value))
+        values[p.name] = int(value) if p.type == "int" else value
+    return values
 
 
 def config_space(space: SearchSpace) -> dict:
@@ -179,10 +193,9 @@ def make_driver(
             f"Syne Tune peer {peer!r} needs Syne Tune {version}, this process has {syne_tune.__version__}: "
             f"{INSTALL[version]}"
         )
-    names = [p.name for p in space.parameters]
     scheduler = BUILDERS[peer](config_space(space), space.defaults(), seed, max_epochs, grace, reduction_factor)
     suggest = (lambda number: scheduler.suggest()) if version == CURRENT else scheduler.suggest
-    return SyneDriver(scheduler, suggest, curve_of, names)
+    return SyneDriver(scheduler, suggest, curve_of, space)
 
 
 def _asha(space: dict, defaults: dict, seed: int, max_epochs: int, grace: int, factor: float) -> Any:
