@@ -127,6 +127,7 @@ def test_a_smaller_budget_is_the_start_of_a_larger_one(tmp_path):
     budget of B is exactly the first B epochs of a longer run."""
     traces = []
     for budget in (10, 20):
+        (tmp_path / str(budget)).mkdir()
         searcher = make_searcher("ours", SPACE, seed=0, workdir=tmp_path / str(budget))
         traces.append(
             simulate(RayDriver(searcher, make_scheduler("strict-asha", searcher), toy_curve), budget * EPOCHS, 4)

@@ -32,7 +32,7 @@ OptunaSearch keeps its own default (10).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from benchmarks.search.backend import Driver, RayDriver
 from benchmarks.search.lcbench import N_EPOCHS
 from benchmarks.search.peers import PrunedTPESearcher, make_ray_asha
 from benchmarks.search.problem import Curve
+from hpo.history import History
 from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
 from hpo.searcher import TPESearcher
 from hpo.space import SearchSpace
@@ -135,12 +136,21 @@ class MedianPruning(FIFOScheduler):
 
 
 def make_driver(
-    method: Method, space: SearchSpace, seed: int, workdir: Path, grace: int, curve_of: Callable[[dict], Curve]
+    method: Method,
+    space: SearchSpace,
+    seed: int,
+    workdir: Path,
+    grace: int,
+    curve_of: Callable[[dict], Curve],
+    histories: Sequence[History] = (),
 ) -> Driver:
-    """The method as the simulated backend drives it: a Ray searcher and scheduler, or a Syne Tune scheduler."""
+    """The method as the simulated backend drives it: a Ray searcher and scheduler, or a Syne Tune scheduler.
+    `histories` warm-start ours (no other method takes them)."""
+    if histories and method.searcher != "ours":
+        raise ValueError(f"only ours is warm-started, got histories for {method.key}")
     if method.scheduler == "syne":
         return syne.make_driver(method.searcher, space, seed, curve_of, N_EPOCHS, grace, REDUCTION_FACTOR)
-    searcher = make_searcher(method.searcher, space, seed, workdir, grace)
+    searcher = make_searcher(method.searcher, space, seed, workdir, grace, histories)
     return RayDriver(searcher, make_scheduler(method.scheduler, searcher, grace), curve_of, method.pending)
 
 
@@ -161,11 +171,18 @@ def available(methods: list[Method]) -> tuple[list[Method], list[str]]:
     return kept, missing
 
 
-def make_searcher(kind: str, space: SearchSpace, seed: int, workdir: Path, grace: int = GRACE_EPOCHS) -> Searcher:
+def make_searcher(
+    kind: str,
+    space: SearchSpace,
+    seed: int,
+    workdir: Path,
+    grace: int = GRACE_EPOCHS,
+    histories: Sequence[History] = (),
+) -> Searcher:
     rungs = asha_rungs(grace, N_EPOCHS, REDUCTION_FACTOR)
     journal = workdir / "study.journal"
     if kind == "ours":
-        return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs)
+        return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs, histories=histories)
     if kind == "tpe":
         return PrunedTPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs)
     if kind == "random":

@@ -21,11 +21,13 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.search import syne
+from benchmarks.search.backend import Driver
 from benchmarks.search.lcbench import N_EPOCHS, LCBench
 from benchmarks.search.methods import (
     ALL,
@@ -43,7 +45,8 @@ from benchmarks.search.methods import (
 )
 from benchmarks.search.metrics import Run, Summary
 from benchmarks.search.problem import DEV_TASKS, curve, lcbench_space, load_references
-from benchmarks.search.report import fraction, hours, markdown, plot, summaries, write_json
+from benchmarks.search.report import fraction, hours, markdown, plot, publish, summaries
+from hpo.history import History
 
 QUICK_TASKS = ("167149",)
 GOAL_FRACTION = 0.12
@@ -61,6 +64,7 @@ class Job:
     seed: int
     budget_epochs: int
     grace: int
+    histories: tuple[History, ...] = ()  # earlier sweeps warm-starting ours (benchmarks.search.warm)
 
 
 _bench: LCBench | None = None
@@ -85,18 +89,24 @@ def _init_worker(first_on_path: str | None = None) -> None:
 
 
 def run_job(job: Job) -> Run:
-    """One method on one task with one seed, in a scratch directory for its journal."""
+    """One method on one task with one seed."""
+    return simulate_job(job)[0]
+
+
+def simulate_job(job: Job) -> tuple[Run, Driver]:
+    """One method on one task with one seed, in a scratch directory for its journal; the run, and the
+    driver that holds its trials."""
     bench = _bench if _bench is not None else LCBench()
     from benchmarks.search.backend import simulate
 
     np.random.seed(job.seed)  # Ray's and Syne Tune's ASHA draw a bracket from numpy's global generator
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=SCRATCH, prefix="forge-search-") as scratch:
-        driver = make_driver(
-            job.method, lcbench_space(bench), job.seed, Path(scratch), job.grace, lambda c: curve(bench, job.task, c)
-        )
+        space = lcbench_space(bench)
+        curve_of = partial(curve, bench, job.task)
+        driver = make_driver(job.method, space, job.seed, Path(scratch), job.grace, curve_of, job.histories)
         trace = simulate(driver, job.budget_epochs, job.method.workers)
-    return Run(
+    run = Run(
         method=job.method.key,
         task=job.task,
         seed=job.seed,
@@ -110,6 +120,7 @@ def run_job(job: Job) -> Run:
         suggested_while_running=trace.suggested_while_running,
         wall_seconds=time.perf_counter() - started,
     )
+    return run, driver
 
 
 class RunLog:
@@ -233,16 +244,22 @@ def comparisons(overall: dict[str, Summary]) -> list[str]:
     return lines
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search"))
-    parser.add_argument("--quick", action="store_true", help="one task, two seeds, a 20-training budget")
+def grid_parser(description: str, out: str, seeds: int, quick: str) -> argparse.ArgumentParser:
+    """The options every LCBench benchmark takes: where to write, which tasks, seeds and budget, how many processes."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--tasks", default="dev", help="'dev' (the 8 development tasks), 'all' (34) or ids: 3945,7593")
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--budget", type=int, default=50, help="full trainings (52 epochs each) per run")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = grid_parser(__doc__, "benchmarks/results/search", 10, "one task, two seeds, a 20-training budget")
     parser.add_argument("--grace", type=int, default=GRACE_EPOCHS, help="ASHA's first rung, in epochs")
     parser.add_argument("--methods", default="", help="comma-separated method keys (default: all)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     parser.add_argument("--resume", action="store_true", help="keep the runs --out/runs.jsonl holds, run the rest")
     args = parser.parse_args(argv)
     if args.quick:
@@ -283,12 +300,17 @@ def method_list(spec: str) -> tuple[list[Method], list[str]]:
     return kept, missing
 
 
+def begin(tasks: str) -> tuple[float, LCBench, list[str]]:
+    """What every LCBench benchmark starts with: its clock, quiet logs, the surrogate, the tasks asked for."""
+    started = time.perf_counter()
+    _quiet()
+    bench = LCBench()
+    return started, bench, task_list(tasks, bench)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _quiet()
-    started = time.perf_counter()
-    bench = LCBench()
-    tasks = task_list(args.tasks, bench)
+    started, bench, tasks = begin(args.tasks)
     methods, missing = method_list(args.methods)
     for line in missing:
         print(f"left out: {line}")
@@ -300,12 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     goal, overall, per_task = summaries(runs, references, BASELINE, budget_epochs)
     lines = comparisons(overall) if OURS.key in overall else []
     table = markdown(overall, per_task, settings, lines)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(table)
-    write_json(args.out / "results.json", runs, goal, overall, per_task, references, settings)
+    publish(args.out, table, runs, goal, overall, per_task, references, settings)
     plot(runs, references, budget_epochs, args.out / "regret.png")
-    print(table)
-    print(f"wrote {args.out / 'results.md'}, results.json, regret.png")
+    print(f"wrote {args.out / 'regret.png'}")
     return 0 if all(math.isfinite(r.simulated_seconds) for r in runs) else 1
 
 

@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import time
-from pathlib import Path
 
 from benchmarks.search import budgets
-from benchmarks.search.lcbench import N_EPOCHS, LCBench
+from benchmarks.search.lcbench import N_EPOCHS
 from benchmarks.search.methods import BASELINE, GRACE_EPOCHS, SLOW, SYNE, Method, available
 from benchmarks.search.metrics import Summary
 from benchmarks.search.problem import load_references
-from benchmarks.search.report import fraction, summaries, write_json
-from benchmarks.search.run import QUICK_TASKS, RunLog, _quiet, run_grid, run_settings, task_list
+from benchmarks.search.report import fraction, publish, summaries, wall_line
+from benchmarks.search.run import QUICK_TASKS, RunLog, begin, grid_parser, run_grid, run_settings
 
 WORKERS = (1, 4, 16)
 OURS = Method("ours", "ours", "strict-asha")
@@ -152,18 +149,13 @@ def markdown(overall: dict[str, Summary], methods: list[Method], found: list[bud
         *budgets.goal_lines(found, names, workers, OURS.name, PAIRED_WITH),
         "",
         *(f"Left out, not installed: {line}" for line in settings["left_out"]),
-        f"Wall time of the benchmark: {settings['wall_minutes']:.1f} min on {settings['jobs']} processes.",
+        wall_line(settings),
     ]
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling"))
-    parser.add_argument("--quick", action="store_true", help="one task, two seeds")
-    parser.add_argument("--tasks", default="dev", help="'dev' (the 8 development tasks), 'all' (34) or ids: 3945,7593")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget", type=int, default=50, help="full trainings (52 epochs each) per run")
+    parser = grid_parser(__doc__, "benchmarks/results/scaling", 5, "one task, two seeds")
     parser.add_argument(
         "--model-budget", type=int, default=MODEL_BUDGET, help=f"full trainings for {', '.join(MODEL_PEERS)}"
     )
@@ -172,7 +164,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--methods", default="", help="comma-separated: ours and the peers to run (default: all)")
     parser.add_argument("--workers", default=",".join(map(str, WORKERS)), help="comma-separated worker counts")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     parser.add_argument("--resume", action="store_true", help="keep the runs --out/runs.jsonl holds, run the rest")
     args = parser.parse_args(argv)
     if args.quick:
@@ -189,10 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _quiet()
-    started = time.perf_counter()
-    bench = LCBench()
-    tasks = task_list(args.tasks, bench)
+    started, bench, tasks = begin(args.tasks)
     methods, missing = scaling_methods(args.workers, args.methods)
     for line in missing:
         print(f"left out: {line}")
@@ -217,11 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = [b for b in budgets.BUDGETS if b < args.budget] + [args.budget]
     found = budgets.at_budgets(runs, references, BASELINE, shown, limits={k: args.model_budget for k in keys(model)})
     text = markdown(overall, methods, found, settings)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(text)
-    write_json(args.out / "results.json", runs, goal, overall, per_task, references, settings)
-    print(text)
-    print(f"wrote {args.out / 'results.md'}, results.json")
+    publish(args.out, text, runs, goal, overall, per_task, references, settings)
     return 0
 
 
