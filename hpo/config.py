@@ -25,6 +25,7 @@ from typing import Any
 from hpo.errors import Problems
 from hpo.general import read_general
 from hpo.guardrails import TrainingPlan, training_plan
+from hpo.history import Identity, warm_start_runs
 from hpo.objective import GeneralProbe
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
@@ -116,6 +117,7 @@ class AshaSettings:
 class SearcherSettings:
     seed: int = 0
     startup_trials: int = 4  # random trials before TPE models the space (defaults count)
+    warm_start: tuple[str, ...] = ()  # earlier run directories of the same model, stage and method (hpo.history)
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         budget=_budget(top.section("budget", required=True)),
         resources=resources,
         scheduler=scheduler,
-        searcher=_searcher(top.section("searcher"), seed),
+        searcher=_searcher(top.section("searcher"), seed, base, Identity(model, stage.name, method)),
         tracking=_tracking(top.section("tracking")),
         output_dir=_output_dir(top, base),
         guardrails=_guardrails(top.section("guardrails")),
@@ -690,10 +692,12 @@ def four_bit_problems(method: str, resources: Resources) -> list[str]:
     return lines
 
 
-def _searcher(section: Reader, seed: int) -> SearcherSettings:
+def _searcher(section: Reader, seed: int, base: Path, identity: Identity) -> SearcherSettings:
+    entries = section.texts("warm_start", ())
     searcher = SearcherSettings(
         seed=section.number("seed", seed, low=0, integer=True),
         startup_trials=section.number("startup_trials", SearcherSettings.startup_trials, low=1, integer=True),
+        warm_start=warm_start_runs(entries, base, identity, section.problems, section.key("warm_start")),
     )
     section.finish()
     return searcher

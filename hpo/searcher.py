@@ -49,6 +49,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from hpo.continuation import CONTINUES
+from hpo.history import History
+from hpo.prior import PriorView, prior_share, warm_configs
 from hpo.scheduler import METRIC, STEP
 from hpo.space import SearchSpace
 from trainers.shared import Flag
@@ -82,6 +84,11 @@ def model_rung(trials: Sequence[FrozenTrial], rungs: Sequence[int], min_observat
         return None
     climb = min(CLIMB_OBSERVATIONS, min_observations)
     return max(step for step in candidates if counts.get(step, 0) >= climb)  # the lowest always qualifies
+
+
+def values_at(trials: Sequence[FrozenTrial], step: int | None) -> int:
+    """How many of `trials` reported a value at `step`."""
+    return sum(step in t.intermediate_values for t in trials)
 
 
 def incumbent(trials: Sequence[FrozenTrial], direction: optuna.study.StudyDirection) -> FrozenTrial | None:
@@ -231,7 +238,12 @@ class RungTPESampler(BaseSampler):
     """
 
     def __init__(
-        self, search_space: dict[str, BaseDistribution], rungs: Sequence[int], min_observations: int, seed: int
+        self,
+        search_space: dict[str, BaseDistribution],
+        rungs: Sequence[int],
+        min_observations: int,
+        seed: int,
+        histories: Sequence[History] = (),
     ) -> None:
         if min_observations < 1:
             raise ValueError(f"min_observations must be >= 1, got {min_observations}")
@@ -242,11 +254,19 @@ class RungTPESampler(BaseSampler):
         self._tpe = edge_reaching_tpe(seed)
         self._local = np.random.RandomState(seed)
         self._view: RungView | None = None
+        self._prior = None
+        if histories:
+            study = quiet_study(direction="maximize", sampler=edge_reaching_tpe(seed + 1))
+            self._prior = PriorView(histories, self.search_space, study, CLIMB_OBSERVATIONS)
+        self._prior_draws = np.random.RandomState(seed + 2)
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
         self._tpe.reseed_rng()
         self._local.seed()
+        self._prior_draws.seed()
+        if self._prior is not None:
+            self._prior.study.sampler.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self.search_space  # a sweep's space is fixed: it comes from the search-space file
@@ -258,6 +278,10 @@ class RungTPESampler(BaseSampler):
             return {}
         others = [t for t in study.get_trials(deepcopy=False, states=MODEL_STATES) if t.number != trial.number]
         step = model_rung(others, self.rungs, self.min_observations)
+        if self._prior is not None and (step is None or trial.number % LOCAL_EVERY != 0):
+            own = values_at(others, self.rungs[0] if self.rungs else step)
+            if self._prior_draws.rand() < prior_share(own):
+                return self._prior.sample()  # the shared parameters; the others are drawn at random
         if step is None:
             return {}
         if self._view is None or self._view.step != step:
@@ -294,7 +318,9 @@ class TPESearcher(Searcher):
 
     `rungs` are the steps ASHA judges trials at (`hpo.scheduler.asha_rungs`).
     `startup_trials` is how many values the lowest rung needs before TPE is fit: random
-    configurations until then, afterwards the rung `model_rung` picks.
+    configurations until then, afterwards the rung `model_rung` picks. `histories`, earlier
+    sweeps' trials (a warm start, hpo.history), give the first trials after the defaults
+    (their best configurations) and a prior that fades as this sweep's values arrive (hpo.prior).
     """
 
     def __init__(
@@ -306,6 +332,7 @@ class TPESearcher(Searcher):
         startup_trials: int,
         *,
         rungs: Sequence[int] = (),
+        histories: Sequence[History] = (),
     ) -> None:
         super().__init__(metric=METRIC, mode="max")
         self.space = space
@@ -314,6 +341,7 @@ class TPESearcher(Searcher):
         self.seed = seed
         self.startup_trials = startup_trials
         self.rungs = tuple(rungs)
+        self.histories = tuple(histories)
         self.live: dict[str, optuna.Trial] = {}  # Ray trial id -> its running Optuna trial
         self.last_step: dict[str, int] = {}  # Ray trial id -> the last step recorded on it
         self.pending: list[int] = []  # Optuna trials a resumed sweep runs again before asking for new ones
@@ -326,14 +354,15 @@ class TPESearcher(Searcher):
             self._storage = JournalStorage(JournalFileBackend(str(self.journal)))  # kept: it maps numbers to ids
             self._study = open_study(self.journal, self.study_name, self.make_sampler(self.seed), self._storage)
             if not self._study.trials:
-                self._study.enqueue_trial(self.space.defaults())
+                for config in [self.space.defaults(), *warm_configs(self.histories, self.space)]:
+                    self._study.enqueue_trial(config)
             else:  # a resumed sweep: a fresh stream, or its first draws would repeat the stopped sweep's
                 self._study.sampler = self.make_sampler(self.seed + len(self._study.trials))
         return self._study
 
     def make_sampler(self, seed: int) -> BaseSampler:
-        """The study's sampler: TPE fit at a rung (`RungTPESampler`)."""
-        return RungTPESampler(self.space.distributions(), self.rungs, self.startup_trials, seed)
+        """The study's sampler: TPE fit at a rung (`RungTPESampler`), with the histories' prior."""
+        return RungTPESampler(self.space.distributions(), self.rungs, self.startup_trials, seed, self.histories)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the space comes from the search-space file, not from Ray's param_space

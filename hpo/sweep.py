@@ -33,6 +33,7 @@ from hpo.compat import TOKEN_AUTH_LOGGER
 from hpo.config import Resources, SweepConfig, data_hashes
 from hpo.continuation import trial_dirname
 from hpo.errors import InputError
+from hpo.history import read_history
 from hpo.interrupt import STOP_SIGNALS, StopSignals
 from hpo.reaper import watch_ray
 from hpo.recorder import RecordCallback
@@ -250,6 +251,7 @@ def sweep_parts(config: SweepConfig, run_dir: Path, baseline: dict, live: Callba
         config.searcher.seed,
         config.searcher.startup_trials,
         rungs=rungs,
+        histories=[read_history(path) for path in config.searcher.warm_start],
     )
     table = TrialTable(run.trials)  # a resumed sweep's rows stay as they are
     reason = stop_reason(scheduler)

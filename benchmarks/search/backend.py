@@ -1,15 +1,17 @@
 """A simulated-time backend: Ray Tune's trial loop with LCBench curves instead of training.
 
-The searcher and scheduler are the real objects a sweep uses (a `ray.tune.search.Searcher`
-and a `ray.tune.schedulers.TrialScheduler`); only the executor is simulated. The calls
-follow Ray's TuneController: a result goes to `scheduler.on_trial_result` first and
-reaches `searcher.on_trial_result` only when the scheduler does not stop the trial; a
-stopped or finished trial ends with `scheduler.on_trial_complete` and
-`searcher.on_trial_complete(result=last result)`; a paused trial that a scheduler drops
-gets `on_trial_remove` and `searcher.on_trial_complete` without a result. A free worker
-runs what `scheduler.choose_trial_to_run` picks, else a new trial from
-`searcher.suggest`, at the moment it frees up, so with several workers the searcher
-suggests while other trials are still running.
+A method reaches the simulation through a driver: which trial a free worker runs, and
+whether a trial goes on after each epoch's result. `RayDriver` drives the real objects a
+sweep uses (a `ray.tune.search.Searcher` and a `ray.tune.schedulers.TrialScheduler`); only
+the executor is simulated. Its calls follow Ray's TuneController: a result goes to
+`scheduler.on_trial_result` first and reaches `searcher.on_trial_result` only when the
+scheduler does not stop the trial; a stopped or finished trial ends with
+`scheduler.on_trial_complete` and `searcher.on_trial_complete(result=last result)`; a
+paused trial that a scheduler drops gets `on_trial_remove` and `searcher.on_trial_complete`
+without a result. A free worker runs what `scheduler.choose_trial_to_run` picks, else a
+new trial from `searcher.suggest`, at the moment it frees up, so with several workers the
+searcher suggests while other trials are still running. Syne Tune's schedulers have a
+driver of their own (benchmarks.search.syne).
 
 Each epoch of a trial takes its surrogate time (`time_cummax` differences); events are
 processed in simulated-time order. Compute is counted in epochs. With several workers the
@@ -23,6 +25,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
@@ -80,13 +83,16 @@ class Trace:
             self.overlap.append(spent - trial.started - trial.epochs)
 
 
-class SimController:
-    """The part of Ray's TuneController that schedulers call back into."""
+class RayDriver:
+    """A Ray searcher and scheduler, called as Ray's TuneController calls them; schedulers call back into it."""
 
-    def __init__(self, searcher: Searcher, scheduler: TrialScheduler, curve_of: Callable[[dict], Curve]) -> None:
+    def __init__(
+        self, searcher: Searcher, scheduler: TrialScheduler, curve_of: Callable[[dict], Curve], pending: int = 0
+    ) -> None:
         self.searcher = searcher
         self.scheduler = scheduler
         self.curve_of = curve_of
+        self.pending = pending  # trials suggested ahead of need, as Ray keeps a queue of pending trials
         self.trials: list[SimTrial] = []
 
     def get_trials(self) -> list[SimTrial]:
@@ -113,34 +119,50 @@ class SimController:
             self.searcher.on_trial_complete(trial.trial_id, result=trial.last_result)
         trial.status = Trial.TERMINATED
 
+    def next_trial(self) -> SimTrial | None:
+        """What a free worker runs: the scheduler's pick, else a freshly suggested trial.
 
-def next_trial(controller: SimController, pending: int) -> SimTrial | None:
-    """What a free worker runs: the scheduler's pick, else a freshly suggested trial.
+        `pending` trials are suggested ahead of need; synchronous Hyperband needs its
+        brackets filled before it can halve them.
+        """
+        while sum(t.status == Trial.PENDING for t in self.trials) < self.pending:
+            if self.add_trial() is None:
+                break
+        trial = self.scheduler.choose_trial_to_run(self)
+        if trial is None and self.add_trial() is not None:
+            trial = self.scheduler.choose_trial_to_run(self)
+        return trial
 
-    `pending` trials are suggested ahead of need, as Ray keeps a queue of pending trials;
-    synchronous Hyperband needs its brackets filled before it can halve them.
-    """
-    while sum(t.status == Trial.PENDING for t in controller.trials) < pending:
-        if controller.add_trial() is None:
-            break
-    trial = controller.scheduler.choose_trial_to_run(controller)
-    if trial is None and controller.add_trial() is not None:
-        trial = controller.scheduler.choose_trial_to_run(controller)
-    return trial
+    def report(self, trial: SimTrial, result: dict) -> bool:
+        """Hand an epoch's result to the scheduler, then (unless it stops the trial) to the searcher;
+        whether the trial trains on."""
+        decision = self.scheduler.on_trial_result(self, trial, result)
+        if decision != TrialScheduler.STOP:
+            self.searcher.on_trial_result(trial.trial_id, result)
+        trial.last_result = result
+        if decision == TrialScheduler.STOP or result["final"]:
+            self.stop_trial(trial)
+            return False
+        if decision == TrialScheduler.PAUSE:
+            trial.status = Trial.PAUSED
+            return False
+        return True
 
 
-def simulate(
-    searcher: Searcher,
-    scheduler: TrialScheduler,
-    curve_of: Callable[[dict], Curve],
-    budget_epochs: int,
-    workers: int,
-    pending: int = 0,
-) -> Trace:
-    """Run trials on `workers` simulated workers until `budget_epochs` epochs are spent."""
+class Driver(Protocol):
+    """What the simulation asks of a method: the next trial for a free worker, and what each result decides."""
+
+    trials: list[SimTrial]
+
+    def next_trial(self) -> SimTrial | None: ...
+
+    def report(self, trial: SimTrial, result: dict) -> bool: ...
+
+
+def simulate(driver: Driver, budget_epochs: int, workers: int) -> Trace:
+    """Run the driver's trials on `workers` simulated workers until `budget_epochs` epochs are spent."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    controller = SimController(searcher, scheduler, curve_of)
     trace = Trace()
     events: list[tuple[float, int, SimTrial]] = []  # (time its next epoch ends, tie-break, trial)
     running: set[SimTrial] = set()
@@ -157,11 +179,11 @@ def simulate(
 
     while spent < budget_epochs:
         while len(running) < workers:
-            known = len(controller.trials)
-            trial = next_trial(controller, pending)
+            known = len(driver.trials)
+            trial = driver.next_trial()
             if trial is None:
                 break
-            if running and len(controller.trials) > known:
+            if running and len(driver.trials) > known:
                 trace.suggested_while_running += 1
             start(trial)
         trace.max_running = max(trace.max_running, len(running))
@@ -172,17 +194,9 @@ def simulate(
         spent += 1
         result = trial.result()
         trace.observe(spent, result[METRIC], clock, trial)
-        decision = scheduler.on_trial_result(controller, trial, result)
-        if decision != TrialScheduler.STOP:
-            searcher.on_trial_result(trial.trial_id, result)
-        trial.last_result = result
         running.discard(trial)
-        if decision == TrialScheduler.STOP or result["final"]:
-            controller.stop_trial(trial)
-        elif decision == TrialScheduler.PAUSE:
-            trial.status = Trial.PAUSED
-        else:
+        if driver.report(trial, result):
             start(trial)
-    trace.trials = len(controller.trials)
+    trace.trials = len(driver.trials)
     trace.simulated_seconds = clock
     return trace

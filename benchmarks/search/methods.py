@@ -11,12 +11,19 @@ tpe+hyperband        PrunedTPESearcher + Ray's HyperBandScheduler
 tpe+median           PrunedTPESearcher + Optuna's MedianPruner, as Optuna runs it
 ray-optuna+asha      Ray's stock OptunaSearch + Ray's ASHA: a stopped trial is told to TPE
                      as complete with its last (low-fidelity) value
+syne-asha           Syne Tune 0.16's ASHA (random search), through its own scheduler API
+syne-bohb           Syne Tune 0.16's BOHB (ASHA + kernel density estimators)
+syne-dehb           Syne Tune 0.13's DEHB (synchronous Hyperband + differential evolution)
+syne-hypertune      Syne Tune 0.13's Hyper-Tune (ASHA + rung-weighted Gaussian processes)
+syne-mobster        Syne Tune 0.13's MOBSTER (ASHA + a Gaussian process over configuration and epoch)
 ablations:
 ours (ray asha)      the rung seam with Ray's stock ASHA: what the scheduler adds
 tpe+asha (pruned)    PrunedTPESearcher with Ray's ASHA (stopped trials told as pruned): the
                      engine's wiring before the rung seam
 
-PrunedTPESearcher and StopRecordingASHA live in benchmarks/search/peers.py.
+PrunedTPESearcher and StopRecordingASHA live in benchmarks/search/peers.py, the Syne Tune
+peers in benchmarks/search/syne.py (the `peers` extra; the syne-* methods are left out of a
+run where their release is not installed).
 
 Every ASHA judges at epochs 3, 9, 27 and stops at 52 (GRACE_EPOCHS, REDUCTION_FACTOR;
 `--grace` changes the first rung). TPESearcher-based methods share STARTUP_TRIALS; Ray's
@@ -25,6 +32,7 @@ OptunaSearch keeps its own default (10).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +42,12 @@ from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, TrialSchedule
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from benchmarks.search import syne
+from benchmarks.search.backend import Driver, RayDriver
 from benchmarks.search.lcbench import N_EPOCHS
 from benchmarks.search.peers import PrunedTPESearcher, make_ray_asha
+from benchmarks.search.problem import Curve
+from hpo.history import History
 from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
 from hpo.searcher import TPESearcher
 from hpo.space import SearchSpace
@@ -56,10 +68,10 @@ HYPERBAND_PENDING = 34
 @dataclass(frozen=True)
 class Method:
     name: str
-    searcher: str  # ours | tpe | random | ray-optuna
-    scheduler: str  # fifo | strict-asha | asha | hyperband | median
+    searcher: str  # ours | tpe | random | ray-optuna; for Syne Tune, the peer (benchmarks.search.syne)
+    scheduler: str  # fifo | strict-asha | asha | hyperband | median; syne: a Syne Tune scheduler does both
     workers: int = 1
-    pending: int = 0  # trials suggested ahead of need (see backend.next_trial)
+    pending: int = 0  # trials suggested ahead of need (see backend.RayDriver.next_trial)
 
     @property
     def key(self) -> str:
@@ -76,9 +88,13 @@ PEERS = (
     Method("tpe+median", "tpe", "median"),
     Method("ray-optuna+asha", "ray-optuna", "asha"),
 )
+SYNE = tuple(Method(f"syne-{peer}", peer, "syne") for peer in ("asha", "bohb", "dehb", "hypertune", "mobster"))
 ABLATIONS = (Method("ours (ray asha)", "ours", "asha"), Method("tpe+asha (pruned)", "tpe", "asha"))
 PARALLEL = (Method("ours", "ours", "strict-asha", workers=4), Method("random+asha", "random", "asha", workers=4))
-ALL = (OURS, *PEERS, *ABLATIONS, *PARALLEL)
+ALL = (OURS, *PEERS, *SYNE, *ABLATIONS, *PARALLEL)
+# A Gaussian process fit at every suggestion: minutes of CPU a run where ours takes seconds, so the
+# search table runs them only when --methods names them (the scaling benchmark runs them at a smaller budget).
+SLOW = ("syne-hypertune", "syne-mobster")
 BASELINE = "random"  # the budget fraction is measured against full random search's final incumbent
 
 
@@ -119,11 +135,54 @@ class MedianPruning(FIFOScheduler):
         return TrialScheduler.STOP if self.pruner.prune(study, record) else TrialScheduler.CONTINUE
 
 
-def make_searcher(kind: str, space: SearchSpace, seed: int, workdir: Path, grace: int = GRACE_EPOCHS) -> Searcher:
+def make_driver(
+    method: Method,
+    space: SearchSpace,
+    seed: int,
+    workdir: Path,
+    grace: int,
+    curve_of: Callable[[dict], Curve],
+    histories: Sequence[History] = (),
+) -> Driver:
+    """The method as the simulated backend drives it: a Ray searcher and scheduler, or a Syne Tune scheduler.
+    `histories` warm-start ours (no other method takes them)."""
+    if histories and method.searcher != "ours":
+        raise ValueError(f"only ours is warm-started, got histories for {method.key}")
+    if method.scheduler == "syne":
+        return syne.make_driver(method.searcher, space, seed, curve_of, N_EPOCHS, grace, REDUCTION_FACTOR)
+    searcher = make_searcher(method.searcher, space, seed, workdir, grace, histories)
+    return RayDriver(searcher, make_scheduler(method.scheduler, searcher, grace), curve_of, method.pending)
+
+
+def syne_release(method: Method) -> str | None:
+    """The Syne Tune release a method runs on (None for the others)."""
+    return syne.release(method.searcher) if method.scheduler == "syne" else None
+
+
+def available(methods: list[Method]) -> tuple[list[Method], list[str]]:
+    """The methods this installation can run, and a line for each left out (a Syne Tune release missing)."""
+    kept, missing = [], []
+    for method in methods:
+        version = syne_release(method)
+        if version is None or syne.installed(version):
+            kept.append(method)
+        else:
+            missing.append(f"{method.key}: needs Syne Tune {version} ({syne.INSTALL[version]})")
+    return kept, missing
+
+
+def make_searcher(
+    kind: str,
+    space: SearchSpace,
+    seed: int,
+    workdir: Path,
+    grace: int = GRACE_EPOCHS,
+    histories: Sequence[History] = (),
+) -> Searcher:
     rungs = asha_rungs(grace, N_EPOCHS, REDUCTION_FACTOR)
     journal = workdir / "study.journal"
     if kind == "ours":
-        return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs)
+        return TPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs, histories=histories)
     if kind == "tpe":
         return PrunedTPESearcher(space, journal, "lcbench", seed, STARTUP_TRIALS, rungs=rungs)
     if kind == "random":

@@ -78,8 +78,13 @@ def markdown(
     for task, by_method in per_task.items():
         cells = [f"{fraction(by_method[m].budget_fraction)} / {by_method[m].regret:.3f}" for m in methods]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    lines += ["", f"Wall time of the benchmark: {settings['wall_minutes']:.1f} min on {settings['jobs']} processes."]
+    lines += ["", *(f"Left out, not installed: {line}" for line in settings.get("left_out", ()))]
+    lines += [wall_line(settings)]
     return "\n".join(lines) + "\n"
+
+
+def wall_line(settings: dict) -> str:
+    return f"Wall time of the benchmark: {settings['wall_minutes']:.1f} min on {settings['jobs']} processes."
 
 
 def plot(runs: Sequence[Run], references: dict[str, Reference], budget_epochs: int, path: Path) -> None:
@@ -119,8 +124,9 @@ def plot(runs: Sequence[Run], references: dict[str, Reference], budget_epochs: i
     plt.close(figure)
 
 
-def write_json(
-    path: Path,
+def publish(
+    out: Path,
+    text: str,
     runs: Sequence[Run],
     goal: dict[str, float],
     overall: dict[str, Summary],
@@ -128,6 +134,8 @@ def write_json(
     references: dict[str, Reference],
     settings: dict,
 ) -> None:
+    """The table to results.md and the screen; every run, target and summary to results.json."""
+
     def clean(value):
         return None if isinstance(value, float) and math.isinf(value) else value
 
@@ -142,4 +150,8 @@ def write_json(
         },
         "runs": [asdict(run) for run in runs],
     }
-    path.write_text(json.dumps(document, indent=None, separators=(",", ":")) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(document, indent=None, separators=(",", ":")) + "\n")
+    print(text)
+    print(f"wrote {out / 'results.md'}, results.json")
