@@ -1,34 +1,39 @@
-"""The best recipe's final check: held-out test scores next to the base model's, benchmarks, and a verdict.
+"""The held-out check: a candidate next to the base model on the test split, the general probes and
+the benchmarks, compared pairwise, and a verdict.
 
 The search only ever saw the validation split; these numbers are the ones to believe. Base
-and best are scored on the same test rows and the same benchmark examples, so they are
-compared pairwise (trainers.stats.paired_test); a label task also gets the majority-class
-and uniform-chance scores on the test split and a confusion matrix. The general probes are
-the same files the sweep scored, so their values come from baseline.json and the best rung.
-hpo.verdict turns it all into "learned" or "not learned". Writes best/test_scores.json.
+and candidate are scored on the same test rows, general passages and benchmark examples, so
+each is compared pairwise (trainers.stats.paired_test); a label task also compares the
+candidate with the majority class on the same rows and gets a confusion matrix. hpo.verdict
+turns it all into "learned" or "not learned" and "general ability held" or "regressed".
+
+The same check serves a sweep's best recipe (`evaluate_best`, writing best/test_scores.json),
+`hpo judge RUN --adapter/--model` (any model, against the run's base) and `hpo judge --test`
+(answers made elsewhere, `compare`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from peft import PeftModel
-
 from hpo.rundir import RunDir, write_json
-from hpo.verdict import judge
+from hpo.verdict import Judging, judge, judging_of
+from trainers import stats
 from trainers.harness import run_benchmarks
-from trainers.models import load_base
-from trainers.probes import ProbeSet, domain_probe, load_probes
+from trainers.probes import ProbeSet, domain_probe, load_probes, passage_nll, response_nlls
 from trainers.recipe import Recipe, corpus_metric, load_recipe
-from trainers.scorers import chance_scores
-from trainers.stages import STAGES
+from trainers.scorers import Scorer, chance_scores
+from trainers.stages import STAGES, DomainMetric
 from trainers.stats import paired_test
 
 UNPARSED = "(unparsed)"
-INTERVAL_SUFFIXES = ("", "_low", "_high", "_n")
+
+# A model's figures, its per-example scores (`domain`, each general probe, `benchmark_<task>`;
+# higher is better) and the domain probe's predictions.
+Scored = tuple[dict[str, Any], dict[str, list[float]], dict[str, Any]]
 
 
 def confusion(expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -46,40 +51,133 @@ def format_confusion(matrix: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def general_metrics(recipe: Recipe, metrics: dict[str, Any]) -> dict[str, float]:
-    """The general probes' figures of a rung (or the baseline), intervals included."""
-    names = ["general_perplexity", *(corpus_metric(c.name) for c in recipe.general.corpora), "instruction_nll"]
-    return {f"{n}{s}": metrics[f"{n}{s}"] for n in names for s in INTERVAL_SUFFIXES if metrics.get(f"{n}{s}") is not None}
+def general_scores(model, tokenizer, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The general probes' figures and each passage's (pair's) score: minus its NLL per token."""
+    metrics: dict[str, float] = {}
+    per_example: dict[str, list[float]] = {}
+    measured = {
+        corpus_metric(name): passage_nll(model, tokenizer, passages, probes.max_seq_len)
+        for name, passages in probes.corpora.items()
+    }
+    for name, (sums, counts) in measured.items():
+        metrics.update(stats.perplexity(sums, counts).columns(name))
+        per_example[name] = [-s / n for s, n in zip(sums, counts)]
+    if probes.instructions:
+        sums, counts = response_nlls(model, tokenizer, probes.instructions, probes.max_seq_len, probes.system_prompt)
+        metrics.update(stats.token_mean(sums, counts).columns("instruction_nll"))
+        per_example["instruction_nll"] = [-s / n for s, n in zip(sums, counts)]
+    return metrics, per_example
 
 
-Scored = tuple[dict[str, Any], dict[str, list[float]], dict[str, Any]]
-
-
-def score_model(model, tokenizer, recipe: Recipe, probes: ProbeSet | None) -> Scored:
-    """One model's test-split domain figures and benchmark figures, the per-example scores of each
-    (`domain`, `benchmark_<task>`) and the domain probe's predictions."""
+def score_model(model, tokenizer, recipe: Recipe, probes: ProbeSet, domain: bool = True) -> Scored:
+    """One model's figures on the test split (when `domain`), the general probes and the benchmarks."""
     model.eval()
     metrics: dict[str, Any] = {}
     per_example: dict[str, list[float]] = {}
     predictions: dict[str, Any] = {}
-    if probes is not None:
+    if domain:
         metrics, predictions = domain_probe(model, tokenizer, probes)
         per_example["domain"] = predictions["scores"]
+    general, general_examples = general_scores(model, tokenizer, probes)
+    metrics.update(general)
+    per_example.update(general_examples)
     for task, result in run_benchmarks(model, tokenizer, recipe.general.benchmarks, recipe.system_prompt).items():
         metrics.update(result["estimate"].columns(f"benchmark_{task}"))
         per_example[f"benchmark_{task}"] = result["scores"]
     return metrics, per_example, predictions
 
 
-def tuned_model(recipe: Recipe, run: RunDir, base_model):
-    """The best rung's model: the adapter on the base (it wraps `base_model` in place), or the whole model."""
-    if recipe.method == "full":
-        return load_base(str(run.adapter))[0]
-    return PeftModel.from_pretrained(base_model, str(run.adapter))
+def compare(
+    metric: DomainMetric,
+    candidate: str,
+    base: Scored,
+    best: Scored,
+    rows: Sequence[dict[str, Any]] | None,
+    labels: Sequence[str] = (),
+    scorer: Scorer | None = None,
+) -> dict[str, Any]:
+    """The held-out figures of base and candidate (best/test_scores.json without its verdict).
+
+    `rows` are the test split's (None: no test split, only the general figures compare); with
+    `labels` and the `scorer`, the candidate is also compared with the majority class and its
+    confusion matrix is counted.
+    """
+    label_task = rows is not None and bool(labels) and scorer is not None
+    chance = chance_scores(scorer, rows, labels) if label_task else None
+    scores = compare_scores(metric, candidate, base, best, len(rows) if rows is not None else None, chance)
+    if label_task:
+        predictions = best[2]
+        scores["confusion"] = confusion(predictions["expected"], predictions["predictions"], labels)
+    return scores
+
+
+def compare_scores(
+    metric: DomainMetric,
+    candidate: str,
+    base: Scored,
+    best: Scored,
+    examples: int | None,
+    chance: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Figures and paired tests of base and candidate, from their per-example scores; `chance` (a label
+    task's, trainers.scorers.chance_scores) adds the candidate against the majority class on the same rows."""
+    (base_metrics, base_examples, _), (best_metrics, best_examples, _) = base, best
+    scores: dict[str, Any] = {
+        "split": "test" if examples is not None else None,
+        "examples": examples or 0,
+        "metric": metric.name,
+        "candidate": candidate,
+        "base": base_metrics,
+        "best": best_metrics,
+        "paired": {key: vars(paired_test(base_examples[key], best_examples[key])) for key in base_examples},
+    }
+    if chance is not None:
+        majority = chance["majority_scores"]
+        scores["chance"] = {
+            **{k: v for k, v in chance.items() if k != "majority_scores"},
+            "paired": vars(paired_test(majority, best_examples["domain"])),
+        }
+    return scores
+
+
+def held_out_check(
+    recipe: Recipe,
+    candidate: str,
+    load_candidate: Callable[[Any], Any],
+    judging: Judging,
+    validation: tuple[dict[str, Any], dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Score the base model and a candidate (`load_candidate(base_model)`, which may wrap the base in
+    place) on the test split, the general probes and the benchmarks; compare and judge."""
+    from trainers.models import load_base  # torch and transformers: only when a model is scored
+
+    has_test = recipe.data.domain_test is not None
+    probes = load_probes(recipe, domain_split="test" if has_test else "eval")
+    model, tokenizer = load_base(recipe.model, recipe.start_adapters)
+    base = score_model(model, tokenizer, recipe, probes, domain=has_test)
+    best = score_model(load_candidate(model), tokenizer, recipe, probes, domain=has_test)
+    answers = STAGES[recipe.stage].scores_answers
+    labels = recipe.labels if answers else ()
+    scores = compare(
+        recipe.domain_metric, candidate, base, best, probes.domain if has_test else None, labels, probes.scorer
+    )
+    scores["verdict"] = judge(scores, recipe.domain_metric, judging, validation).to_dict()
+    return scores
+
+
+def tuned_model(recipe: Recipe, folder: Path, base_model):
+    """A trained model: a LoRA adapter on the base (it wraps `base_model` in place), or a whole model."""
+    from peft import PeftModel
+
+    from trainers.models import load_base
+
+    if recipe.method == "full" and not (folder / "adapter_config.json").is_file():
+        return load_base(str(folder))[0]
+    return PeftModel.from_pretrained(base_model, str(folder))
 
 
 def evaluate_best(run_dir: Path) -> dict:
-    """Score the base model and the best rung on the test split and the benchmarks; judge; write test_scores.json.
+    """The held-out check of a sweep's best rung; writes best/test_scores.json.
 
     Without an adapter (nothing to load) this returns {} and writes nothing.
     """
@@ -87,32 +185,10 @@ def evaluate_best(run_dir: Path) -> dict:
     recipe, exported = load_recipe(run.recipe)
     if not run.adapter.is_dir():
         return {}
-    probes = load_probes(recipe, domain_split="test") if recipe.data.domain_test is not None else None
-    model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-    base, base_examples, _ = score_model(model, tokenizer, recipe, probes)
-    best, best_examples, predictions = score_model(tuned_model(recipe, run, model), tokenizer, recipe, probes)
-    baseline = run.read_baseline()["metrics"]
-    scores: dict[str, Any] = {
-        "split": "test" if probes is not None else None,
-        "examples": len(probes.domain) if probes is not None else 0,
-        "metric": recipe.domain_metric.name,
-        "base": {**base, **general_metrics(recipe, baseline)},
-        "best": {**best, **general_metrics(recipe, exported["expected"])},
-        "paired": {key: vars(paired_test(base_examples[key], best_examples[key])) for key in base_examples},
-    }
-    if probes is not None:
-        scores["paired_test"] = scores["paired"]["domain"]
-        scores.update(label_figures(recipe, probes, predictions))
-    scores["verdict"] = judge(scores, exported["expected"], baseline, recipe.domain_metric).to_dict()
+    validation = (exported["expected"], run.read_baseline()["metrics"])
+    judging = judging_of(run.read_spec()["config"])
+    scores = held_out_check(
+        recipe, "the best recipe", lambda base: tuned_model(recipe, run.adapter, base), judging, validation
+    )
     write_json(run.test_scores, scores)
     return scores
-
-
-def label_figures(recipe: Recipe, probes: ProbeSet, predictions: dict[str, Any]) -> dict[str, Any]:
-    """A label task's chance scores on the test split and the best's confusion matrix."""
-    if not (STAGES[recipe.stage].scores_answers and recipe.labels):
-        return {}
-    return {
-        "chance": chance_scores(probes.scorer, probes.domain, recipe.labels),
-        "confusion": confusion(predictions["expected"], predictions["predictions"], recipe.labels),
-    }
