@@ -6,6 +6,7 @@
       pattern: '^\\d{4}$'                 # the regex scorer's (a row's own `pattern` field wins)
       system_prompt: ""                   # optional system turn before every prompt
       reward: {scorer: exact_match}       # rft: a scorer, {url: ...}, or {callable: ...} (a TRL reward function)
+      min_lift: 0.05                      # the smallest lift over max(base, majority class) that matters (default 0)
 
 What a stage needs of it is the stage's (trainers.stages): a stage that scores answers takes
 any scorer as `metric`; the others accept only their own metric's name. A scorer that cannot
@@ -37,6 +38,7 @@ class Task:
     metric: Scoring
     reward: Scoring | None
     system_prompt: str | None
+    min_lift: float = 0.0  # the verdict's: a lift beyond the noise below it is "learned, below the lift you asked for"
 
 
 def read_task(top: Reader, base: Path, stage: Stage) -> Task:
@@ -52,8 +54,9 @@ def read_task(top: Reader, base: Path, stage: Stage) -> Task:
     pattern = task.text("pattern", None) or None
     metric = read_metric(task, stage, pattern, root)
     reward = read_reward(task.section("reward", required=True), root) if stage.reward else None
+    min_lift = task.number("min_lift", 0.0, low=0.0)
     task.finish()
-    return Task(labels, metric, reward, system_prompt)
+    return Task(labels, metric, reward, system_prompt, min_lift)
 
 
 def read_metric(task: Reader, stage: Stage, pattern: str | None, root: str) -> Scoring:
@@ -65,7 +68,10 @@ def read_metric(task: Reader, stage: Stage, pattern: str | None, root: str) -> S
         return EXACT_MATCH
     raw = task.raw("metric", EXACT_MATCH.scorer)
     if isinstance(raw, dict):
-        return read_endpoint(Reader(raw, task.problems, task.key("metric")), root)
+        section = Reader(raw, task.problems, task.key("metric"))
+        scoring = read_endpoint(section, root)
+        section.finish()  # a url is required, and a stray key is reported
+        return scoring
     if not isinstance(raw, str):
         task.problems.add(task.key("metric"), f"must be a scorer name or {{url: ...}}, got {raw!r}")
         return EXACT_MATCH
