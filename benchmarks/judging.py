@@ -17,7 +17,8 @@ score): the boundary of the null, where a false "learned" is most likely. A true
 
     python -m benchmarks.judging [--draws 2000] [--seed 0]
 
-prints a Markdown table of the share of draws called learned (with its 95% interval).
+prints a Markdown table of the share of draws called learned (with its 95% interval), and the
+paired test's type-I error on continuous scores at small n.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ EXACT = DomainMetric("domain_exact_match")
 SCORE = DomainMetric("domain_score")
 SIZES = (200, 1000, 5000)
 POWER_SIZE = 2000
+SMALL = (15, 30)  # sizes where the paired bootstrap's p-value, used before, did not hold its level
 LIFT = 0.05
 NO_MIN_LIFT = Judging()
 
@@ -97,6 +99,19 @@ def learned_count(task: Task, n: int, lift: float, draws: int, seed: int, judgin
     return sum(judge(task.draw(rng, n, lift), task.metric, judging).learned for _ in range(draws))
 
 
+def exchangeable_pair(rng: np.random.Generator, n: int) -> tuple[list[float], list[float]]:
+    """Two models' scores on n rows, each a noisy reading of the row's difficulty: no real difference."""
+    difficulty = rng.beta(2, 3, n)
+    base, best = (np.clip(difficulty + rng.normal(0, 0.2, n), 0, 1) for _ in range(2))
+    return base.tolist(), best.tolist()
+
+
+def paired_level(n: int, draws: int, seed: int) -> int:
+    """How many of `draws` exchangeable pairs the paired test calls different (two-sided p < 0.05)."""
+    rng = np.random.default_rng([seed, n])
+    return sum(stats.paired_test(*exchangeable_pair(rng, n)).p_value < 0.05 for _ in range(draws))
+
+
 def share_text(count: int, draws: int) -> str:
     interval = stats.rate([1.0] * count + [0.0] * (draws - count))
     return f"{count / draws:.1%} [{interval.low:.1%}-{interval.high:.1%}]"
@@ -114,6 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         cells = [share_text(learned_count(task, n, 0.0, args.draws, args.seed), args.draws) for n in SIZES]
         cells.append(share_text(learned_count(task, POWER_SIZE, LIFT, args.draws, args.seed), args.draws))
         print(f"| {task.name} | " + " | ".join(cells) + " |", flush=True)
+    print("\n| paired test on continuous scores, no real difference | " + " | ".join(f"n={n}" for n in SMALL) + " |")
+    print("|---|" + "---|" * len(SMALL))
+    cells = [share_text(paired_level(n, args.draws, args.seed), args.draws) for n in SMALL]
+    print("| two-sided p < 0.05 | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

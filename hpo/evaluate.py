@@ -165,13 +165,14 @@ def held_out_check(
     return scores
 
 
-def tuned_model(recipe: Recipe, folder: Path, base_model):
-    """A trained model: a LoRA adapter on the base (it wraps `base_model` in place), or a whole model."""
+def tuned_model(folder: Path, base_model):
+    """A trained model: a LoRA adapter on the base (it wraps `base_model` in place), or a whole model
+    (a full-rank run's best/adapter holds one)."""
     from peft import PeftModel
 
     from trainers.models import load_base
 
-    if recipe.method == "full" and not (folder / "adapter_config.json").is_file():
+    if not (folder / "adapter_config.json").is_file():
         return load_base(str(folder))[0]
     return PeftModel.from_pretrained(base_model, str(folder))
 
@@ -187,8 +188,6 @@ def evaluate_best(run_dir: Path) -> dict:
         return {}
     validation = (exported["expected"], run.read_baseline()["metrics"])
     judging = judging_of(run.read_spec()["config"])
-    scores = held_out_check(
-        recipe, "the best recipe", lambda base: tuned_model(recipe, run.adapter, base), judging, validation
-    )
+    scores = held_out_check(recipe, "the best recipe", lambda base: tuned_model(run.adapter, base), judging, validation)
     write_json(run.test_scores, scores)
     return scores

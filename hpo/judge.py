@@ -36,6 +36,7 @@ from trainers.stages import SFT
 
 EXIT_PASSED, EXIT_NOT_PASSED = 0, 1
 JSON_ANSWERS = (".jsonl", ".json")
+JUDGED_FILES = ("domain_test", "general_probe", "instruction_probe")  # the run's data a held-out check reads
 
 
 # --- a model against a run's base ------------------------------------------------------------------------
@@ -51,13 +52,24 @@ def run_recipe(run_dir: Path) -> tuple[Recipe, Judging]:
         recipe = recipe_from_dict(config["recipe"])
     except (KeyError, TypeError, AttributeError) as err:
         raise InputError(
-            [f"{run.spec}: config: not a sweep's spec ({err!r} unreadable); give a run directory written by `hpo sweep`"]
+            [
+                f"{run.spec}: config: not a sweep's spec ({err!r} unreadable); give a run directory written by `hpo sweep`"
+            ]
         ) from err
     if recipe.data.domain_test is None:
         raise InputError(
             [
                 f"{run.spec}: config.recipe.data.domain_test: the run has no test split to judge on "
                 "(sweep again with data.domain_test, or judge answers with --test FILE)"
+            ]
+        )
+    used = {key: getattr(recipe.data, key) for key in JUDGED_FILES}
+    missing = [(key, path) for key, path in used.items() if path is not None and not Path(path).is_file()]
+    if missing:
+        raise InputError(
+            [
+                f"{run.spec}: config.recipe.data.{key}: {path} not found (the run's data must be where it was)"
+                for key, path in missing
             ]
         )
     return recipe, judging_of(config)
@@ -92,7 +104,7 @@ def judge_model(run_dir: Path, adapter: Path | None, model: str | None, min_lift
             from trainers.models import load_base
 
             return load_base(model)[0]
-        return tuned_model(recipe, Path(source), base_model)
+        return tuned_model(Path(source), base_model)
 
     return held_out_check(recipe, name, load_candidate, judging)
 

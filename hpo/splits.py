@@ -34,6 +34,7 @@ PAIRS = (("domain_eval", "domain_train"), ("domain_test", "domain_train"), ("dom
 MOSTLY_SHARED = 0.5  # above this share of a split's rows in another split, it is not held out at all
 NOT_WORD = re.compile(r"[^\w\s]")
 NORMALISED = "after folding case, punctuation and spaces"
+SHOWN_LABELS = 8  # a split's label counts shown by hpo validate
 
 
 def exact_key(row: Mapping[str, Any], fields: Sequence[str]) -> str:
@@ -139,7 +140,8 @@ def domain_paths(data: DataPaths) -> dict[str, str | None]:
 
 
 def split_summary(paths: Mapping[str, Path | str | None], labels: Sequence[str]) -> list[str]:
-    """Each split's size and, for a label task, how its references spread over the labels."""
+    """Each split's size and, for a label task, how its references spread over the labels (the most
+    frequent SHOWN_LABELS of a longer label set)."""
     lines = []
     for name in SPLITS:
         path = paths.get(name)
@@ -149,8 +151,14 @@ def split_summary(paths: Mapping[str, Path | str | None], labels: Sequence[str])
         line = f"data.{name}: {len(rows)} rows"
         if labels and rows:
             counts = Counter(row.get("completion") for row in rows)
-            line += "; labels " + ", ".join(
-                f"{label} {counts[label]} ({counts[label] / len(rows):.0%})" for label in labels
+            shown = (
+                labels
+                if len(labels) <= SHOWN_LABELS
+                else sorted(labels, key=lambda label: -counts[label])[:SHOWN_LABELS]
             )
+            line += "; labels " + ", ".join(
+                f"{label} {counts[label]} ({counts[label] / len(rows):.0%})" for label in shown
+            )
+            line += f", {len(labels) - len(shown)} more" if len(shown) < len(labels) else ""
         lines.append(line)
     return lines

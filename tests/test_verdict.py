@@ -12,6 +12,7 @@ import pytest
 import yaml
 from scipy.stats import binomtest
 
+from benchmarks.judging import SMALL, paired_level
 from hpo.evaluate import compare_scores
 from hpo.objective import EXACT_MATCH, GeneralProbe, domain_floor, score
 from hpo.report import recommend
@@ -73,16 +74,11 @@ def test_grouped_and_bitwise_sign_flips_agree():
     assert few == pytest.approx(many, abs=0.01)  # both ~ the one-sided p of the same data
 
 
-@pytest.mark.parametrize("n", [15, 30])
+@pytest.mark.parametrize("n", SMALL)
 def test_the_paired_test_keeps_its_level_at_small_n(n):
     """The paired bootstrap's p-value, used before, called 8.9% of exchangeable pairs different at n=15."""
-    rng = np.random.default_rng(n)
-    draws = 400
-    rejected = 0
-    for _ in range(draws):
-        difficulty = rng.beta(2, 3, n)
-        base, best = (np.clip(difficulty + rng.normal(0, 0.2, n), 0, 1) for _ in range(2))
-        rejected += stats.paired_test(base.tolist(), best.tolist(), resamples=999).p_value < 0.05
+    draws = 200
+    rejected = paired_level(n, draws, seed=n)
     assert binomtest(rejected, draws, 0.05, alternative="greater").pvalue > 0.01, rejected / draws
 
 

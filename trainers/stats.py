@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -25,7 +26,8 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000  # bootstrap resamples of an interval
 FLIPS = 9999  # random sign patterns of the sign-flip test (its p-value's Monte Carlo error at 0.05: 0.002)
 FLIP_BATCH = 1000  # sign patterns held in memory at once
-FEW_VALUES = 64  # differences with at most this many distinct values are resampled by counts
+ROWS_PER_VALUE = 8  # rows per distinct value above which resampling draws counts per value, not rows
+EXACT_ROWS = 16  # the sign-flip test enumerates every sign pattern up to this many rows (65,536)
 DIGITS = 12
 SEED = 0
 
@@ -133,8 +135,14 @@ def mcnemar(differences: np.ndarray) -> tuple[float, float]:
     return float(better), float(worse)
 
 
+def few(values: np.ndarray, data: np.ndarray) -> bool:
+    """Whether `data` takes few enough distinct `values` that drawing counts per value beats drawing per row."""
+    return values.size * ROWS_PER_VALUE <= data.size
+
+
+@lru_cache(maxsize=EXACT_ROWS + 1)
 def every_sign_pattern(n: int) -> np.ndarray:
-    """The 2**n patterns of n signs (+1/-1), one per row."""
+    """The 2**n patterns of n signs (+1/-1), one per row (made once per n; at most 8 MB)."""
     return ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2.0 - 1.0
 
 
@@ -142,17 +150,17 @@ def sign_flip(differences: Sequence[float], resamples: int = FLIPS) -> tuple[flo
     """One-sided p-values (mean difference above 0, below 0) of the paired sign-flip test.
 
     Under the null the two models are exchangeable on each example, so every difference is as
-    likely with either sign. Exact (every sign pattern) while 2**n <= `resamples`, else that
-    many random patterns with the observed one counted in, (k + 1) / (resamples + 1), which
-    keeps the level. Where the sizes |d| take few values the flips of each size are counted by
-    a binomial draw instead: the same distribution at a cost of the number of sizes, not n.
+    likely with either sign. Exact (every sign pattern) up to EXACT_ROWS rows, else `resamples`
+    random patterns with the observed one counted in, (k + 1) / (resamples + 1), which keeps
+    the level. Where the sizes |d| take few values the flips of each size are counted by a
+    binomial draw instead: the same distribution at a cost of the number of sizes, not n.
     Written out in numpy: scipy's permutation_test computes the same but took two minutes at
     n=5,000, where this takes about a second.
     """
     d = np.asarray(differences, dtype=float)
     observed = d.sum()
     tolerance = 1e-9 * max(1.0, float(np.abs(d).sum()))  # sums equal up to float rounding count as ties
-    if 2**d.size <= resamples:
+    if d.size <= EXACT_ROWS:
         sums = every_sign_pattern(d.size) @ d
         return float(np.mean(sums >= observed - tolerance)), float(np.mean(sums <= observed + tolerance))
     rng = np.random.default_rng(SEED)
@@ -160,7 +168,7 @@ def sign_flip(differences: Sequence[float], resamples: int = FLIPS) -> tuple[flo
     above = below = 0
     for start in range(0, resamples, FLIP_BATCH):
         batch = min(FLIP_BATCH, resamples - start)
-        if sizes.size <= FEW_VALUES:  # scores on a grid (0/1, JSON fields, short answers)
+        if few(sizes, d):  # scores on a grid (JSON fields, short answers)
             sums = (2.0 * rng.binomial(counts, 0.5, size=(batch, sizes.size)) - counts) @ sizes
         else:
             sums = flipped_sums(d, batch, rng)
@@ -187,7 +195,7 @@ def difference_interval(differences: np.ndarray) -> tuple[float, float]:
     if values.size == 1:
         return float(values[0]), float(values[0])
     rng = np.random.default_rng(SEED)
-    if values.size <= FEW_VALUES:
+    if few(values, differences):
         means = rng.multinomial(differences.size, counts / differences.size, size=RESAMPLES) @ values / differences.size
     else:
         means = differences[rng.integers(0, differences.size, size=(RESAMPLES, differences.size))].mean(axis=1)
