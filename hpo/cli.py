@@ -310,11 +310,13 @@ def cmd_judge(args: argparse.Namespace) -> int:
             raise InputError(["hpo judge RUN: --base, --candidate, --labels and --metric go with --test (remove them)"])
         if args.adapter is not None and args.model is not None:
             raise InputError(["hpo judge RUN: give --adapter DIR or --model PATH_OR_ID, not both"])
-        scores = judge.judge_model(args.run_dir, args.adapter, args.model, args.min_lift)
+        scores = judge.judge_model(args.run_dir, args.adapter, args.model, args.min_lift, args.answers_out)
     else:
-        if args.adapter is not None or args.model is not None or not (args.base and args.candidate):
+        if args.adapter is not None or args.model is not None or args.answers_out or not (args.base and args.candidate):
             raise InputError(
-                ["hpo judge --test: give --base ANSWERS and --candidate ANSWERS (no --adapter or --model)"]
+                [
+                    "hpo judge --test: give --base ANSWERS and --candidate ANSWERS (no --adapter, --model or --answers-out)"
+                ]
             )
         from trainers.recipe import Scoring
 
@@ -400,6 +402,9 @@ def parser() -> argparse.ArgumentParser:
     judging.add_argument("--metric", help="the scorer (default exact_match), as task.metric names it")
     judging.add_argument(
         "--min-lift", type=float, help="the smallest lift that matters (default: the run's task.min_lift, else 0)"
+    )
+    judging.add_argument(
+        "--answers-out", type=Path, help="with a run: write both models' answers to the test rows here, for --test"
     )
     judging.add_argument("--json", action="store_true", help="print the figures and the verdict as JSON")
     judging.set_defaults(run=cmd_judge)

@@ -14,12 +14,13 @@ The same check serves a sweep's best recipe (`evaluate_best`, writing best/test_
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hpo.rundir import RunDir, write_json
+from hpo.rundir import RunDir, write_json, write_text
 from hpo.verdict import Judging, judge, judging_of
 from trainers import stats
 from trainers.harness import run_benchmarks
@@ -146,9 +147,14 @@ def held_out_check(
     load_candidate: Callable[[Any], Any],
     judging: Judging,
     validation: tuple[dict[str, Any], dict[str, float]] | None = None,
+    answers_out: Path | None = None,
 ) -> dict[str, Any]:
     """Score the base model and a candidate (`load_candidate(base_model)`, which may wrap the base in
-    place) on the test split, the general probes and the benchmarks; compare and judge."""
+    place) on the test split, the general probes and the benchmarks; compare and judge.
+
+    With `answers_out`, each model's answers to the test rows go to `base.jsonl` and
+    `candidate.jsonl` there, one `{"completion": ...}` per row, in order: what `hpo judge --test`
+    reads, to judge them again (another scorer, another min_lift) without the models."""
     from trainers.models import load_base  # torch and transformers: only when a model is scored
 
     has_test = recipe.data.domain_test is not None
@@ -162,7 +168,15 @@ def held_out_check(
         recipe.domain_metric, candidate, base, best, probes.domain if has_test else None, labels, probes.scorer
     )
     scores["verdict"] = judge(scores, recipe.domain_metric, judging, validation).to_dict()
+    if answers_out is not None and has_test and answers:
+        write_answers(answers_out, {"base": base[2]["predictions"], "candidate": best[2]["predictions"]})
     return scores
+
+
+def write_answers(folder: Path, answers: dict[str, list[str]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, texts in answers.items():
+        write_text(folder / f"{name}.jsonl", "".join(json.dumps({"completion": t}) + "\n" for t in texts))
 
 
 def tuned_model(folder: Path, base_model):

@@ -3,6 +3,7 @@
     hpo judge RUN --adapter DIR        a LoRA adapter on the run's base model
     hpo judge RUN --model PATH_OR_ID   a whole model (same tokenizer as the base)
     hpo judge RUN                      the run's own best recipe, judged again
+    ... --answers-out DIR              also writes both models' answers (base.jsonl, candidate.jsonl)
     hpo judge --test FILE --base ANSWERS --candidate ANSWERS [--labels ...] [--metric NAME]
 
 With a run, base and candidate are scored on the run's test split, general probes and
@@ -90,8 +91,11 @@ def candidate_of(run_dir: Path, adapter: Path | None, model: str | None) -> tupl
     return (f"the adapter {folder}" if adapter is not None else "the best recipe"), folder
 
 
-def judge_model(run_dir: Path, adapter: Path | None, model: str | None, min_lift: float | None) -> dict[str, Any]:
-    """Score the run's base and the candidate on the run's held-out check; the scores with their verdict."""
+def judge_model(
+    run_dir: Path, adapter: Path | None, model: str | None, min_lift: float | None, answers_out: Path | None = None
+) -> dict[str, Any]:
+    """Score the run's base and the candidate on the run's held-out check; the scores with their verdict
+    (and, with `answers_out`, both models' answers to the test rows written there)."""
     from hpo.evaluate import held_out_check, tuned_model
 
     recipe, judging = run_recipe(run_dir)
@@ -106,7 +110,7 @@ def judge_model(run_dir: Path, adapter: Path | None, model: str | None, min_lift
             return load_base(model)[0]
         return tuned_model(Path(source), base_model)
 
-    return held_out_check(recipe, name, load_candidate, judging)
+    return held_out_check(recipe, name, load_candidate, judging, answers_out=answers_out)
 
 
 # --- answers made elsewhere -------------------------------------------------------------------------------

@@ -168,6 +168,9 @@ def rft_reward(reward: dict) -> Callable[[Path], None]:
 
 LR = "parameters.learning_rate"
 
+JUDGE_ANSWERS = ("hpo", "judge", "--test", "data/domain_test.jsonl", "--base", "base.txt", "--candidate", "answers.txt")
+TWO_ANSWER_FILES = together(write_text("base.txt", "animal\n" * 20), write_text("answers.txt", "animal\n" * 20))
+
 ROWS: dict[str, Row] = {
     # the sweep file
     "sweep file missing": Row(
@@ -618,7 +621,7 @@ ROWS: dict[str, Row] = {
     ),
     "judge of too few answers": Row(
         together(write_text("base.txt", "animal\n" * 20), write_text("answers.txt", "animal\n" * 19)),
-        ("hpo", "judge", "--test", "data/domain_test.jsonl", "--base", "base.txt", "--candidate", "answers.txt"),
+        JUDGE_ANSWERS,
         (Problem("answers.txt", "--candidate", "19 answers for 20 test rows"),),
     ),
     "judge of answers in broken JSON lines": Row(
@@ -627,36 +630,13 @@ ROWS: dict[str, Row] = {
         (Problem("answers.jsonl", "--candidate", 'line 2: must be a JSON string or {"completion": "..."}'),),
     ),
     "judge of answers with an unknown scorer": Row(
-        together(write_text("base.txt", "animal\n" * 20), write_text("answers.txt", "animal\n" * 20)),
-        (
-            "hpo",
-            "judge",
-            "--test",
-            "data/domain_test.jsonl",
-            "--base",
-            "base.txt",
-            "--candidate",
-            "answers.txt",
-            "--metric",
-            "exact_matsh",
-        ),
+        TWO_ANSWER_FILES,
+        (*JUDGE_ANSWERS, "--metric", "exact_matsh"),
         (Problem("--metric", "", "unknown scorer 'exact_matsh' (did you mean 'exact_match'?"),),
     ),
     "judge of answers to references outside the labels": Row(
-        together(write_text("base.txt", "animal\n" * 20), write_text("answers.txt", "animal\n" * 20)),
-        (
-            "hpo",
-            "judge",
-            "--test",
-            "data/domain_test.jsonl",
-            "--base",
-            "base.txt",
-            "--candidate",
-            "answers.txt",
-            "--labels",
-            "animal",
-            "plant",
-        ),
+        TWO_ANSWER_FILES,
+        (*JUDGE_ANSWERS, "--labels", "animal", "plant"),
         (Problem("domain_test.jsonl", "--test", "is not in the label set (animal, plant)"),),
     ),
     "sweep --require-learned of a pipeline": Row(

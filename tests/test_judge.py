@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hpo.cli import main
 
@@ -55,13 +56,15 @@ def test_a_lift_below_min_lift_exits_1(tmp_path, tiny_source, capsys):
     assert verdict["status"] == "below_min_lift" and verdict["min_lift"] == 0.9
 
 
-def test_an_adapter_is_judged_by_the_runs_own_held_out_check(tiny_run, capsys):
-    """The best adapter, judged as any adapter, gives the figures and the verdict the sweep wrote."""
-    code = main(["judge", str(tiny_run), "--adapter", str(tiny_run / "best" / "adapter"), "--json"])
+def test_an_adapter_is_judged_by_the_runs_own_held_out_check(tiny_run, tmp_path, capsys):
+    """The best adapter, judged as any adapter, gives the figures and the verdict the sweep wrote; its
+    answers, written out and judged as answers, give the same domain figures and task verdict."""
+    adapter = tiny_run / "best" / "adapter"
+    code = main(["judge", str(tiny_run), "--adapter", str(adapter), "--answers-out", str(tmp_path), "--json"])
     scores = json.loads(capsys.readouterr().out)
     written = json.loads((tiny_run / "best" / "test_scores.json").read_text())
     assert code == (0 if scores["verdict"]["passed"] else 1)
-    assert scores["candidate"] == f"the adapter {tiny_run / 'best' / 'adapter'}"
+    assert scores["candidate"] == f"the adapter {adapter}"
     for model in ("base", "best"):
         for name in ("domain_exact_match", "general_perplexity", "benchmark_tiny_choice"):
             assert scores[model][name] == pytest.approx(written[model][name]), (model, name)
@@ -70,3 +73,11 @@ def test_an_adapter_is_judged_by_the_runs_own_held_out_check(tiny_run, capsys):
     assert scores["chance"]["paired"] == pytest.approx(written["chance"]["paired"])
     assert scores["verdict"]["status"] == written["verdict"]["status"]
     assert scores["verdict"]["general"] == written["verdict"]["general"]
+
+    test = yaml.safe_load((tiny_run / "spec.yaml").read_text())["config"]["recipe"]["data"]["domain_test"]
+    answers = ["--base", str(tmp_path / "base.jsonl"), "--candidate", str(tmp_path / "candidate.jsonl")]
+    main(["judge", "--test", test, *answers, "--labels", "animal", "plant", "tool", "--json"])
+    again = json.loads(capsys.readouterr().out)
+    assert again["paired"]["domain"] == pytest.approx(scores["paired"]["domain"])
+    assert again["chance"]["paired"] == pytest.approx(scores["chance"]["paired"])
+    assert again["verdict"]["status"] == scores["verdict"]["status"] and again["verdict"]["general"] == "unmeasured"
