@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import torch  # noqa: E402
 
 from trainers.distributed import barrier, is_main, join, world_size  # noqa: E402
-from trainers.recipe import DataPaths, Hyperparameters, Probes, Recipe, Training  # noqa: E402
+from trainers.recipe import DataPaths, MixedHyperparameters, Probes, Recipe, Training  # noqa: E402
 
 # GPUs' dense bf16 peak, TFLOP/s (vendor figures, no sparsity), by a part of the device name.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 70.0}
@@ -158,7 +158,7 @@ def recipe_for(method: str, model: Path, data: DataPaths, size: Size) -> Recipe:
         model=str(model),
         data=data,
         labels=("animal", "plant", "tool"),
-        hyperparameters=Hyperparameters(learning_rate=LEARNING_RATES[method], lora_rank=16, lora_alpha=32),
+        hyperparameters=MixedHyperparameters(learning_rate=LEARNING_RATES[method], lora_rank=16, lora_alpha=32),
         training=training,
         probes=Probes(domain_examples=size.probe_examples, general_passages=16, max_new_tokens=size.new_tokens),
     )

@@ -31,7 +31,7 @@ from hpo.rundir import RunDir
 from trainers.data import read_jsonl
 from trainers.models import load_base
 from trainers.probes import passage_nll
-from trainers.recipe import load_recipe
+from trainers.stages import load_recipe
 
 SIZES = (10, 20, 30, 40, 60)
 DRAWS = 200

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.rundir import RunDir, Status, row_params
-from trainers.recipe import recipe_from_dict
-from trainers.stages import STAGES, DomainMetric, Stage
+from trainers.stages import STAGES, DomainMetric, Stage, domain_metric, recipe_from_dict
 
 COMPONENTS = ("objective", "domain_lift", "general_regression", "general_change")
 
@@ -53,7 +52,7 @@ class RunRecord:
 
     @property
     def domain(self) -> DomainMetric:
-        return recipe_from_dict(self.spec["config"]["recipe"]).domain_metric
+        return domain_metric(recipe_from_dict(self.spec["config"]["recipe"]))
 
     @property
     def domain_metric(self) -> str:

@@ -20,7 +20,7 @@ from trainers.model_store import resolve_model
 from trainers.models import load_base
 from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe
-from trainers.scorers import BUILTIN_SCORERS, chance_scores
+from trainers.scorers import source_digest
 from trainers.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ def baseline_key(recipe: Recipe) -> str:
             digest.update(file.read_bytes())
     settings = [dataclasses.asdict(recipe.probes), recipe.training.max_seq_len, list(recipe.labels), recipe.stage]
     settings += [recipe.metric.scorer, recipe.metric.pattern, [c.name for c in recipe.general.corpora]]
+    if source := source_digest(recipe.metric):  # a user's scorer: a cached baseline is for this version of it
+        settings.append(source)
     if recipe.system_prompt is not None:
         settings.append({"system_prompt": recipe.system_prompt})
     digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -57,17 +59,14 @@ def baseline_key(recipe: Recipe) -> str:
 
 
 def cacheable(recipe: Recipe) -> bool:
-    """Whether the baseline depends only on the model, files and settings: not on a reward or a user's
-    scorer (code or a service, whose behaviour the cache cannot see)."""
-    user_scorer = STAGES[recipe.stage].scores_answers and recipe.metric.scorer not in BUILTIN_SCORERS
-    return STAGES[recipe.stage].baseline_cacheable and not user_scorer
+    """Whether the baseline depends only on the model, files and settings: not on a reward, nor on a scorer
+    that does not declare itself deterministic (code or a service, whose behaviour the cache cannot see)."""
+    return STAGES[recipe.stage].baseline_cacheable(recipe)
 
 
 def chance(recipe: Recipe, probes: ProbeSet) -> dict:
     """For a label task: what guessing scores on the eval split (trainers.scorers.chance_scores)."""
-    if not (STAGES[recipe.stage].scores_answers and recipe.labels):
-        return {}
-    return chance_scores(probes.scorer, probes.domain, recipe.labels)
+    return STAGES[recipe.stage].chance(recipe, probes)
 
 
 def measure_baseline(recipe: Recipe) -> dict:
@@ -82,7 +81,7 @@ def measure_baseline(recipe: Recipe) -> dict:
         log.info("baseline: reused %s", cached)
     else:
         model, tokenizer = load_base(recipe.model, recipe.start_adapters)
-        probes = load_probes(recipe)
+        probes = load_probes(recipe, STAGES[recipe.stage].domain_probe)
         metrics, predictions = run_probes(model, tokenizer, probes)
         baseline = {"metrics": metrics, "predictions": predictions, "model": recipe.model}
         if guess := chance(recipe, probes):

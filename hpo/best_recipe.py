@@ -23,7 +23,8 @@ from hpo.tool_configs import write_exports
 from trainers.checkpoints import copy_weights
 from trainers.data import read_jsonl
 from trainers.flags import Flag
-from trainers.recipe import Recipe, recipe_from_dict, save_recipe
+from trainers.recipe import Recipe, save_recipe
+from trainers.stages import recipe_from_dict
 
 
 class NoPassingTrial(Exception):

@@ -30,6 +30,7 @@ from hpo.interrupt import Interrupted, StopSignals, exit_code
 from hpo.reader import load_yaml
 from hpo.rundir import RunDir, Status, SweepState
 from trainers.model_store import ModelError
+from trainers.stages import domain_metric
 
 if TYPE_CHECKING:
     from ray.tune import Callback
@@ -165,7 +166,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def live_view(config: SweepConfig) -> Callback:
     from hpo.live import LiveView
 
-    return LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=config.recipe.domain_metric.name)
+    return LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=domain_metric(config.recipe).name)
 
 
 def refuse_ray_client() -> None:

@@ -3,7 +3,7 @@
 Relative paths in a sweep file are relative to the file itself. `search_space` names a
 file, or a built-in space in search_spaces/ by its stem (e.g. `sft_lora`); without it,
 the stage's built-in space. What the data files must hold, and what `task` says, is the
-stage's (trainers.stages): its row fields, whether it mixes in general rows, whether it
+stage's (trainers.stage.Stage): its row fields, whether it mixes in general rows, whether it
 needs labels or a reward, and the metric it is judged by.
 
 `training.epochs` (`auto` or a number) sizes the schedule from the data
@@ -38,27 +38,30 @@ from trainers.recipe import (
     TRAINING_PARAMETERS,
     DataPaths,
     General,
-    Hyperparameters,
     Probes,
     Recipe,
     Training,
+    integer_names,
 )
-from trainers.stages import METHODS, SFT, STAGES, Stage, users_of
+from trainers.stages import DEFAULT_STAGE, METHODS, STAGES, Stage, users_of
 
 BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 WANDB_MODES = ("offline", "online", "disabled")
-DEFAULT_MAX_KL = 0.5  # nats per token to the reference: far past this the policy has left the start behind
-DEFAULT_MIN_LENGTH_RATIO = 0.5  # reward up while length halves between rungs: reward hacking
 MAX_WORKERS = 64  # processes of one trial, all on one node
+# The rung limits a stage may add to the objective (Stage.rung_limits gives their defaults): their bounds.
+RUNG_LIMITS: dict[str, dict[str, Any]] = {
+    "max_kl": {"low": 0.0, "low_open": True},
+    "min_length_ratio": {"low": 0.0, "high": 1.0},
+}
 
 
 @dataclass(frozen=True)
 class Objective:
     """`domain_lift - general_weight * general_regression`, failing past the limits.
 
-    `max_kl` and `min_length_ratio` are RFT's: a rung over the KL limit, or whose training
-    reward rises while the completion length falls below `min_length_ratio` of the previous
-    rung's, fails and stops its trial (None turns either off).
+    `max_kl` and `min_length_ratio` are rung limits a stage may add (`Stage.rung_limits`; RFT's):
+    a rung over the KL limit, or whose training reward rises while the completion length falls
+    below `min_length_ratio` of the previous rung's, fails and stops its trial (None: off).
     """
 
     general_weight: float = 1.0
@@ -234,8 +237,9 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     top = Reader(document, problems)
     base = path.parent
     name = top.text("name", path.stem)
-    stage = STAGES.get(top.text("stage", SFT.name, choices=tuple(STAGES)), SFT)  # a bad stage is reported;
-    method = top.text("method", "lora", choices=METHODS)  # the rest is checked as sft
+    # a bad stage is reported; the rest is checked as the default stage's
+    stage = STAGES.get(top.text("stage", DEFAULT_STAGE.name, choices=tuple(STAGES)), DEFAULT_STAGE)
+    method = top.text("method", "lora", choices=METHODS)
     if method in METHODS and method not in stage.methods:
         problems.add("method", f"stage {stage.name} supports {', '.join(stage.methods)}, got '{method}'")
     model = _model(top, base)
@@ -246,7 +250,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     space = _space(top, base, stage, method, problems)
     training, epochs = _training(top.section("training"), base)
     resources = _resources(top.section("resources"))
-    _check_training(problems, stage, method, training, resources, space)
+    _check_training(problems, method, training, resources, space)
     scheduler, plan = _scheduler(
         top.section("scheduler", required=True), training, epochs, stage, data, space, resources.workers
     )
@@ -258,13 +262,15 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
     )
     probes = _probes(top.section("probes"))
     seed = top.number("seed", 0, low=0, integer=True)
-    _check_generations(problems, stage, training, space)
+    for key, line in stage.sweep_problems(training, lambda name: sweep_values(name, training, space, stage)):
+        problems.add(key, line)
     recipe = Recipe(
         stage.name,
         method,
         model,
         data,
         task.labels,
+        hyperparameters=stage.hyperparameters(),
         training=training,
         probes=probes,
         seed=seed,
@@ -323,10 +329,12 @@ def _start_adapters(top: Reader, base: Path) -> tuple[str, ...]:
 def _data(top: Reader, base: Path, stage: Stage, task: Task, problems: Problems) -> DataPaths:
     """The data paths, every file's rows checked: fields, labels, and references the task's scorer can score."""
     section = top.section("data", required=True)
+    mixing = GeneralMix(section, base, stage)
+    stage.read_data(mixing)
     paths = {
         "domain_train": section.path("domain_train", base),
         "domain_eval": section.path("domain_eval", base),
-        "general_mix": section.path("general_mix", base, required=stage.general_mix),
+        "general_mix": mixing.path,
         "general_probe": section.path("general_probe", base),
         "instruction_probe": section.path("instruction_probe", base, required=False),
         "domain_test": section.path("domain_test", base, required=False),
@@ -339,20 +347,17 @@ def _data(top: Reader, base: Path, stage: Stage, task: Task, problems: Problems)
             "(e.g. general: {benchmarks: [{task: mmlu_demo, include: lm_eval_tasks/mmlu_demo.yaml}]}; see docs/sweep-file.md)",
         )
     section.finish()
-    if not stage.general_mix and paths["general_mix"] is not None:
-        problems.add(
-            "data.general_mix",
-            f"stage {stage.name} trains on prompts alone and mixes in no general rows (remove it; "
-            f"in a pipeline set `{stage.name}: {{data: {{general_mix: null}}}}`)",
-        )
-    fields = {"general_probe": TEXT_FIELDS, "general_mix": stage.row_fields, "instruction_probe": PROMPT_FIELDS}
-    scoring = task.metric if stage.scores_answers else task.reward
+    fields = {"general_probe": TEXT_FIELDS, "instruction_probe": PROMPT_FIELDS}
+    scoring = stage.reference_scoring(task.metric, task.reward)
     clean = {}  # domain files whose rows are sound: compared with each other
     for key, file in paths.items():
         if file is None or not file.is_file():
             continue
         domain = key.startswith("domain")
-        found = check_rows(file, f"data.{key}", stage.row_fields if domain else fields[key], task.labels if domain else ())
+        if key in fields:
+            found = check_rows(file, f"data.{key}", fields[key])
+        else:  # the rows the stage trains on (general_mix: mixed in with them)
+            found = stage.row_problems(file, f"data.{key}", task.labels if domain else ())
         problems.extend(found)
         if domain and not found and scoring is not None:
             problems.extend(reference_lines(file, f"data.{key}", scoring))
@@ -364,8 +369,30 @@ def _data(top: Reader, base: Path, stage: Stage, task: Task, problems: Problems)
     return DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
 
 
+class GeneralMix:
+    """`data.general_mix` as the stage asks for it (trainers.stage.DataFields): required, or refused."""
+
+    def __init__(self, section: Reader, base: Path, stage: Stage) -> None:
+        self.section, self.base, self.stage = section, base, stage
+        self.path: Path | None = None
+
+    def general_mix(self) -> None:
+        self.path = self.section.path("general_mix", self.base)
+
+    def no_general_mix(self, reason: str) -> None:
+        self.path = self.section.path("general_mix", self.base, required=False)
+        if self.path is not None:
+            name = self.stage.name
+            self.section.problems.add(
+                "data.general_mix",
+                f"stage {name} {reason} and mixes in no general rows (remove it; "
+                f"in a pipeline set `{name}: {{data: {{general_mix: null}}}}`)",
+            )
+            self.path = None
+
+
 def _space(top: Reader, base: Path, stage: Stage, method: str, problems: Problems) -> SearchSpace:
-    default = stage.spaces.get(method)
+    default = stage.builtin_space(method)
     if default is None and not top.has("search_space"):
         builtin = ", ".join(sorted(p.stem for p in BUILTIN_SPACES.glob("*.yaml")))
         problems.add(
@@ -447,7 +474,7 @@ def _plan(
         return None
     first = {k: v for k, v in space.defaults().items() if v is not None}  # the first trial's values
     tuned = {k: v for k, v in first.items() if k in TRAINING_PARAMETERS}
-    defaults = dataclasses.replace(Hyperparameters(), **{k: v for k, v in first.items() if k not in tuned})
+    defaults = stage.hyperparameters(**{k: v for k, v in first.items() if k not in tuned})
     first_training = dataclasses.replace(training, **tuned)
     try:
         batch = first_training.rows_per_step(workers)
@@ -509,27 +536,6 @@ def _callbacks(section: Reader, import_root: str) -> tuple[str, ...]:
     return specs
 
 
-def _check_generations(problems: Problems, stage: Stage, training: Training, space: SearchSpace) -> None:
-    """GRPO splits each batch into groups of num_generations answers: every value must divide it."""
-    if not stage.grouped_generations:
-        return
-    batch = training.rows_per_step()
-    parameter = next((p for p in space.parameters if p.name == "num_generations"), None)
-    if parameter is None:
-        values: tuple = (Hyperparameters.num_generations,)
-    elif parameter.type == "choice":
-        values = parameter.values
-    else:
-        values = tuple(range(int(parameter.low or 2), int(parameter.high or 2) + 1, parameter.step or 1))
-    bad = [v for v in values if isinstance(v, int) and v > 0 and batch % v]
-    if bad:
-        problems.add(
-            "training.batch_size",
-            f"batch_size x grad_accum ({batch}) must be divisible by every num_generations, "
-            f"got {', '.join(map(str, bad))} (change the batch or the space's num_generations values)",
-        )
-
-
 def _probes(section: Reader) -> Probes:
     probes = Probes(
         domain_examples=section.number("domain_examples", Probes.domain_examples, low=1, integer=True),
@@ -542,19 +548,16 @@ def _probes(section: Reader) -> Probes:
 
 
 def _objective(section: Reader, stage: Stage) -> Objective:
-    rft = stage.rung_guardrails
-    guarded = ", ".join(s.name for s in STAGES.values() if s.rung_guardrails)
-    for key in ("max_kl", "min_length_ratio"):
-        if not rft and section.has(key):
+    limits = stage.rung_limits()  # e.g. RFT's max_kl and min_length_ratio, with their defaults
+    for key in RUNG_LIMITS:
+        if key not in limits and section.has(key):
             section.used.add(key)
-            section.problems.add(section.key(key), f"only stage {guarded} uses it (remove it; this sweep is {stage.name})")
+            users = ", ".join(s.name for s in STAGES.values() if key in s.rung_limits())
+            section.problems.add(section.key(key), f"only stage {users} uses it (remove it; this sweep is {stage.name})")
     objective = Objective(
         general_weight=section.number("general_weight", Objective.general_weight, low=0.0),
         max_general_regression=section.number("max_general_regression", Objective.max_general_regression, low=0.0),
-        max_kl=section.number("max_kl", DEFAULT_MAX_KL, low=0.0, low_open=True) if rft else None,
-        min_length_ratio=section.number("min_length_ratio", DEFAULT_MIN_LENGTH_RATIO, low=0.0, high=1.0)
-        if rft
-        else None,
+        **{key: section.number(key, limits[key], **RUNG_LIMITS[key]) for key in RUNG_LIMITS if key in limits},
     )
     section.finish()
     return objective
@@ -651,15 +654,25 @@ def tuned_values(name: str, training: Training, space: SearchSpace) -> tuple[Any
     return tuple(v for v in (parameter.low, parameter.high) if v is not None)
 
 
-def _check_training(
-    problems: Problems, stage: Stage, method: str, training: Training, resources: Resources, space: SearchSpace
-) -> None:
-    """The memory savers and the batch against the stage, the method and the trials' resources."""
+def sweep_values(name: str, training: Training, space: SearchSpace, stage: Stage) -> tuple[Any, ...]:
+    """Every value a training setting or hyperparameter takes over the sweep: its space parameter's choices,
+    every whole number of an integer range, the ends of a float range; else the sweep file's or the default."""
+    parameter = next((p for p in space.parameters if p.name == name), None)
+    if parameter is None:
+        given = training if name in TRAINING_PARAMETERS else stage.hyperparameters()
+        return (getattr(given, name, None),)
+    if parameter.type == "choice":
+        return parameter.values
+    if name in integer_names(stage.hyperparameters) and parameter.low is not None and parameter.high is not None:
+        return tuple(range(int(parameter.low), int(parameter.high) + 1, parameter.step or 1))
+    return tuple(v for v in (parameter.low, parameter.high) if v is not None)
+
+
+def _check_training(problems: Problems, method: str, training: Training, resources: Resources, space: SearchSpace) -> None:
+    """The memory savers and the batch against the method and the trials' resources."""
     if True in tuned_values("load_in_4bit", training, space):
         for line in four_bit_problems(method, resources):
             problems.add("training.load_in_4bit", line)
-    if True in tuned_values("packing", training, space) and not stage.packs:
-        problems.add("training.packing", f"stage {stage.name} samples completions to prompts: nothing to pack (remove it)")
     for batch in tuned_values("effective_batch", training, space):
         if batch is not None and batch % resources.workers:
             problems.add(

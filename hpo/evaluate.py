@@ -25,9 +25,8 @@ from hpo.verdict import Judging, judge, judging_of
 from trainers import stats
 from trainers.harness import run_benchmarks
 from trainers.probes import ProbeSet, domain_probe, load_probes, passage_nll, response_nlls
-from trainers.recipe import Recipe, corpus_metric, load_recipe
-from trainers.scorers import Scorer, chance_scores
-from trainers.stages import STAGES, DomainMetric
+from trainers.recipe import Recipe, corpus_metric
+from trainers.stages import STAGES, DomainMetric, domain_metric, load_recipe
 from trainers.stats import paired_test
 
 UNPARSED = "(unparsed)"
@@ -94,19 +93,17 @@ def compare(
     base: Scored,
     best: Scored,
     rows: Sequence[dict[str, Any]] | None,
+    chance: dict[str, Any] | None = None,
     labels: Sequence[str] = (),
-    scorer: Scorer | None = None,
 ) -> dict[str, Any]:
     """The held-out figures of base and candidate (best/test_scores.json without its verdict).
 
-    `rows` are the test split's (None: no test split, only the general figures compare); with
-    `labels` and the `scorer`, the candidate is also compared with the majority class and its
-    confusion matrix is counted.
+    `rows` are the test split's (None: no test split, only the general figures compare); a label
+    task's `chance` (trainers.scorers.chance_scores on those rows) also compares the candidate with
+    the majority class, and its `labels` count the candidate's confusion matrix.
     """
-    label_task = rows is not None and bool(labels) and scorer is not None
-    chance = chance_scores(scorer, rows, labels) if label_task else None
-    scores = compare_scores(metric, candidate, base, best, len(rows) if rows is not None else None, chance)
-    if label_task:
+    scores = compare_scores(metric, candidate, base, best, len(rows) if rows is not None else None, chance or None)
+    if chance and labels:
         predictions = best[2]
         scores["confusion"] = confusion(predictions["expected"], predictions["predictions"], labels)
     return scores
@@ -157,18 +154,17 @@ def held_out_check(
     reads, to judge them again (another scorer, another min_lift) without the models."""
     from trainers.models import load_base  # torch and transformers: only when a model is scored
 
+    stage = STAGES[recipe.stage]
     has_test = recipe.data.domain_test is not None
-    probes = load_probes(recipe, domain_split="test" if has_test else "eval")
+    probes = load_probes(recipe, stage.domain_probe, "test" if has_test else "eval")
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)
     base = score_model(model, tokenizer, recipe, probes, domain=has_test)
     best = score_model(load_candidate(model), tokenizer, recipe, probes, domain=has_test)
-    answers = STAGES[recipe.stage].scores_answers
-    labels = recipe.labels if answers else ()
-    scores = compare(
-        recipe.domain_metric, candidate, base, best, probes.domain if has_test else None, labels, probes.scorer
-    )
-    scores["verdict"] = judge(scores, recipe.domain_metric, judging, validation).to_dict()
-    if answers_out is not None and has_test and answers:
+    chance = stage.chance(recipe, probes) if has_test else {}
+    metric = domain_metric(recipe)
+    scores = compare(metric, candidate, base, best, probes.domain if has_test else None, chance, recipe.labels)
+    scores["verdict"] = judge(scores, metric, judging, validation).to_dict()
+    if answers_out is not None and has_test and "predictions" in base[2]:
         write_answers(answers_out, {"base": base[2]["predictions"], "candidate": best[2]["predictions"]})
     return scores
 

@@ -4,9 +4,6 @@
   set below SMALL_SET examples is duplicated (up to MAX_DUPLICATION copies) so that it
   gets more effective passes; warmup is a ratio of the schedule, so it always ends,
   and the learning rate always peaks, inside it.
-- The RFT gate: RFT learns from the spread of rewards within a group of sampled
-  answers; a base that almost never earns a positive reward has nothing to reinforce
-  (run SFT first), one that almost always does has little left to gain.
 - Reward blow-up: a rung whose training reward rises while the completions collapse in
   length looks like reward hacking, and the trial is stopped.
 - Service-compatible ranges: values outside the managed service's limits are flagged,
@@ -27,8 +24,6 @@ DEFAULT_EPOCHS = 2
 SMALL_SET = 1_000  # fewer examples than this are duplicated
 LARGE_SET = 5_000  # more examples than this train for one epoch
 MAX_DUPLICATION = 4  # beyond a few copies a small set is memorized rather than learnt
-MIN_POSITIVE_RATE = 0.05  # RFT refused below this base positive-reward rate
-DIMINISHING_RATE = 0.95  # and warned about above this one
 # The managed service's limits (Bedrock / Nova customization): (low, high) per value.
 SERVICE_LIMITS: dict[str, tuple[float, float]] = {
     "epochs": (1, 5),
@@ -74,26 +69,6 @@ def training_plan(
 def warmup_steps(warmup_ratio: float, max_steps: int) -> int:
     """Warmup steps for a ratio of the schedule, computed as the trainers do (rounded up)."""
     return math.ceil(warmup_ratio * max_steps)
-
-
-def rft_gate(positive_rate: float, prompts: int, allow_low: bool) -> tuple[str, str]:
-    """(refusal, warning) for RFT from the base model's positive-reward rate; either may be empty."""
-    rate = f"{positive_rate:.3f} on {prompts} held-out prompts"
-    if positive_rate < MIN_POSITIVE_RATE:
-        if allow_low:
-            return "", f"the base model's positive-reward rate is {rate} (< {MIN_POSITIVE_RATE:g}); RFT runs anyway"
-        return (
-            f"the base model's positive-reward rate must be >= {MIN_POSITIVE_RATE:g} for RFT, got {rate}: "
-            "with almost no positive rewards there is nothing to reinforce; run SFT first "
-            "(e.g. stages: [sft, rft]), or pass --allow-low-reward to run it anyway",
-            "",
-        )
-    if positive_rate > DIMINISHING_RATE:
-        return "", (
-            f"the base model's positive-reward rate is already {rate} (> {DIMINISHING_RATE:g}): "
-            "diminishing returns, RFT has little left to gain on these prompts (a harder set or a stricter reward would)"
-        )
-    return "", ""
 
 
 def reward_blowup(

@@ -31,9 +31,9 @@ from hpo.task import check_scorer_name
 from hpo.verdict import Judging, judge, judging_of
 from trainers.data import check_rows, read_jsonl
 from trainers.probes import ProbeSet, scored_answers
-from trainers.recipe import Recipe, Scoring, recipe_from_dict
-from trainers.scorers import make_scorer, reference_problems
-from trainers.stages import SFT
+from trainers.recipe import Recipe, Scoring
+from trainers.scorers import chance_scores, make_scorer, reference_problems
+from trainers.stages import SFT, recipe_from_dict, stage_of
 
 EXIT_PASSED, EXIT_NOT_PASSED = 0, 1
 JSON_ANSWERS = (".jsonl", ".json")
@@ -43,6 +43,13 @@ JUDGED_FILES = ("domain_test", "general_probe", "instruction_probe")  # the run'
 # --- a model against a run's base ------------------------------------------------------------------------
 
 
+def judged_recipe(plain: dict[str, Any]) -> dict[str, Any]:
+    """A run's recipe as judging reads it: the hyperparameters its stage knows (a run written when every
+    stage shared one set holds the others' too; judging uses none of them, only data, model and scoring)."""
+    known = {f.name for f in dataclasses.fields(stage_of(plain["stage"]).hyperparameters)}
+    return {**plain, "hyperparameters": {k: v for k, v in plain.get("hyperparameters", {}).items() if k in known}}
+
+
 def run_recipe(run_dir: Path) -> tuple[Recipe, Judging]:
     """The run's base recipe and judging settings, from its spec.yaml; InputError without a test split."""
     run = RunDir(run_dir)
@@ -50,8 +57,8 @@ def run_recipe(run_dir: Path) -> tuple[Recipe, Judging]:
     spec = run.read_spec()
     try:
         config = spec["config"]
-        recipe = recipe_from_dict(config["recipe"])
-    except (KeyError, TypeError, AttributeError) as err:
+        recipe = recipe_from_dict(judged_recipe(config["recipe"]))
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise InputError(
             [
                 f"{run.spec}: config: not a sweep's spec ({err!r} unreadable); give a run directory written by `hpo sweep`"
@@ -190,7 +197,8 @@ def judge_answers(task: AnswerTask, base_file: Path, candidate_file: Path, min_l
     )
     scored = [answers_scored(probes, answers) for answers in (base_answers, candidate_answers)]
     metric = SFT.domain_metric(task.metric)
-    scores = compare(metric, f"the answers in {candidate_file}", scored[0], scored[1], rows, task.labels, scorer)
+    chance = chance_scores(scorer, rows, task.labels) if task.labels else None
+    scores = compare(metric, f"the answers in {candidate_file}", scored[0], scored[1], rows, chance, task.labels)
     scores["verdict"] = judge(scores, metric, Judging(min_lift)).to_dict()
     return scores
 

@@ -7,16 +7,9 @@ from typing import Any
 
 from hpo.verdict import p_text
 
-# Figures worth a printed line: the domain metrics, the RFT reward probe, the general probes, the benchmarks.
-SHOWN_PREFIXES = (
-    "domain_",
-    "reward_mean",
-    "positive_reward_rate",
-    "response_length",
-    "general_perplexity",
-    "instruction_nll",
-    "benchmark_",
-)
+# Figures worth a printed line: every probe figure (each comes with its interval: the stage's domain probe, the
+# general probes, the benchmarks), and the domain's chance figures.
+SHOWN_PREFIXES = ("domain_",)
 INTERVAL_SUFFIXES = ("_low", "_high", "_n")
 NOT_FIGURES = ("domain_lift",)  # an objective component, shown with the objective
 
@@ -32,7 +25,9 @@ def format_metrics(title: str, metrics: Mapping[str, Any]) -> str:
     names = [
         k
         for k, v in metrics.items()
-        if k.startswith(SHOWN_PREFIXES) and not k.endswith(INTERVAL_SUFFIXES) and k not in NOT_FIGURES
+        if (k.startswith(SHOWN_PREFIXES) or f"{k}_low" in metrics)
+        and not k.endswith(INTERVAL_SUFFIXES)
+        and k not in NOT_FIGURES
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     ]
     shown = (["objective"] if metrics.get("objective") is not None else []) + names

@@ -17,8 +17,8 @@ stage ended; a `method: full` stage hands on its whole model (`recipe.model`).
     RUN/stages/<stage>/   each stage's complete run directory (spec, baseline, trials, best/)
     RUN/chain.yaml        which recipe fed which, and the final recipe
 
-The same module runs a single sweep's gate: `check_start` refuses a stage that reads a gate
-metric (RFT: the positive-reward rate) on a base where it is too low (hpo.guardrails.rft_gate),
+The same module runs a single sweep's gate: `check_start` refuses a stage whose gate
+(`Stage.start_gate`; RFT's: the positive-reward rate) the starting model does not pass,
 before any run directory exists.
 """
 
@@ -37,7 +37,6 @@ from hpo.config import SweepConfig, overlay, sweep_from_document
 from hpo.errors import InputError, Problems
 from hpo.guardrails import (
     SERVICE_LIMITS,
-    rft_gate,
     service_flags,
     service_values,
     warmup_before_first_rung,
@@ -48,7 +47,7 @@ from hpo.reader import load_yaml
 from hpo.rundir import RunDir, new_run_dir, write_yaml
 from hpo.scheduler import asha_rungs
 from trainers.data import read_jsonl
-from trainers.stages import STAGES
+from trainers.stages import STAGES, domain_metric
 
 Say = Callable[[str], object]
 LiveFactory = Callable[[SweepConfig], Callback | None]
@@ -154,13 +153,11 @@ def service_range_flags(config: SweepConfig) -> list[str]:
 
 def check_start(config: SweepConfig, metrics: dict[str, float], allow_low_reward: bool) -> list[str]:
     """Warnings about the starting model; raises InputError when the stage must not start from it."""
-    gate = STAGES[config.recipe.stage].gate_metric
-    if gate is None:
-        return []
     allowed = allow_low_reward or config.guardrails.allow_low_reward
-    refusal, warning = rft_gate(metrics[gate], config.recipe.probes.domain_examples, allowed)
+    stage = STAGES[config.recipe.stage]
+    refusal, warning = stage.start_gate(metrics, config.recipe.probes.domain_examples, allowed)
     if refusal:
-        raise InputError([f"{config.path}: task.reward: {refusal}"])
+        raise InputError([f"{config.path}: {refusal}"])
     return [warning] if warning else []
 
 
@@ -235,7 +232,7 @@ def run_pipeline(
 def chain_link(config: SweepConfig, stage_dir: Path, run_dir: Path) -> dict[str, Any]:
     stage_run = RunDir(stage_dir)
     best = stage_run.read_recipe_document()
-    shown = ("trial_id", "step", "objective", "domain_lift", config.recipe.domain_metric.name)
+    shown = ("trial_id", "step", "objective", "domain_lift", domain_metric(config.recipe).name)
     return {
         "stage": config.recipe.stage,
         "method": config.recipe.method,

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainers.recipe import Recipe, load_recipe, save_recipe
+from trainers.recipe import Recipe, save_recipe
+from trainers.shared import Diverged, OutOfMemory, ScoringError
 
 if TYPE_CHECKING:
     from trainers.rungs import Report
@@ -161,9 +162,6 @@ def outcome_file(folder: Path, number: int) -> Path:
 
 def raise_failure(folder: Path, failed: Rank) -> None:
     """The training error a rank wrote down, else RanksFailed naming the rank that ended first."""
-    from trainers.rungs import Diverged, OutOfMemory
-    from trainers.scorers import ScoringError
-
     outcomes = [json.loads(path.read_text()) for path in sorted(folder.glob("outcome-*.json"))]
     for outcome in outcomes:
         if outcome["error"] == "oom":
@@ -229,9 +227,6 @@ class Relay:
 
 def outcome(err: BaseException) -> dict | None:
     """A known training error as data the trial process raises again; None for any other."""
-    from trainers.rungs import Diverged, OutOfMemory
-    from trainers.scorers import ScoringError
-
     if isinstance(err, OutOfMemory):
         return {"error": "oom", "step": err.step, "batch_size": err.batch_size}
     if isinstance(err, Diverged):
@@ -251,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from trainers.distributed import rank
-    from trainers.stages import STAGES
+    from trainers.stages import STAGES, load_recipe
 
     recipe, _ = load_recipe(args.folder / "recipe.yaml")
     report = Relay(args.channel) if args.channel is not None else None

@@ -33,7 +33,7 @@ from hpo.rundir import RunDir, SweepState, partial_line
 from hpo.timing import time_summary, trial_times
 from hpo.verdict import judge, judging_of, p_text
 from trainers.recipe import LORA_HYPERPARAMETERS
-from trainers.stages import SFT, STAGES, DomainMetric, Stage
+from trainers.stages import DEFAULT_STAGE, DomainMetric, Stage
 
 STRONG_RELATIVE_LIFT = 0.10  # above this, LoRA has shown the task is learnable: scale up
 MANY_FAILING = 0.5  # share of trials over the regression limit that calls for a gentler recipe
@@ -66,7 +66,7 @@ def recommend(
     general_regression: float,
     limit: float | None,
     failing_share: float = 0.0,
-    stage: Stage = SFT,
+    stage: Stage = DEFAULT_STAGE,
     verdict: Mapping[str, Any] | None = None,
 ) -> Recommendation:
     """The next step, following the whole verdict and the usual guidance for customizing a model.
@@ -251,11 +251,8 @@ class Section:
 
 
 def used_hyperparameters(recipe: dict[str, Any]) -> dict[str, Any]:
-    """The recipe's hyperparameters its stage and method use (a stage's own only for it, LoRA's only for lora)."""
-    stage = STAGES[recipe["stage"]]
-    unused = {name for other in STAGES.values() for name in other.own_hyperparameters} - stage.own_hyperparameters
-    if recipe["method"] != "lora":
-        unused |= LORA_HYPERPARAMETERS
+    """The recipe's hyperparameters its method uses (its stage's dataclass holds only its own; LoRA's only for lora)."""
+    unused = LORA_HYPERPARAMETERS if recipe["method"] != "lora" else frozenset()
     return {k: v for k, v in recipe["hyperparameters"].items() if k not in unused}
 
 

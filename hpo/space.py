@@ -18,7 +18,8 @@ import optuna
 
 from hpo.errors import Problems, unknown_key_message
 from hpo.reader import Reader, check_range, load_yaml
-from trainers.recipe import BOOLEAN_PARAMETERS, HYPERPARAMETER_LIMITS, INTEGER_HYPERPARAMETERS, TUNABLE_NAMES
+from trainers.recipe import BOOLEAN_PARAMETERS, Hyperparameters, Limits, integer_names, limits_of, tunable_names
+from trainers.stages import DEFAULT_STAGE, METHODS, STAGES, all_tunable_names
 
 PARAMETER_TYPES = ("float", "int", "choice")
 
@@ -67,17 +68,20 @@ def load_space(path: Path, problems: Problems | None = None) -> SearchSpace:
         _report(own, problems)
         return SearchSpace(str(path), "", "", ())
     top = Reader(document, own)
-    stage = top.text("stage", choices=("sft", "cpt", "rft"))
-    method = top.text("method", choices=("lora", "full"))
+    stage = top.text("stage", choices=tuple(STAGES))
+    method = top.text("method", choices=METHODS)
+    kinds = [s.hyperparameters for s in (STAGES.get(stage, DEFAULT_STAGE), *STAGES.values())]  # its own first
     raw_parameters = top.section("parameters", required=True)
     parameters = []
+    tunable = all_tunable_names()
     for name in raw_parameters.data:
         raw_parameters.used.add(name)
         key = f"parameters.{name}"
-        if name not in TUNABLE_NAMES:
-            own.add(key, unknown_key_message(name, TUNABLE_NAMES))
+        if name not in tunable:
+            own.add(key, unknown_key_message(name, tunable))
             continue
-        parameters.append(_parameter(name, Reader(raw_parameters.data[name], own, key)))
+        kind = next(k for k in kinds if name in tunable_names(k))  # the limits and type of the space's stage's own
+        parameters.append(_parameter(name, Reader(raw_parameters.data[name], own, key), kind))
     if document is not None and not parameters and not own:
         own.add("parameters", "must list at least one parameter")
     top.finish()
@@ -93,14 +97,16 @@ def _report(own: Problems, problems: Problems | None) -> None:
         problems.extend(own)
 
 
-def _parameter(name: str, spec: Reader) -> Parameter:
+def _parameter(name: str, spec: Reader, hyperparameters: type[Hyperparameters]) -> Parameter:
+    """A parameter checked against the limits and type `hyperparameters` (a stage's dataclass) give it."""
     kind = spec.text("type", choices=PARAMETER_TYPES)
+    limits = limits_of(hyperparameters).get(name)  # none for a true-or-false setting
     if kind == "choice":
-        return _choice(name, spec)
+        return _choice(name, spec, limits, name in integer_names(hyperparameters))
     if name in BOOLEAN_PARAMETERS:
         spec.problems.add(spec.key("type"), f"{name} is true or false: give type: choice, values: [false, true]")
         return Parameter(name, "choice", False, values=(False, True))
-    integer = kind == "int" or name in INTEGER_HYPERPARAMETERS
+    integer = kind == "int" or name in integer_names(hyperparameters)
     low = spec.number("low", integer=integer)
     high = spec.number("high", integer=integer)
     log = spec.flag("log", False)
@@ -109,27 +115,27 @@ def _parameter(name: str, spec: Reader) -> Parameter:
     spec.finish()
     if low is None or high is None:
         return Parameter(name, kind, default)
-    _check_bounds(name, spec, low, high, log)
+    _check_bounds(spec, low, high, log, limits or (None, None, False))
     if default is not None and low <= high and (default < low or default > high):  # else the bounds are the problem
         spec.problems.add(spec.key("default"), f"must lie in [low, high] = [{low:g}, {high:g}], got {default:g}")
     return Parameter(name, kind, default, low, high, log, step)
 
 
-def _choice(name: str, spec: Reader) -> Parameter:
+def _choice(name: str, spec: Reader, limits: Limits | None, integer: bool) -> Parameter:
     values = spec.raw("values")
     default = spec.raw("default")
     spec.finish()
     if not isinstance(values, list) or not values:
         spec.problems.add(spec.key("values"), f"must be a non-empty list, got {values!r}")
         return Parameter(name, "choice", default)
-    limit_low, limit_high, low_open = HYPERPARAMETER_LIMITS.get(name, (None, None, False))
+    limit_low, limit_high, low_open = limits or (None, None, False)
     for value in values:
         if name in BOOLEAN_PARAMETERS:
             if not isinstance(value, bool):
                 spec.problems.add(spec.key("values"), f"must hold true or false, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             spec.problems.add(spec.key("values"), f"must hold numbers, got {value!r}")
-        elif name in INTEGER_HYPERPARAMETERS and not isinstance(value, int):
+        elif integer and not isinstance(value, int):
             spec.problems.add(spec.key("values"), f"must hold integers, got {value!r}")
         else:
             check_range(spec.problems, spec.key("values"), value, limit_low, limit_high, low_open)
@@ -138,10 +144,10 @@ def _choice(name: str, spec: Reader) -> Parameter:
     return Parameter(name, "choice", default, values=tuple(values))
 
 
-def _check_bounds(name: str, spec: Reader, low: float, high: float, log: bool) -> None:
+def _check_bounds(spec: Reader, low: float, high: float, log: bool, limits: tuple) -> None:
     if low > high:
         spec.problems.add(spec.key("low"), f"`low <= high` must hold, but got (low={low:g}, high={high:g})")
-    limit_low, limit_high, low_open = HYPERPARAMETER_LIMITS[name]
+    limit_low, limit_high, low_open = limits
     if log and low <= 0:  # the one line for low: the limits' `> 0` would say it twice
         spec.problems.add(spec.key("low"), f"must be > 0 for a log range, got {low:g} (raise it or set log: false)")
     else:

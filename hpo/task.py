@@ -8,14 +8,16 @@
       reward: {scorer: exact_match}       # rft: a scorer, {url: ...}, or {callable: ...} (a TRL reward function)
       min_lift: 0.05                      # the smallest lift over max(base, majority class) that matters (default 0)
 
-What a stage needs of it is the stage's (trainers.stages): a stage that scores answers takes
-any scorer as `metric`; the others accept only their own metric's name. A scorer that cannot
+What a stage needs of it is the stage's (`Stage.read_task` asks `TaskSection` for each part):
+a stage that scores answers takes any scorer as `metric`; the others accept only their own
+metric's name. A scorer that cannot
 score the references (json_match on references that are not JSON objects, regex without a
 pattern) is reported here, before anything runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from hpo.errors import Problems
 from hpo.reader import Reader
 from trainers.data import readable_rows
 from trainers.recipe import EXACT_MATCH, Scoring
-from trainers.scorers import BUILTIN_SCORERS, import_scorer, reference_problems
+from trainers.scorers import BUILTIN_SCORERS, RESERVED_KEYS, import_scorer, reference_problems
 from trainers.stages import Stage
 
 MAX_REPORTED_ROWS = 3
@@ -41,31 +43,61 @@ class Task:
     min_lift: float = 0.0  # the verdict's: a lift beyond the noise below it is "learned, below the lift you asked for"
 
 
+class TaskSection:
+    """The `task` section as a stage asks for it (trainers.stage.TaskFields): each method reads one part,
+    checked, into the Task it gives; what no stage asks for is reported as an unknown key."""
+
+    def __init__(self, top: Reader, base: Path, stage: Stage) -> None:
+        self.top, self.root, self.stage = top, str(base.resolve()), stage
+        self.given = top.has("task") and top.data["task"] is not None
+        self.section = top.section("task")
+        self.pattern = self.section.text("pattern", None) or None
+        self.task = Task((), EXACT_MATCH, None, None)
+
+    def require(self) -> None:
+        if not self.given:
+            self.top.raw("task")  # reported as required when the top level finishes
+            self.section.present = False  # its own required keys are not reported again
+
+    def labels(self) -> None:
+        task = self.section
+        labels = task.texts("labels", None)
+        if task.data.get("labels") == []:
+            task.problems.add(task.key("labels"), "must list at least one label (or remove it: any answer is allowed)")
+        if len(set(labels)) != len(labels):
+            task.problems.add(task.key("labels"), "must not repeat a label")
+        self.task = dataclasses.replace(self.task, labels=labels)
+
+    def scorer(self) -> None:
+        self.task = dataclasses.replace(self.task, metric=read_metric(self.section, self.pattern, self.root))
+        self.pattern = None  # the scorer's to use
+
+    def own_metric(self, name: str) -> None:
+        self.section.text("metric", name, choices=(name,))
+
+    def reward(self) -> None:
+        self.task = dataclasses.replace(self.task, reward=read_reward(self.section.section("reward", required=True), self.root))
+
+    def finish(self) -> Task:
+        if self.pattern is not None:
+            self.section.problems.add(
+                self.section.key("pattern"), f"only a regex scorer uses it (stage {self.stage.name} scores no answers)"
+            )
+        system_prompt = self.section.text("system_prompt", None) if self.section.has("system_prompt") else None
+        min_lift = self.section.number("min_lift", 0.0, low=0.0)
+        self.section.finish()
+        return dataclasses.replace(self.task, system_prompt=system_prompt, min_lift=min_lift)
+
+
 def read_task(top: Reader, base: Path, stage: Stage) -> Task:
-    """The task section, checked for the stage; problems go to `top.problems`."""
-    task = top.section("task", required=stage.task_required)
-    system_prompt = task.text("system_prompt", None) if task.has("system_prompt") else None
-    labels = task.texts("labels", None) if stage.reads_labels else ()
-    if stage.reads_labels and task.data.get("labels") == []:
-        task.problems.add(task.key("labels"), "must list at least one label (or remove it: any answer is allowed)")
-    if len(set(labels)) != len(labels):
-        task.problems.add(task.key("labels"), "must not repeat a label")
-    root = str(base.resolve())
-    pattern = task.text("pattern", None) or None
-    metric = read_metric(task, stage, pattern, root)
-    reward = read_reward(task.section("reward", required=True), root) if stage.reward else None
-    min_lift = task.number("min_lift", 0.0, low=0.0)
-    task.finish()
-    return Task(labels, metric, reward, system_prompt, min_lift)
+    """The task section, as the stage reads it (`Stage.read_task`); problems go to `top.problems`."""
+    section = TaskSection(top, base, stage)
+    stage.read_task(section)
+    return section.finish()
 
 
-def read_metric(task: Reader, stage: Stage, pattern: str | None, root: str) -> Scoring:
-    """`task.metric`: the stage's own metric name, or for a stage that scores answers, any scorer."""
-    if not stage.scores_answers:
-        task.text("metric", stage.task_metric, choices=(stage.task_metric,))
-        if pattern is not None:
-            task.problems.add(task.key("pattern"), f"only a regex scorer uses it (stage {stage.name} scores no answers)")
-        return EXACT_MATCH
+def read_metric(task: Reader, pattern: str | None, root: str) -> Scoring:
+    """`task.metric`: the scorer answers are judged by (a built-in, "package.module:name" or {url: ...})."""
     raw = task.raw("metric", EXACT_MATCH.scorer)
     if isinstance(raw, dict):
         section = Reader(raw, task.problems, task.key("metric"))
@@ -102,6 +134,13 @@ def check_scorer_name(problems: Problems, key: str, scoring: Scoring) -> None:
         import_scorer(name, scoring.import_root)
     except ValueError as err:
         problems.add(key, f"{err} (fix the name, or the module next to the sweep file)")
+        return
+    if scoring.metric_key in RESERVED_KEYS:
+        problems.add(
+            key,
+            f"a scorer named '{scoring.metric_key}' would report domain_{scoring.metric_key}, which the probe "
+            "reports already (rename it)",
+        )
 
 
 def check_pattern(problems: Problems, key: str, pattern: str) -> None:

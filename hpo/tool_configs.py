@@ -32,8 +32,8 @@ from hpo.guardrails import SERVICE_LIMITS, service_values
 from hpo.rundir import RunDir, write_json, write_text
 from trainers.data import read_jsonl
 from trainers.model_store import ModelError, resolve_model
-from trainers.recipe import Recipe, load_recipe
-from trainers.stages import STAGES
+from trainers.recipe import Recipe
+from trainers.stages import STAGES, load_recipe
 
 TOP_K = 5
 SCORES = ("objective", "domain_lift", "general_regression", "general_change")

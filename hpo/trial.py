@@ -36,14 +36,14 @@ from hpo.guardrails import rung_stop_reason
 from hpo.objective import FAILING_OBJECTIVE, score
 from hpo.rundir import RunDir, continue_point
 from trainers.checkpoints import METRICS, is_complete, newest_complete
-from trainers.flags import Flag
 from trainers.recipe import Recipe
-from trainers.stages import STAGES, Stage
+from trainers.shared import Diverged, Flag, OutOfMemory, ScoringError
+from trainers.stages import STAGES, Stage, domain_metric
 
 
 def trainer_for(stage: Stage):
-    """The stage's trainer module (trainers.stages): what a trial trains with."""
-    return stage.trainer()
+    """What a trial trains with: the stage (trainers.stage.Stage.train)."""
+    return stage
 
 
 def resume_point(config: dict[str, Any] | None = None, tune_dir: Path | None = None) -> Path | None:
@@ -115,7 +115,7 @@ class RungReporter:
     """Scores a trainer's rungs and hands them to Ray; remembers the last one for what follows."""
 
     def __init__(self, recipe: Recipe, baseline: dict[str, float], objective: Objective, resumed: dict | None) -> None:
-        self.stage, self.domain = STAGES[recipe.stage], recipe.domain_metric
+        self.domain = domain_metric(recipe)
         self.baseline, self.objective = baseline, objective
         self.previous = resumed  # the last rung's metrics, for RFT's blow-up check
         self.last_step = int(resumed["step"]) if resumed else 0
@@ -141,8 +141,7 @@ class RungReporter:
         return bool(stop)
 
     def guardrail(self, metrics: dict[str, float]) -> str:
-        if not self.stage.rung_guardrails:
-            return ""
+        """Why the trial stops at this rung; the limits are None where its stage adds none (Stage.rung_limits)."""
         objective = self.objective
         return rung_stop_reason(metrics, self.previous, objective.max_kl, objective.min_length_ratio)
 
@@ -179,9 +178,6 @@ def train_trial(
     tune_dir: Path | None = None,
     workers: int = 1,
 ) -> None:
-    from trainers.rungs import Diverged, OutOfMemory
-    from trainers.scorers import ScoringError
-
     resume_from = resume_point(config, tune_dir)
     resumed = json.loads((resume_from / METRICS).read_text()) if resume_from else None
     trial_recipe, oom_retries = recipe.with_hyperparameters(trial_params(config)), 0

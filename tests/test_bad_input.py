@@ -333,6 +333,14 @@ ROWS: dict[str, Row] = {
         ("hpo", "validate", "sweep.yaml"),
         (Problem("sweep.yaml", "task.metric", "unknown scorer 'token_f2' (did you mean 'token_f1'?"),),
     ),
+    "a user's scorer named after a metric the probe reports": Row(
+        together(
+            write_text("my_scores.py", "def parse_rate(prompt, completion, reference, **row):\n    return 1.0\n"),
+            sweep("task.metric", "my_scores:parse_rate"),
+        ),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.metric", "would report domain_parse_rate, which the probe reports already"),),
+    ),
     "json scorer on references that are not JSON": Row(
         sweep("task.metric", "json_match"),
         ("hpo", "validate", "sweep.yaml"),

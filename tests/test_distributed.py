@@ -28,7 +28,8 @@ import yaml
 from hpo.config import load_sweep
 from hpo.errors import InputError
 from hpo.trial import batch_metrics, halved_batch
-from trainers.recipe import Training, load_recipe, save_recipe
+from trainers.recipe import Training, save_recipe
+from trainers.stages import load_recipe
 
 CALLBACKS = Path(__file__).parent / "rank_callbacks.py"
 FIRST_RUNG, LAST_STEP = 4, 8

@@ -13,7 +13,8 @@ import pytest
 
 from hpo.analysis import pareto_front
 from hpo.tool_configs import Limit, service_hyperparameters
-from trainers.recipe import DataPaths, Hyperparameters, Recipe, Training, load_recipe
+from trainers.recipe import DataPaths, MixedHyperparameters, Recipe, Training
+from trainers.stages import load_recipe
 
 
 def recipe_with(learning_rate: float, lora_rank: int, steps: int, warmup_ratio: float = 0.1) -> Recipe:
@@ -23,7 +24,7 @@ def recipe_with(learning_rate: float, lora_rank: int, steps: int, warmup_ratio: 
         model="m",
         data=DataPaths("train.jsonl", "eval.jsonl", "mix.jsonl", "probe.jsonl"),
         labels=("a", "b"),
-        hyperparameters=Hyperparameters(
+        hyperparameters=MixedHyperparameters(
             learning_rate=learning_rate, lora_rank=lora_rank, lora_alpha=32, warmup_ratio=warmup_ratio, mixing_ratio=0.5
         ),
         training=Training(batch_size=8, grad_accum=2, max_steps=steps),

@@ -15,7 +15,6 @@ from hpo.guardrails import (
     MAX_DUPLICATION,
     SMALL_SET,
     reward_blowup,
-    rft_gate,
     rung_stop_reason,
     service_flags,
     service_values,
@@ -26,6 +25,7 @@ from hpo.objective import FAILING_OBJECTIVE
 from hpo.pipeline import check_start
 from hpo.rundir import TrialTable
 from hpo.sweep import stop_reason
+from trainers.rft import rft_gate
 
 
 def test_small_sets_are_duplicated_and_train_two_epochs():

@@ -1,6 +1,7 @@
 """Every built-in scorer against hand-worked examples, user scorers, chance scores and reference checks."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,9 +10,11 @@ from trainers.scorers import (
     BUILTIN_SCORERS,
     ScoringError,
     chance_scores,
+    deterministic,
     make_scorer,
     normalize,
     reference_problems,
+    source_digest,
     squad_tokens,
 )
 
@@ -137,11 +140,62 @@ def test_a_users_scorer_is_imported_and_checked(tmp_path):
         "    return 'high'\n"
     )
     scorer = make_scorer(Scoring(scorer="my_scores:length_ratio", import_root=str(tmp_path)))
-    assert scorer.key == "score" and not scorer.binary
+    assert scorer.key == "length_ratio"  # its own metric: domain_length_ratio
+    assert not deterministic(Scoring(scorer="my_scores:length_ratio", import_root=str(tmp_path)))
     assert scorer.score_all(["p"], ["ab"], ["abcd"], [{}]) == [0.5]
     broken = make_scorer(Scoring(scorer="my_scores:broken", import_root=str(tmp_path)))
     with pytest.raises(ScoringError, match="the scorer returned 'high'; every score must be a finite number"):
         broken.score_all(["p"], ["a"], ["b"], [{}])
+
+
+def test_a_users_batch_scorer_scores_the_whole_batch_in_one_call(tmp_path):
+    (tmp_path / "judge.py").write_text(
+        "class Judge:\n"
+        "    deterministic = True\n"
+        "    def __init__(self):\n"
+        "        self.batches = []\n"
+        "    def score_batch(self, prompts, completions, references, rows):\n"
+        "        self.batches.append(len(completions))\n"
+        "        return [float(c == r) + row.get('bonus', 0) for c, r, row in zip(completions, references, rows)]\n"
+        "judge = Judge()\n"
+    )
+    spec = Scoring(scorer="judge:judge", import_root=str(tmp_path))
+    scorer = make_scorer(spec)
+    rows = [{"prompt": "p", "completion": "a", "bonus": 0.5}, {"prompt": "p", "completion": "b"}]
+    assert scorer.score_all(["p", "p"], ["a", "x"], ["a", "b"], rows) == [1.5, 0.0]
+    assert scorer.key == "judge" and scorer.kind.batches == [2] and deterministic(spec)
+
+
+def test_a_users_scorer_gets_the_baseline_cache_when_it_declares_itself_deterministic(tmp_path):
+    from hpo.baseline import cacheable
+    from trainers.recipe import DataPaths, Recipe
+
+    (tmp_path / "plain.py").write_text("def overlap(prompt, completion, reference, **row):\n    return 1.0\n")
+    (tmp_path / "steady.py").write_text(
+        "def overlap(prompt, completion, reference, **row):\n    return 1.0\noverlap.deterministic = True\n"
+    )
+
+    def recipe(scorer: str) -> Recipe:
+        metric = Scoring(scorer=scorer, import_root=str(tmp_path))
+        return Recipe("sft", "lora", "model", DataPaths("train", "eval", None, "probe"), (), metric=metric)
+
+    assert cacheable(recipe("exact_match")) and cacheable(recipe("steady:overlap"))
+    assert not cacheable(recipe("plain:overlap"))
+    before = source_digest(Scoring(scorer="steady:overlap", import_root=str(tmp_path)))
+    assert before and source_digest(Scoring(scorer="exact_match")) == ""
+    (tmp_path / "steady.py").write_text((tmp_path / "steady.py").read_text() + "# edited\n")
+    assert source_digest(Scoring(scorer="steady:overlap", import_root=str(tmp_path))) != before
+
+
+def test_every_builtin_is_one_registered_object_defined_in_the_docs():
+    judging = (Path(__file__).parents[1] / "docs" / "judging.md").read_text()
+    for name, builtin in BUILTIN_SCORERS.items():
+        assert builtin.name == name and builtin.definition and builtin.deterministic
+        assert f"| `{name}` |" in judging, f"docs/judging.md has no row for the built-in scorer {name}"
+        assert builtin.score_batch(["p", "p"], ["a", "b"], ["a", "a"], [{"pattern": "a"}] * 2) == [
+            builtin.function("p", "a", "a", pattern="a"),
+            builtin.function("p", "b", "a", pattern="a"),
+        ]
 
 
 def test_chance_is_the_majority_label_and_the_uniform_guess():

@@ -77,7 +77,7 @@ def test_the_task_system_prompt_reaches_training_probes_and_the_baseline_key(tin
     from hpo.baseline import baseline_key
     from trainers.models import load_base
     from trainers.probes import chat_prompt, load_probes
-    from trainers.sft import training_rows
+    from trainers.sft import SFT, training_rows
 
     document = yaml.safe_load((tiny / "sweep.yaml").read_text())
     document["task"]["system_prompt"] = "Answer tersely."
@@ -86,7 +86,7 @@ def test_the_task_system_prompt_reaches_training_probes_and_the_baseline_key(tin
     assert plain.system_prompt is None and terse.system_prompt == "Answer tersely."
     assert training_rows(plain)[0]["prompt"][0]["role"] == "user"
     assert training_rows(terse)[0]["prompt"][0] == {"role": "system", "content": "Answer tersely."}
-    probes = load_probes(terse)
+    probes = load_probes(terse, SFT.domain_probe)
     _, tokenizer = load_base(terse.model)
     text = chat_prompt(tokenizer, probes.domain[0]["prompt"], probes.system_prompt)
     assert text.startswith("<|im_start|>system\nAnswer tersely.<|im_end|>\n<|im_start|>user\n")

@@ -16,6 +16,7 @@ from hpo.space import load_space
 from trainers.__main__ import main as rerun
 from trainers.recipe import save_recipe
 from trainers.sft import train
+from trainers.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,6 +94,11 @@ CASES = {
         lambda d: d["data"].update(domain_train="data/domain_train.jsonl"),
         "data.domain_train: row 1: missing string field 'text'",
     ),
+    "an rft space on sft": (
+        "sweep",
+        lambda d: d.update(search_space="space_rft.yaml"),
+        "space_rft.yaml: parameters.beta: only stage rft uses it",
+    ),
     "kl limit on sft": (
         "sweep",
         lambda d: d["objective"].update(max_kl=0.5),
@@ -139,7 +145,10 @@ def test_a_full_space_may_not_tune_lora_settings(tiny):
 
 
 PIPELINE_CASES = {
-    "unknown stage": (lambda d: d.update(stages=["sft", "dpo"]), "stages: must be a non-empty list of sft, cpt, rft"),
+    "unknown stage": (
+        lambda d: d.update(stages=["sft", "warmstart"]),
+        f"stages: must be a non-empty list of {', '.join(STAGES)}",
+    ),
     "repeated stage": (lambda d: d.update(stages=["sft", "sft"]), "stages: must not repeat a stage"),
     "stage key": (lambda d: d.update(stage="sft"), "stage: is not allowed in a pipeline"),
     "pipeline-wide key in a stage": (lambda d: d["sft"].update(name="x"), "sft.name: is pipeline-wide"),
@@ -183,7 +192,7 @@ def test_full_rank_sft_trains_every_weight_and_saves_a_whole_model(tiny, tmp_pat
 
 def test_the_rerun_dispatcher_refuses_what_it_cannot_run(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"recipe": {"stage": "dpo"}}))
+    recipe.write_text(yaml.safe_dump({"recipe": {"stage": "warmstart"}}))
     assert rerun([str(recipe)]) == 2
-    assert f"error: {recipe}: recipe.stage must be one of sft, cpt, rft, got 'dpo'" in capsys.readouterr().err
+    assert f"error: {recipe}: recipe.stage must be one of {', '.join(STAGES)}, got 'warmstart'" in capsys.readouterr().err
     assert rerun([str(tmp_path / "missing.yaml")]) == 2

@@ -1,7 +1,7 @@
 """`python -m trainers recipe.yaml [--out DIR]`: rerun a recipe with the trainer of its stage.
 
-An exported recipe names its stage (sft, cpt or rft); this picks that stage's trainer
-(trainers.stages) so that one command reruns any of them.
+An exported recipe names its stage; this picks that stage (trainers.stages) so that one
+command reruns a recipe of any of them.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from trainers.recipe import read_recipe
-from trainers.stages import STAGES
+from trainers.stages import STAGES, read_recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = read_recipe(Path(recipes[0]))  # every problem with the file, before a trainer imports torch
     if recipe is None:
         return 2
-    return STAGES[recipe.stage].trainer().main(argv)  # read_recipe checked the stage
+    return STAGES[recipe.stage].main(argv)  # read_recipe checked the stage
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Continued pre-training: causal-LM training on raw domain text mixed with general text.
 
-Reads top to bottom: the domain {"text"} rows mixed with general {"text"} rows at the
-trial's mixing ratio, the SFTConfig for plain language modelling on every token (there is
-no prompt to mask) with warmup then cosine decay, and TRL's SFTTrainer handed to the shared
-rung loop (trainers.rungs: held-out domain perplexity plus the general probes at every
-rung, the trainer's full state saved with it). Standalone:
+The stage (`CPT`) trains on {"text"} passages, reads no task (its metric is held-out domain
+perplexity) and scores no answers. Its trainer reads top to bottom: the domain rows mixed
+with general {"text"} rows at the trial's mixing ratio, the SFTConfig for plain language
+modelling on every token (there is no prompt to mask) with warmup then cosine decay, and
+TRL's SFTTrainer handed to the shared rung loop (trainers.rungs: held-out domain perplexity
+plus the general probes at every rung, the trainer's full state saved with it). Standalone:
 
     python -m trainers.cpt recipe.yaml [--out DIR]
 """
@@ -13,15 +14,54 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trl import SFTConfig
-
-from trainers.data import duplicate, mix, read_jsonl
+from trainers.data import TEXT_FIELDS, duplicate, mix, read_jsonl
 from trainers.recipe import Recipe
-from trainers.rungs import Report, common_args, run_standalone, sft_trainer, train_stage
+from trainers.shared import DomainMetric
+from trainers.stage import Report, Stage
+
+if TYPE_CHECKING:
+    from trl import SFTConfig
 
 # Pre-training schedules decay smoothly to the end; a cosine keeps the peak longer than linear.
 LR_SCHEDULE = "cosine"
+PERPLEXITY = DomainMetric("domain_perplexity", higher_is_better=False)
+
+
+class CPTStage(Stage):
+    name = "cpt"
+    spaces = {"lora": "cpt"}
+    row_fields = TEXT_FIELDS
+    scale_up = (
+        "The domain text is being learnt: a full-rank continued pre-training run, then SFT on the task, "
+        "is the next step."
+    )
+
+    def read_task(self, task):
+        """An optional section whose metric can only be its own (`perplexity`)."""
+        task.own_metric("perplexity")
+
+    def reference_scoring(self, metric, reward):
+        return None  # passages have no reference answer
+
+    def domain_metric(self, scoring):
+        return PERPLEXITY
+
+    def domain_probe(self, model, tokenizer, probes):
+        """Held-out domain perplexity; each passage's mean log-likelihood per token is its score."""
+        from trainers.probes import perplexity_probe
+
+        return perplexity_probe(model, tokenizer, probes)
+
+    def train(self, recipe, report, work_dir=None, resume_from=None):
+        return train(recipe, report, work_dir, resume_from)
+
+    def trainer_config(self, recipe, output_dir=Path("output")):
+        return trainer_config(recipe, output_dir)
+
+
+CPT = CPTStage()
 
 
 def training_rows(recipe: Recipe) -> list[dict]:
@@ -33,6 +73,10 @@ def training_rows(recipe: Recipe) -> list[dict]:
 
 
 def trainer_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
+    from trl import SFTConfig
+
+    from trainers.rungs import common_args
+
     return SFTConfig(
         **common_args(recipe, output_dir),
         lr_scheduler_type=LR_SCHEDULE,
@@ -50,12 +94,14 @@ def train(
 
     `resume_from` is a rung checkpoint of this recipe (as handed to `report`) to go on from.
     """
+    from trainers.rungs import sft_trainer, train_stage
+
     make_trainer = sft_trainer(recipe, trainer_config, training_rows)
-    return train_stage(recipe, report, make_trainer, work_dir=work_dir, resume_from=resume_from)
+    return train_stage(recipe, report, make_trainer, CPT.domain_probe, work_dir=work_dir, resume_from=resume_from)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_standalone(train, "cpt", argv)
+    return CPT.main(argv)
 
 
 if __name__ == "__main__":

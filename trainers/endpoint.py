@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
-from trainers.scorers import ScoringError
+from trainers.shared import ScoringError
 
 ANSWER_KEYS = ("score", "reward")
 BACKOFF_S = 0.2  # the first retry waits about this long, doubling after each failure
@@ -79,3 +80,17 @@ class Endpoint:
     def score_all(self, payloads: list[dict[str, Any]]) -> list[float]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self.score, payloads))
+
+    def score_batch(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        references: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> list[float]:
+        """A scorer's batch (trainers.scorers): one payload per answer, {"prompt", "completion", "reference", ...row}."""
+        payloads = [
+            {"prompt": p, "completion": c, "reference": r, **row}
+            for p, c, r, row in zip(prompts, completions, references, rows)
+        ]
+        return self.score_all(payloads)

@@ -1,18 +1,18 @@
 """Probes shared by the baseline, every rung and the final check.
 
-- answers (stage sft): greedy decoding after the chat template, each answer scored against
-  its reference by the task's scorer (trainers.scorers); with labels, also the share of
-  answers that are a label (the parse rate);
-- domain perplexity on held-out domain text (stage cpt);
-- reward on held-out prompts (stage rft): greedy answers scored by the sweep's reward,
+- answers (stage sft's domain probe): greedy decoding after the chat template, each answer
+  scored against its reference by the task's scorer (trainers.scorers); with labels, also
+  the share of answers that are a label (the parse rate);
+- domain perplexity on held-out domain text (stage cpt's);
+- reward on held-out prompts (stage rft's): greedy answers scored by the sweep's reward,
   giving the mean reward, the positive-reward rate and the mean answer length in tokens;
 - general perplexity on held-out text corpora (token-weighted): data.general_probe as
   `general_perplexity`, every corpus of `general.corpora` as `general_perplexity_<name>`;
 - instruction response NLL (nats per completion token) on held-out instruction pairs.
 
 Every figure comes with its sample size and 95% interval (`<name>_n`, `_low`, `_high`;
-trainers.stats). Which domain probe runs is the recipe's stage's (trainers.stages); the
-general probes always run. The predictions of a domain probe keep one score per example
+trainers.stats). Which domain probe runs is the recipe's stage's (`Stage.domain_probe`,
+given to `load_probes`); the general probes always run. The predictions of a domain probe keep one score per example
 (`scores`, higher is better), which the held-out check compares pairwise.
 """
 
@@ -29,37 +29,37 @@ from trainers.data import chat, read_jsonl
 from trainers.recipe import DEFAULT_CORPUS, Recipe, corpus_metric
 from trainers.rewards import load_reward
 from trainers.scorers import Scorer, make_scorer, parse_answer
-from trainers.stages import STAGES
 
 GENERATION_BATCH = 16
+# domain_probe(model, tokenizer, probes) -> (metrics, predictions): a stage's (trainers.stage.Stage.domain_probe)
+DomainProbe = Callable[[Any, Any, "ProbeSet"], tuple[dict[str, float], dict[str, list]]]
 
 
 @dataclass(frozen=True)
 class ProbeSet:
     """Probe data loaded once per run and reused at every rung."""
 
-    domain: list[dict[str, Any]]  # {"prompt", "completion"} rows (sft, rft) or {"text"} rows (cpt)
+    domain: list[dict[str, Any]]  # the stage's rows (its row_fields)
     corpora: dict[str, list[str]]  # general corpus name -> its passages; DEFAULT_CORPUS first
     instructions: list[dict[str, Any]]
     labels: tuple[str, ...]
     max_new_tokens: int
     max_seq_len: int
-    domain_probe: str = "answers"  # a key of DOMAIN_PROBES: the recipe's stage's probe
+    probe: DomainProbe | None = field(default=None, compare=False)  # the recipe's stage's domain probe
     system_prompt: str | None = None  # the recipe's system turn, the same as in training
-    scorer: Scorer | None = field(default=None, compare=False)  # answers
+    scorer: Scorer | None = field(default=None, compare=False)  # the task's, for answers
     reward: Callable[..., list[float]] | None = field(default=None, compare=False)  # stage rft
 
 
-def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
-    """`domain_split` is "eval" (what the search sees, capped at probes.domain_examples) or
-    "test" (the final, held-out check, every row)."""
+def load_probes(recipe: Recipe, domain_probe: DomainProbe, domain_split: str = "eval") -> ProbeSet:
+    """`domain_probe` is the recipe's stage's; `domain_split` is "eval" (what the search sees, capped at
+    probes.domain_examples) or "test" (the final, held-out check, every row)."""
     domain_path = recipe.data.domain_eval if domain_split == "eval" else recipe.data.domain_test
     if domain_path is None:
         raise ValueError(f"no data.domain_{domain_split} file in the recipe (add one to score that split)")
     probes = recipe.probes
     instructions = read_jsonl(recipe.data.instruction_probe) if recipe.data.instruction_probe else []
     domain = read_jsonl(domain_path)
-    stage = STAGES[recipe.stage]
     corpora = {DEFAULT_CORPUS: texts(recipe.data.general_probe, probes.general_passages)}
     corpora.update({c.name: texts(c.path, c.passages) for c in recipe.general.corpora})
     return ProbeSet(
@@ -69,9 +69,9 @@ def load_probes(recipe: Recipe, domain_split: str = "eval") -> ProbeSet:
         labels=recipe.labels,
         max_new_tokens=probes.max_new_tokens,
         max_seq_len=recipe.training.max_seq_len,
-        domain_probe=stage.probe,
+        probe=domain_probe,
         system_prompt=recipe.system_prompt,
-        scorer=make_scorer(recipe.metric) if stage.scores_answers else None,
+        scorer=make_scorer(recipe.metric),
         reward=load_reward(recipe.reward) if recipe.reward is not None else None,
     )
 
@@ -226,17 +226,9 @@ def reward_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str
     return metrics, {"predictions": generated, "expected": [row["completion"] for row in rows], "scores": rewards}
 
 
-DomainProbe = Callable[[Any, Any, ProbeSet], tuple[dict[str, float], dict[str, list]]]
-DOMAIN_PROBES: dict[str, DomainProbe] = {
-    "answers": answers_probe,
-    "perplexity": perplexity_probe,
-    "reward": reward_probe,
-}
-
-
 def domain_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
     """The stage's domain metrics and its per-example scores (and answers, where it generates them)."""
-    return DOMAIN_PROBES[probes.domain_probe](model, tokenizer, probes)
+    return probes.probe(model, tokenizer, probes)
 
 
 def general_probes(model: Any, tokenizer: Any, probes: ProbeSet) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """The recipe: everything one training run needs, as plain typed values.
 
 A recipe is what a trial trains and what `hpo export` writes; `python -m trainers
-recipe.yaml` runs it standalone with the trainer of its stage (`trainers.sft`,
-`trainers.cpt` or `trainers.rft`). It knows nothing of Ray or Optuna.
+recipe.yaml` runs it standalone with the trainer of its stage. It knows nothing of Ray or
+Optuna, nor of the stages: reading a recipe file is given each stage's hyperparameters
+dataclass (trainers.stages.load_recipe gives every registered stage's).
 """
 
 from __future__ import annotations
@@ -10,62 +11,76 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from trainers.stages import STAGES, DomainMetric
+from trainers.shared import EXACT_MATCH, Scoring
 
-# Hard limits a value must respect to make sense at all (service limits are stricter
-# and are checked at export). (low, high, low_is_open)
-HYPERPARAMETER_LIMITS: dict[str, tuple[float, float, bool]] = {
-    "learning_rate": (0.0, 1.0, True),
-    "lora_rank": (1, 1024, False),
-    "lora_alpha": (1, 4096, False),
-    "lora_dropout": (0.0, 0.9, False),
-    "warmup_ratio": (0.0, 0.9, False),
-    "mixing_ratio": (0.0, 1.0, True),
-    "weight_decay": (0.0, 1.0, False),
-    "beta": (0.0, 10.0, True),  # GRPO's KL coefficient; 0 would drop the reference model and its KL
-    "num_generations": (2, 64, False),  # GRPO compares completions within a group: at least two
-    "temperature": (0.0, 2.0, True),  # GRPO's sampling temperature; 0 would make every answer in a group the same
-    "effective_batch": (1, 65536, False),
-}
+Limits = tuple[float, float, bool]  # (low, high, low_is_open): what a value must respect to make sense at all
+
+
+def tunable(default: Any, low: float, high: float, low_open: bool = False) -> Any:
+    """A hyperparameter field with its hard limits (service limits are stricter and are checked at export)."""
+    return field(default=default, metadata={"limits": (low, high, low_open)})
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """What the search tunes; defaults are the published LoRA SFT service defaults.
+    """What the search tunes for every stage; defaults are the published LoRA SFT service defaults.
 
-    `beta`, `num_generations` and `temperature` are GRPO's (stage rft), unused by the other stages.
+    Each stage has its own dataclass (this one, or a subclass adding its method's own
+    hyperparameters with their published defaults): trainers.stage.Stage.hyperparameters.
     """
 
-    learning_rate: float = 1e-5
-    lora_rank: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    warmup_ratio: float = 0.15
-    mixing_ratio: float = 0.5  # fraction of domain examples in the training mix
-    weight_decay: float = 0.0
-    beta: float = 0.04  # KL coefficient (the GRPO paper's value)
-    num_generations: int = 4  # completions sampled per prompt
-    temperature: float = 1.0  # sampling temperature of those completions
+    learning_rate: float = tunable(1e-5, 0.0, 1.0, low_open=True)
+    lora_rank: int = tunable(32, 1, 1024)
+    lora_alpha: int = tunable(64, 1, 4096)
+    lora_dropout: float = tunable(0.05, 0.0, 0.9)
+    warmup_ratio: float = tunable(0.15, 0.0, 0.9)
+    weight_decay: float = tunable(0.0, 0.0, 1.0)
 
 
-HYPERPARAMETER_NAMES = tuple(f.name for f in dataclasses.fields(Hyperparameters))
+@dataclass(frozen=True)
+class MixedHyperparameters(Hyperparameters):
+    """A stage that mixes general rows into its training (SFT, CPT): the share of domain rows too."""
+
+    mixing_ratio: float = tunable(0.5, 0.0, 1.0, low_open=True)  # fraction of domain examples in the training mix
+
+
 # Training settings a search space may tune as well (the memory savers and the batch).
 TRAINING_PARAMETERS = ("effective_batch", "gradient_checkpointing", "packing", "load_in_4bit")
-TUNABLE_NAMES = HYPERPARAMETER_NAMES + TRAINING_PARAMETERS
+TRAINING_LIMITS: dict[str, Limits] = {"effective_batch": (1, 65536, False)}
 BOOLEAN_PARAMETERS = frozenset({"gradient_checkpointing", "packing", "load_in_4bit"})
-INTEGER_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "num_generations", "effective_batch"})
 LORA_HYPERPARAMETERS = frozenset({"lora_rank", "lora_alpha", "lora_dropout"})
+
+
+def hyperparameter_names(kind: type[Hyperparameters]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
+def tunable_names(kind: type[Hyperparameters]) -> tuple[str, ...]:
+    """What a search space of a stage with these hyperparameters may tune."""
+    return hyperparameter_names(kind) + TRAINING_PARAMETERS
+
+
+def limits_of(kind: type[Hyperparameters]) -> dict[str, Limits]:
+    """Every tunable value's hard limits, by name."""
+    return {**{f.name: f.metadata["limits"] for f in dataclasses.fields(kind)}, **TRAINING_LIMITS}
+
+
+def integer_names(kind: type[Hyperparameters]) -> frozenset[str]:
+    """The tunable values that are whole numbers."""
+    return frozenset({f.name for f in dataclasses.fields(kind) if f.type in (int, "int")} | {"effective_batch"})
 
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Domain rows are {"prompt", "completion"} (sft, rft) or {"text"} (cpt); rft mixes nothing in."""
+    """The data files of a run: domain rows hold the fields of the recipe's stage (its `row_fields`); `general_mix`
+    is None for a stage that mixes no general rows into training."""
 
     domain_train: str
     domain_eval: str
@@ -145,42 +160,6 @@ class Probes:
     max_new_tokens: int = 12
 
 
-@dataclass(frozen=True)
-class Scoring:
-    """How answers are scored (SFT's metric) or rewarded (RFT's reward).
-
-    - `scorer`: a built-in scorer (trainers.scorers) or "package.module:function" with the
-      signature `score(prompt, completion, reference, **row) -> float`;
-    - `url`: an HTTP scorer, one JSON POST per answer answered {"score": number} (or
-      {"reward": number}); at most `concurrency` in flight, `timeout_s` each, `retries` more
-      attempts for timeouts, lost connections, 429 and 5xx answers;
-    - `callable` (RFT only): a TRL reward function "package.module:function",
-      `reward(prompts, completions, **columns) -> list[float]`.
-
-    `pattern` is the regex scorer's (a row's own `pattern` field wins); `import_root` (the
-    sweep file's folder) goes first on the import path for user code.
-    """
-
-    scorer: str | None = None
-    callable: str | None = None
-    url: str | None = None
-    pattern: str | None = None
-    import_root: str | None = None
-    concurrency: int = 4
-    timeout_s: float = 10.0
-    retries: int = 2
-
-    @property
-    def metric_key(self) -> str:
-        """The rung metric's name after `domain_`: the built-in scorer's name, else `score`."""
-        from trainers.scorers import BUILTIN_SCORERS  # light: the scorer table, no model code
-
-        return self.scorer if self.scorer in BUILTIN_SCORERS else "score"
-
-
-EXACT_MATCH = Scoring(scorer="exact_match")
-
-
 DEFAULT_CORPUS = "general"  # data.general_probe, reported as `general_perplexity`
 
 
@@ -229,7 +208,7 @@ class Recipe:
     model: str
     data: DataPaths
     labels: tuple[str, ...]
-    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    hyperparameters: Hyperparameters = field(default_factory=MixedHyperparameters)  # the stage's dataclass
     training: Training = field(default_factory=Training)
     probes: Probes = field(default_factory=Probes)
     seed: int = 0
@@ -238,11 +217,6 @@ class Recipe:
     general: General = field(default_factory=General)
     start_adapters: tuple[str, ...] = ()  # LoRA adapters merged into the base, in order, before training
     system_prompt: str | None = None  # a system turn before every prompt; None: the chat template's default
-
-    @property
-    def domain_metric(self) -> DomainMetric:
-        """The rung metric this recipe is judged on (its stage's, or its task scorer's mean)."""
-        return STAGES[self.stage].domain_metric(self.metric)
 
     def with_hyperparameters(self, values: dict[str, Any]) -> Recipe:
         """The recipe with a trial's values: hyperparameters, and the training settings a space tunes."""
@@ -264,8 +238,12 @@ class Recipe:
         return plain
 
 
-def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
-    """Inverse of `Recipe.to_dict`; unknown keys raise TypeError naming them."""
+# stage name -> its hyperparameters dataclass: what reading a recipe file is given
+HyperparametersOf = Mapping[str, type[Hyperparameters]]
+
+
+def recipe_from_dict(plain: dict[str, Any], hyperparameters: type[Hyperparameters]) -> Recipe:
+    """Inverse of `Recipe.to_dict` for a stage with these `hyperparameters`; unknown keys raise TypeError naming them."""
     plain = dict(plain)
     training = dict(plain.pop("training", {}))
     training["callbacks"] = tuple(training.get("callbacks", ()))
@@ -273,7 +251,7 @@ def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
         data=DataPaths(**plain.pop("data")),
         labels=tuple(plain.pop("labels")),
         start_adapters=tuple(plain.pop("start_adapters", ())),
-        hyperparameters=Hyperparameters(**plain.pop("hyperparameters", {})),
+        hyperparameters=hyperparameters(**plain.pop("hyperparameters", {})),
         training=Training(**training),
         probes=Probes(**plain.pop("probes", {})),
         reward=Scoring(**reward) if (reward := plain.pop("reward", None)) else None,
@@ -292,11 +270,9 @@ def general_from_dict(plain: dict[str, Any]) -> General:
     )
 
 
-
-# The dataclass each section of a recipe is read into, for naming unknown keys.
+# The dataclass each section of a recipe is read into, for naming unknown keys (the stage gives its hyperparameters').
 RECIPE_SECTIONS: dict[str, type] = {
     "data": DataPaths,
-    "hyperparameters": Hyperparameters,
     "training": Training,
     "probes": Probes,
     "reward": Scoring,
@@ -305,11 +281,12 @@ RECIPE_SECTIONS: dict[str, type] = {
 }
 
 
-def unknown_recipe_keys(plain: dict[str, Any]) -> list[str]:
+def unknown_recipe_keys(plain: dict[str, Any], hyperparameters: type[Hyperparameters]) -> list[str]:
     """`recipe.training.max_step: unknown key 'max_step' (did you mean 'max_steps'?)` for every stray key."""
     lines = []
     sections = [("recipe", plain, Recipe)]
-    sections += [(f"recipe.{name}", plain.get(name), kind) for name, kind in RECIPE_SECTIONS.items()]
+    kinds = {**RECIPE_SECTIONS, "hyperparameters": hyperparameters}
+    sections += [(f"recipe.{name}", plain.get(name), kind) for name, kind in kinds.items()]
     for prefix, section, kind in sections:
         known = [f.name for f in dataclasses.fields(kind)]
         for key in section if isinstance(section, dict) else ():
@@ -328,10 +305,11 @@ def yaml_problem(err: yaml.YAMLError) -> str:
     return f"broken YAML at {where}: {reason} (fix the syntax there)"
 
 
-def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
+def load_recipe(path: Path, stages: HyperparametersOf) -> tuple[Recipe, dict[str, Any]]:
     """The recipe in a YAML file, and the file's other top-level sections (e.g. `expected`).
 
-    ValueError (one line per problem) names the file, the key and the fix.
+    `stages` are the stages it may be of, each with its hyperparameters dataclass. ValueError
+    (one line per problem) names the file, the key and the fix.
     """
     try:
         document = yaml.safe_load(Path(path).read_text())
@@ -340,25 +318,25 @@ def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
     if not isinstance(document, dict) or not isinstance(document.get("recipe"), dict):
         raise ValueError(f"{path}: recipe: is required (give a recipe written by `hpo export`)")
     stage = document["recipe"].get("stage")
-    if stage not in STAGES:  # checked first: it decides which trainer reads the rest
-        raise ValueError(f"{path}: recipe.stage must be one of {', '.join(STAGES)}, got {stage!r}")
-    if unknown := unknown_recipe_keys(document["recipe"]):
+    if stage not in stages:  # checked first: it decides which trainer reads the rest
+        raise ValueError(f"{path}: recipe.stage must be one of {', '.join(stages)}, got {stage!r}")
+    if unknown := unknown_recipe_keys(document["recipe"], stages[stage]):
         raise ValueError("\n".join(f"{path}: {line}" for line in unknown))
     try:
-        recipe = recipe_from_dict(document.pop("recipe"))
+        recipe = recipe_from_dict(document.pop("recipe"), stages[stage])
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: recipe: not a valid recipe ({err}); re-export it with `hpo export`") from err
     return recipe, document
 
 
-def read_recipe(path: Path) -> Recipe | None:
-    """The recipe in `path` for a command line; None after printing each problem as one
-    `error:` line on stderr (a missing file, broken YAML, an unknown key, a bad value)."""
+def read_recipe(path: Path, stages: HyperparametersOf) -> Recipe | None:
+    """The recipe in `path` (of one of `stages`) for a command line; None after printing each problem as
+    one `error:` line on stderr (a missing file, broken YAML, an unknown key, a bad value)."""
     if not Path(path).is_file():
         print(f"error: {path}: file not found (pass a recipe written by `hpo export`)", file=sys.stderr)
         return None
     try:
-        recipe, _ = load_recipe(Path(path))
+        recipe, _ = load_recipe(Path(path), stages)
     except ValueError as err:
         for line in str(err).splitlines():
             print(f"error: {line}", file=sys.stderr)

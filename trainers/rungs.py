@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,10 +35,10 @@ from trl import SFTTrainer
 from trainers import distributed
 from trainers.callbacks import load_callbacks
 from trainers.checkpoints import METRICS, copy_weights, mark_complete
-from trainers.flags import Flag
 from trainers.models import load_base, load_copy, training_dtype
-from trainers.probes import ProbeSet, load_probes, run_probes
-from trainers.recipe import Recipe, read_recipe
+from trainers.probes import DomainProbe, ProbeSet, load_probes, run_probes
+from trainers.recipe import Hyperparameters, Recipe, read_recipe
+from trainers.shared import Diverged, Flag, OutOfMemory
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +50,6 @@ Report = Callable[[int, dict[str, float], Path], bool | None]
 MakeTrainer = Callable[[Any, Any, Path, list[TrainerCallback]], Any]
 # Trainer log keys averaged over each rung's window, and the metric names they get.
 LOSS_WINDOW = {"loss": "train_loss"}
-
-
-class Diverged(RuntimeError):
-    """Training produced a non-finite loss or gradient norm."""
-
-    def __init__(self, step: int, what: str, value: float) -> None:
-        self.step, self.what, self.value = step, what, value
-        super().__init__(f"{what} became {value} at step {step}")
-
-
-class OutOfMemory(RuntimeError):
-    """The accelerator ran out of memory during training, at `step` with micro-batch `batch_size`."""
-
-    def __init__(self, step: int, batch_size: int) -> None:
-        self.step, self.batch_size = step, batch_size
-        super().__init__(f"out of memory at step {step} with batch size {batch_size}")
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -283,6 +266,7 @@ def train_stage(
     recipe: Recipe,
     report: Report,
     make_trainer: MakeTrainer,
+    domain_probe: DomainProbe,
     *,
     work_dir: Path | None = None,
     resume_from: Path | None = None,
@@ -291,14 +275,15 @@ def train_stage(
 ) -> dict[str, float]:
     """Load the base model and probes, build the stage's trainer and train it rung by rung.
 
-    Returns the last rung's metrics. `resume_from` is a rung checkpoint of this recipe (as
-    handed to `report`) to go on from; `window` and `extra` are RungCallback's.
+    Returns the last rung's metrics. `domain_probe` is the stage's (trainers.stage.Stage);
+    `resume_from` is a rung checkpoint of this recipe (as handed to `report`) to go on from;
+    `window` and `extra` are RungCallback's.
     """
     torch.set_num_threads(recipe.training.threads)
     set_seed(recipe.seed)
     every_weight = adapter_config(recipe) is None
     model, tokenizer = load_base(recipe.model, recipe.start_adapters, recipe.training.load_in_4bit, every_weight)
-    probes = load_probes(recipe) if distributed.is_main() else None
+    probes = load_probes(recipe, domain_probe) if distributed.is_main() else None
     with distributed.shared_scratch(f"{recipe.stage}-", work_dir) as scratch:
         callback = RungCallback(
             recipe, probes, tokenizer, report, window=window, extra=extra, resumed=resumed_metrics(resume_from)
@@ -308,23 +293,22 @@ def train_stage(
         return run_training(trainer, callback, resume_from)
 
 
-def run_standalone(train_recipe: Callable[[Recipe, Report], dict], stage: str, argv: list[str] | None) -> int:
+def run_standalone(
+    train_recipe: Callable[[Recipe, Report], dict],
+    stage: str,
+    hyperparameters: type[Hyperparameters],
+    argv: list[str] | None,
+) -> int:
     """`python -m trainers.<stage> recipe.yaml --out DIR`: one rung per line, then DIR/metrics.json
-    and DIR/adapter/ (the last rung's adapter, or whole model for `method: full`)."""
+    and DIR/adapter/ (the last rung's adapter, or whole model for `method: full`). `hyperparameters`
+    is the stage's dataclass."""
     parser = argparse.ArgumentParser(prog=f"python -m trainers.{stage}", description=f"Rerun a {stage} recipe.")
     parser.add_argument("recipe", type=Path, help="recipe YAML (as written by `hpo export`)")
     parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the final adapter")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    recipe = read_recipe(args.recipe)
+    recipe = read_recipe(args.recipe, {stage: hyperparameters})  # another stage's recipe: python -m trainers
     if recipe is None:
-        return 2
-    if recipe.stage != stage:
-        print(
-            f"error: {args.recipe}: recipe.stage must be {stage} for this trainer, got {recipe.stage} "
-            f"(run it with python -m trainers.{recipe.stage}, or python -m trainers)",
-            file=sys.stderr,
-        )
         return 2
     out = args.out or args.recipe.parent / "rerun"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,46 +1,47 @@
 """How a generated answer is scored against its reference: one interface for SFT probes and RFT rewards.
 
-    score(prompt, completion, reference, **row) -> float
+Every scorer is an object that scores a batch of answers, one float each:
 
-`prompt` and `completion` are plain text, `reference` the row's `completion`, and `row`
-the data row's other fields (a regex scorer reads `pattern` there). Built-in scorers, each
-defined in docs/scorers.md:
+    score_batch(prompts, completions, references, rows) -> list[float]
 
-    exact_match       1 when the answer equals the reference, both stripped of surrounding whitespace
-    normalized_match  1 when both are equal after folding case, collapsing whitespace and dropping
-                      enclosing quotes or brackets and trailing sentence punctuation
-    token_f1          bag-of-tokens F1 as in SQuAD (lower case, punctuation and articles removed)
-    rouge_l           ROUGE-L F-measure (Google's rouge-score, with stemming)
-    chrf              sentence chrF (sacrebleu), scaled to 0..1
-    bleu              sentence BLEU (sacrebleu, exponential smoothing), scaled to 0..1
-    json_match        the share of the reference object's fields the answer's JSON object has with
-                      equal values (JSON's equality: true is not 1); 0 when the answer is not a JSON object
-    regex             1 when the stripped answer fully matches the pattern (the task's, or the row's)
+`prompts` and `completions` are plain text, `references` the rows' `completion`, and `rows`
+the data rows' other fields (a regex scorer reads `pattern` there). A built-in scorer is one
+`Builtin` in BUILTIN_SCORERS: its name (the rung metric is `domain_<name>`), its one-line
+definition (docs/judging.md lists them), its function of one answer,
+`score(prompt, completion, reference, **row) -> float`, and what it needs of a reference.
 
-A user's own scorer is "package.module:function" with the same signature, or an HTTP
-endpoint (`{url: ...}`, trainers.endpoint). `make_scorer(ScorerSpec)` gives a `Scorer`
-whose `score_all` scores a batch; `check_references` finds the rows a scorer cannot score
-before anything runs.
+A user's scorer is "package.module:name", treated as a built-in: its rung metric is
+`domain_<name>`, and it names either a function of one answer with the signature above or an
+object with `score_batch` (a model-based scorer, e.g. a judge model, scoring many answers in
+one call). Setting `deterministic = True` on it says its scores depend on the answers alone,
+which lets the base model's figures be cached as a built-in's are. An HTTP endpoint
+(`{url: ...}`, trainers.endpoint) is a scorer too. `make_scorer(Scoring)` gives a `Scorer`
+whose `score_all` checks every value; `reference_problems` finds the rows a scorer cannot
+score before anything runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import re
 import string
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from trainers.imports import import_named
-
-if TYPE_CHECKING:
-    from trainers.recipe import Scoring
+from trainers.shared import Scoring, ScoringError
 
 ScoreFunction = Callable[..., float]  # score(prompt, completion, reference, **row) -> float
+# problem(reference, row, options) -> why the scorer cannot score that reference, or ""
+ReferenceCheck = Callable[[str, Mapping[str, Any], Mapping[str, Any]], str]
 ARTICLES = re.compile(r"\b(a|an|the)\b")
 TRAILING = ".,;:!?" + string.whitespace  # sentence punctuation after an answer
 ENCLOSING = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "(": ")", "[": "]", "{": "}"}
@@ -183,51 +184,105 @@ def pattern_problem(reference: str, row: Mapping[str, Any], options: Mapping[str
     return ""
 
 
+class BatchScorer(Protocol):
+    """What every scorer is: a batch of answers in, one score each out."""
+
+    def score_batch(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        references: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> list[float]: ...
+
+
+def score_each(
+    function: ScoreFunction,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    references: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> list[float]:
+    """A function of one answer over a batch."""
+    return [function(p, c, r, **row) for p, c, r, row in zip(prompts, completions, references, rows)]
+
+
 @dataclass(frozen=True)
 class Builtin:
-    """A built-in scorer: its function, whether its scores are 0/1, and what it needs of a reference."""
+    """A built-in scorer: its name, its definition, its function of one answer, what it needs of a reference.
+
+    `deterministic`: its scores depend on the answers alone (the base model's figures may be cached).
+    """
+
+    name: str
+    definition: str
+    function: ScoreFunction
+    problem: ReferenceCheck = no_problem
+    deterministic: bool = True
+
+    def score_batch(self, prompts, completions, references, rows) -> list[float]:
+        return score_each(self.function, prompts, completions, references, rows)
+
+
+@dataclass(frozen=True)
+class PerAnswer:
+    """A user's function of one answer, `score(prompt, completion, reference, **row) -> float`, as a scorer."""
 
     function: ScoreFunction
-    binary: bool = False
-    problem: Callable[[str, Mapping[str, Any], Mapping[str, Any]], str] = no_problem
+
+    @property
+    def deterministic(self) -> bool:
+        return getattr(self.function, "deterministic", False) is True
+
+    def score_batch(self, prompts, completions, references, rows) -> list[float]:
+        return score_each(self.function, prompts, completions, references, rows)
 
 
 BUILTIN_SCORERS: dict[str, Builtin] = {
-    "exact_match": Builtin(exact_match, binary=True),
-    "normalized_match": Builtin(normalized_match, binary=True),
-    "token_f1": Builtin(token_f1),
-    "rouge_l": Builtin(rouge_l),
-    "chrf": Builtin(chrf),
-    "bleu": Builtin(bleu),
-    "json_match": Builtin(json_match, problem=json_reference_problem),
-    "regex": Builtin(regex_match, binary=True, problem=pattern_problem),
+    scorer.name: scorer
+    for scorer in (
+        Builtin(
+            "exact_match", "1 when the answer equals the reference, both stripped of surrounding whitespace", exact_match
+        ),
+        Builtin(
+            "normalized_match",
+            "1 when both are equal after folding case, collapsing whitespace and dropping enclosing quotes "
+            "or brackets and trailing sentence punctuation",
+            normalized_match,
+        ),
+        Builtin("token_f1", "bag-of-tokens F1 as in SQuAD (lower case, punctuation and articles removed)", token_f1),
+        Builtin("rouge_l", "ROUGE-L F-measure (Google's rouge-score, with stemming)", rouge_l),
+        Builtin("chrf", "sentence chrF (sacrebleu), scaled to 0..1", chrf),
+        Builtin("bleu", "sentence BLEU (sacrebleu, exponential smoothing), scaled to 0..1", bleu),
+        Builtin(
+            "json_match",
+            "the share of the reference object's fields the answer's JSON object has with equal values "
+            "(JSON's equality: true is not 1); 0 when the answer is not a JSON object",
+            json_match,
+            json_reference_problem,
+        ),
+        Builtin(
+            "regex",
+            "1 when the stripped answer fully matches the pattern (the task's, or the row's)",
+            regex_match,
+            pattern_problem,
+        ),
+    )
 }
+# Metric names the domain probe reports besides the scorer's own: no scorer may take them.
+RESERVED_KEYS = frozenset({"parse_rate", "majority", "uniform"})
 
 
 # --- a scorer bound to its settings ---------------------------------------------------------
 
 
-class ScoringError(RuntimeError):
-    """An answer could not be scored (an endpoint down or refusing, user code raising, a bad value).
-
-    `step` is the training step whose scores failed (0 outside training). A trial never goes on
-    with a made-up score.
-    """
-
-    def __init__(self, message: str, step: int = 0) -> None:
-        super().__init__(message)
-        self.step = step
-
-
 @dataclass(frozen=True)
 class Scorer:
-    """A scorer ready to use: `score_all` scores a batch of answers, one float each."""
+    """A scorer ready to use: `score_all` scores a batch of answers, one finite float each."""
 
     key: str  # the rung metric is domain_<key>
-    binary: bool  # every score is 0 or 1 (a rate)
-    function: ScoreFunction | None = None  # per answer; None for an endpoint
+    kind: BatchScorer  # a Builtin, a user's scorer, or an HTTP endpoint (trainers.endpoint.Endpoint)
     options: Mapping[str, Any] = field(default_factory=dict)  # defaults for every row (e.g. the task's pattern)
-    endpoint: Any = None  # trainers.endpoint.Endpoint for an HTTP scorer
 
     def score_all(
         self,
@@ -236,23 +291,19 @@ class Scorer:
         references: Sequence[str],
         rows: Sequence[Mapping[str, Any]],
     ) -> list[float]:
-        if self.endpoint is not None:
-            payloads = [
-                {"prompt": p, "completion": c, "reference": r, **row_fields(row)}
-                for p, c, r, row in zip(prompts, completions, references, rows)
-            ]
-            return self.endpoint.score_all(payloads)
-        return [self.score_one(p, c, r, row) for p, c, r, row in zip(prompts, completions, references, rows)]
-
-    def score_one(self, prompt: str, completion: str, reference: str, row: Mapping[str, Any]) -> float:
-        fields = {**self.options, **row_fields(row)}
+        fields = [{**self.options, **row_fields(row)} for row in rows]
         try:
-            value = self.function(prompt, completion, reference, **fields)
+            values = list(self.kind.score_batch(list(prompts), list(completions), list(references), fields))
+        except ScoringError:
+            raise
         except Exception as err:  # user code: whatever it raises stops the trial with its reason
             raise ScoringError(f"the scorer raised {type(err).__name__}: {err}") from err
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ScoringError(f"the scorer returned {value!r}; every score must be a finite number")
-        return float(value)
+        if len(values) != len(completions):
+            raise ScoringError(f"the scorer returned {len(values)} scores for {len(completions)} answers")
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ScoringError(f"the scorer returned {value!r}; every score must be a finite number")
+        return [float(v) for v in values]
 
 
 def row_fields(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,28 +311,49 @@ def row_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("prompt", "completion")}
 
 
-def import_scorer(spec: str, import_root: str | None) -> ScoreFunction:
-    """The function "package.module:function" names; ValueError says what is wrong."""
-    module_name, name, function = import_named(spec, import_root, "function")
-    if not callable(function):
-        raise ValueError(f"module '{module_name}' has no callable '{name}'")
-    return function
+def import_scorer(spec: str, import_root: str | None) -> BatchScorer:
+    """The scorer "package.module:name" names (an object with `score_batch`, or a function of one answer);
+    ValueError says what is wrong."""
+    module_name, name, found = import_named(spec, import_root, "function")
+    if callable(getattr(found, "score_batch", None)):
+        return found
+    if not callable(found):
+        raise ValueError(f"module '{module_name}' has no callable '{name}' (nor an object with score_batch)")
+    return PerAnswer(found)
 
 
-def make_scorer(scoring: Scoring) -> Scorer:
-    """The scorer a task's `metric` (or an RFT reward's `scorer`/`url`) describes."""
-    options = {"pattern": scoring.pattern} if scoring.pattern is not None else {}
+def scorer_kind(scoring: Scoring) -> BatchScorer:
+    """The scorer a task's `metric` (or an RFT reward's `scorer`/`url`) names, unbound to its options."""
     if scoring.url is not None:
         from trainers.endpoint import Endpoint  # httpx: only for HTTP scorers
 
-        endpoint = Endpoint(scoring.url, scoring.concurrency, scoring.timeout_s, scoring.retries)
-        return Scorer(scoring.metric_key, binary=False, endpoint=endpoint)
+        return Endpoint(scoring.url, scoring.concurrency, scoring.timeout_s, scoring.retries)
     if scoring.scorer in BUILTIN_SCORERS:
-        builtin = BUILTIN_SCORERS[scoring.scorer]
-        return Scorer(scoring.metric_key, builtin.binary, builtin.function, options)
+        return BUILTIN_SCORERS[scoring.scorer]
     if scoring.scorer is None:
         raise ValueError("a scoring names no scorer and no url")
-    return Scorer(scoring.metric_key, False, import_scorer(scoring.scorer, scoring.import_root), options)
+    return import_scorer(scoring.scorer, scoring.import_root)
+
+
+def make_scorer(scoring: Scoring) -> Scorer:
+    """The scorer a task's `metric` (or an RFT reward's `scorer`/`url`) describes, with its options."""
+    options = {"pattern": scoring.pattern} if scoring.pattern is not None else {}
+    return Scorer(scoring.metric_key, scorer_kind(scoring), options)
+
+
+def deterministic(scoring: Scoring) -> bool:
+    """Whether the scores depend on the answers alone: a built-in's do, a user's when it says so
+    (`deterministic = True`); an endpoint's never (a service may change behind its URL)."""
+    return getattr(scorer_kind(scoring), "deterministic", False) is True
+
+
+def source_digest(scoring: Scoring) -> str:
+    """The sha256 of the module file of a user's scorer; "" for a built-in or an endpoint."""
+    if scoring.url is not None or scoring.scorer is None or ":" not in scoring.scorer:
+        return ""
+    import_scorer(scoring.scorer, scoring.import_root)
+    source = inspect.getsourcefile(sys.modules[scoring.scorer.partition(":")[0]])
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else ""
 
 
 def reference_problems(scoring: Scoring, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:

@@ -1,11 +1,12 @@
 """Supervised fine-tuning with TRL + PEFT LoRA on a domain/general mix, scored at every rung.
 
-Reads top to bottom: the domain rows mixed with general instruction rows in TRL's
-conversational prompt-completion form, the SFTConfig (loss on the completion only), and
-TRL's SFTTrainer handed to the shared rung loop (trainers.rungs), which loads the base
-model, probes and reports at every rung, and resumes from a rung checkpoint
-(`resume_from`). `method: full` trains every weight instead of a LoRA adapter; the rung's
-checkpoint then holds the whole model. Standalone:
+The stage (`SFT`) is the base stage's defaults: prompt-completion rows mixed with general
+instruction rows, judged on its generated answers by the task's scorer. Its trainer reads
+top to bottom: the rows in TRL's conversational prompt-completion form, the SFTConfig (loss
+on the completion only), and TRL's SFTTrainer handed to the shared rung loop
+(trainers.rungs), which loads the base model, probes and reports at every rung, and resumes
+from a rung checkpoint (`resume_from`). `method: full` trains every weight instead of a
+LoRA adapter; the rung's checkpoint then holds the whole model. Standalone:
 
     python -m trainers.sft recipe.yaml [--out DIR]
 """
@@ -14,12 +15,32 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-from trl import SFTConfig
+from typing import TYPE_CHECKING
 
 from trainers.data import chat, duplicate, mix, read_jsonl
 from trainers.recipe import Recipe
-from trainers.rungs import Report, common_args, run_standalone, sft_trainer, train_stage
+from trainers.stage import Report, Stage
+
+if TYPE_CHECKING:
+    from trl import SFTConfig
+
+
+class SFTStage(Stage):
+    name = "sft"
+    spaces = {"lora": "sft_lora", "full": "sft_full"}
+    scale_up = (
+        "LoRA has shown the task is learnable from this data: a full-rank SFT run, or RFT where answers "
+        "can be checked automatically, is the next step."
+    )
+
+    def train(self, recipe, report, work_dir=None, resume_from=None):
+        return train(recipe, report, work_dir, resume_from)
+
+    def trainer_config(self, recipe, output_dir=Path("output")):
+        return trainer_config(recipe, output_dir)
+
+
+SFT = SFTStage()
 
 
 def training_rows(recipe: Recipe) -> list[dict]:
@@ -37,6 +58,10 @@ def training_rows(recipe: Recipe) -> list[dict]:
 
 
 def trainer_config(recipe: Recipe, output_dir: Path) -> SFTConfig:
+    from trl import SFTConfig
+
+    from trainers.rungs import common_args
+
     return SFTConfig(
         **common_args(recipe, output_dir),
         lr_scheduler_type="linear",
@@ -54,12 +79,14 @@ def train(
 
     `resume_from` is a rung checkpoint of this recipe (as handed to `report`) to go on from.
     """
+    from trainers.rungs import sft_trainer, train_stage
+
     make_trainer = sft_trainer(recipe, trainer_config, training_rows)
-    return train_stage(recipe, report, make_trainer, work_dir=work_dir, resume_from=resume_from)
+    return train_stage(recipe, report, make_trainer, SFT.domain_probe, work_dir=work_dir, resume_from=resume_from)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_standalone(train, "sft", argv)
+    return SFT.main(argv)
 
 
 if __name__ == "__main__":

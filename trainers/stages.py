@@ -1,162 +1,34 @@
-"""The stages a sweep tunes, each a small object: what its data holds, what it is judged on, how it trains.
+"""The stages a sweep tunes, in one plain table (`STAGES`, by name): each is a `Stage` (trainers.stage)
+defined in its own module.
 
-    STAGES = {"sft": SFT, "cpt": CPT, "rft": RFT}
+The engine (hpo/) and the trainers look a stage up here and call its methods instead of
+comparing its name or reading its flags. Importing this table imports no torch: a stage's
+module imports its training libraries only when it trains, probes or builds a config.
 
-The engine (hpo/) and the trainers look a stage up here instead of comparing its name:
-the sweep-file checks read its data and task rules, the objective its domain metric, the
-exports its trainer's config builder, a trial its trainer. A stage's trainer lives in its
-own module (`trainers.sft`, ...), imported only when a stage trains or builds a config, so
-reading a sweep file never imports torch. Each trainer module has the same three entry
-points: `train(recipe, report, work_dir=None, resume_from=None)`,
-`trainer_config(recipe, output_dir)` (the TRL config it trains with) and `main(argv)`.
-
-A new stage is one trainer module and one entry in STAGES.
+A new stage is one module (trainers/<name>.py: its `Stage` subclass and its trainer), one
+entry below, its search space in search_spaces/, its tiny sweep in tests/stage_fixtures/ and
+its row in docs/stages.md. Reading a recipe file needs the stage's hyperparameters
+dataclass, so the recipe readers every part of the engine uses are here.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainers.data import PROMPT_FIELDS, TEXT_FIELDS
+from trainers import recipe as recipe_file
+from trainers.cpt import CPT
+from trainers.dpo import DPO
+from trainers.recipe import Recipe
+from trainers.rft import RFT
+from trainers.sft import SFT
+from trainers.shared import DomainMetric
+from trainers.stage import METHODS, Stage
 
-if TYPE_CHECKING:
-    from trainers.recipe import Hyperparameters, Recipe, Scoring
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (SFT, CPT, RFT, DPO)}
+DEFAULT_STAGE = SFT
 
-METHODS = ("lora", "full")
-GRPO_HYPERPARAMETERS = frozenset({"beta", "num_generations", "temperature"})
-
-
-@dataclass(frozen=True)
-class DomainMetric:
-    """The rung metric a stage is judged on, and which way is better."""
-
-    name: str
-    higher_is_better: bool = True
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage: its data and task rules, its domain metric, its search spaces and its trainer.
-
-    - `row_fields`: what every domain row (and general-mix row) holds.
-    - `general_mix`: whether general rows are mixed into training (required then, refused otherwise).
-    - `task_required`, `reads_labels`: what the sweep file's `task` section must give (labels are
-      optional: given, every reference must be one).
-    - `reward`: the task names a reward (`task.reward`), which scores sampled answers.
-    - `probe`: the domain probe each rung runs (trainers.probes.DOMAIN_PROBES).
-    - `scores_answers`: its domain metric is the mean score of generated answers by the task's
-      scorer (`task.metric`, any scorer); otherwise it is `metric`, and `task_metric` names it.
-    - `own_hyperparameters`: hyperparameters that only this stage uses.
-    - `grouped_generations`: each batch holds `num_generations` sampled answers per prompt.
-    - `packs`: its training rows can be packed into max_seq_len sequences (`training.packing`).
-    - `rung_guardrails`: the KL and reward blow-up limits apply to its rungs.
-    - `gate_metric`: the baseline metric the start gate reads (RFT's positive-reward rate).
-    - `baseline_cacheable`: its baseline depends only on the model and the probe files.
-    - `scale_up`: the next step after a clear win.
-    """
-
-    name: str
-    module: str
-    methods: tuple[str, ...]
-    spaces: Mapping[str, str]  # method -> built-in search space
-    row_fields: tuple[str, ...]
-    probe: str
-    scale_up: str
-    metric: DomainMetric | None = None  # None: the task scorer's (scores_answers)
-    task_metric: str | None = None  # the only `task.metric` it accepts (None: any scorer)
-    scores_answers: bool = False
-    general_mix: bool = True
-    task_required: bool = True
-    reads_labels: bool = True
-    reward: bool = False
-    own_hyperparameters: frozenset[str] = field(default_factory=frozenset)
-    grouped_generations: bool = False
-    packs: bool = True
-    rung_guardrails: bool = False
-    gate_metric: str | None = None
-    baseline_cacheable: bool = True
-
-    def domain_metric(self, scoring: Scoring) -> DomainMetric:
-        """The rung metric the stage is judged on: its own, or the mean score of its answers by `scoring`."""
-        if self.metric is not None:
-            return self.metric
-        return DomainMetric(f"domain_{scoring.metric_key}")
-
-    def trainer(self) -> ModuleType:
-        """The stage's trainer module (imports torch, transformers and TRL)."""
-        return importlib.import_module(self.module)
-
-    def train(self, recipe: Recipe, report: Any, work_dir: Path | None = None, resume_from: Path | None = None):
-        return self.trainer().train(recipe, report, work_dir=work_dir, resume_from=resume_from)
-
-    def trainer_config(self, recipe: Recipe, output_dir: Path = Path("output")):
-        """The TRL config object the stage's trainer builds for `recipe`."""
-        return self.trainer().trainer_config(recipe, output_dir)
-
-    def rows_per_step(self, batch: int, hyperparameters: Hyperparameters) -> float:
-        """Domain rows one optimizer step consumes out of `batch` (batch x grad accumulation) rows.
-
-        A mixed batch holds general rows too (the domain share is the mixing ratio); a grouped
-        batch holds num_generations answers to each prompt.
-        """
-        if self.grouped_generations:
-            return batch / hyperparameters.num_generations
-        if self.general_mix:
-            return batch * hyperparameters.mixing_ratio
-        return float(batch)
-
-
-SFT = Stage(
-    name="sft",
-    module="trainers.sft",
-    methods=("lora", "full"),
-    spaces={"lora": "sft_lora", "full": "sft_full"},
-    row_fields=PROMPT_FIELDS,
-    probe="answers",
-    scores_answers=True,
-    scale_up="LoRA has shown the task is learnable from this data: a full-rank SFT run, or RFT where answers "
-    "can be checked automatically, is the next step.",
-)
-CPT = Stage(
-    name="cpt",
-    module="trainers.cpt",
-    methods=("lora", "full"),
-    spaces={"lora": "cpt"},
-    metric=DomainMetric("domain_perplexity", higher_is_better=False),
-    task_metric="perplexity",
-    row_fields=TEXT_FIELDS,
-    probe="perplexity",
-    task_required=False,
-    reads_labels=False,
-    scale_up="The domain text is being learnt: a full-rank continued pre-training run, then SFT on the task, "
-    "is the next step.",
-)
-RFT = Stage(
-    name="rft",
-    module="trainers.rft",
-    methods=("lora",),
-    spaces={"lora": "rft"},
-    metric=DomainMetric("reward_mean"),
-    task_metric="reward",
-    row_fields=PROMPT_FIELDS,
-    probe="reward",
-    general_mix=False,
-    reward=True,
-    own_hyperparameters=GRPO_HYPERPARAMETERS,
-    grouped_generations=True,
-    packs=False,  # it samples completions to prompts: nothing to pack
-    rung_guardrails=True,
-    gate_metric="positive_reward_rate",
-    baseline_cacheable=False,  # the reward is code (or a service) whose behaviour a cache cannot see
-    scale_up="The reward is being learnt: a longer RFT run on more prompts, or full-rank RFT, is the next step.",
-)
-
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (SFT, CPT, RFT)}
+__all__ = ["METHODS", "STAGES", "Stage", "stage_of", "users_of", "domain_metric", "load_recipe", "read_recipe"]
 
 
 def stage_of(name: str) -> Stage:
@@ -167,5 +39,34 @@ def stage_of(name: str) -> Stage:
 
 
 def users_of(hyperparameter: str) -> tuple[str, ...]:
-    """The stages that own `hyperparameter` (empty when every stage may use it)."""
-    return tuple(name for name, stage in STAGES.items() if hyperparameter in stage.own_hyperparameters)
+    """The stages whose hyperparameters include `hyperparameter`."""
+    return tuple(name for name, stage in STAGES.items() if hyperparameter in recipe_file.hyperparameter_names(stage.hyperparameters))
+
+
+def all_tunable_names() -> tuple[str, ...]:
+    """What a search space of some stage may tune: every stage's hyperparameters and the training settings."""
+    names = (n for stage in STAGES.values() for n in recipe_file.tunable_names(stage.hyperparameters))
+    return tuple(dict.fromkeys(names))
+
+
+def domain_metric(recipe: Recipe) -> DomainMetric:
+    """The rung metric a recipe is judged on: its stage's, or the mean score of its answers by its scorer."""
+    return stage_of(recipe.stage).domain_metric(recipe.metric)
+
+
+HYPERPARAMETERS = {name: stage.hyperparameters for name, stage in STAGES.items()}
+
+
+def recipe_from_dict(plain: dict[str, Any]) -> Recipe:
+    """The recipe `Recipe.to_dict` gave, of any registered stage; unknown keys raise TypeError naming them."""
+    return recipe_file.recipe_from_dict(plain, stage_of(plain["stage"]).hyperparameters)
+
+
+def load_recipe(path: Path) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe in a YAML file (of any registered stage) and the file's other sections (trainers.recipe)."""
+    return recipe_file.load_recipe(path, HYPERPARAMETERS)
+
+
+def read_recipe(path: Path) -> Recipe | None:
+    """The recipe in `path` for a command line, or None after printing its problems (trainers.recipe)."""
+    return recipe_file.read_recipe(path, HYPERPARAMETERS)
