@@ -73,7 +73,7 @@ class GeneralCheck:
         limit = f", limit {self.limit:.0%}" if self.limit is not None else ""
         text = f"{self.name} {self.base:.4g} -> {self.best:.4g} ({change}{limit})"
         if self.test is not None:
-            text += f", {self.test['test']} one-sided p(worse)={p_text(self.test['p_worse'])}"
+            text += f", {self.test['test']} one-sided {p_said(self.test['p_worse'], 'p(worse)')}"
         if self.regressed:
             text += ": above its limit" if not benchmark else ": below the base beyond the noise"
         return text
@@ -109,6 +109,12 @@ class Verdict:
 
 def p_text(p: float) -> str:
     return f"<{SMALLEST_P:.0e}" if p < SMALLEST_P else f"{p:.2g}"
+
+
+def p_said(p: float, name: str = "p") -> str:
+    """`p=0.031`, or `p<1e-300` where a float cannot hold it: never `p=0`."""
+    text = p_text(p)
+    return name + (text if text.startswith("<") else f"={text}")
 
 
 def interval(metrics: Mapping[str, Any], name: str) -> str:
@@ -186,7 +192,7 @@ class Comparison:
         return self.test["p_better"] < ALPHA
 
     def evidence(self) -> str:
-        return f"{self.test['test']} p={p_text(self.test['p_better'])}"
+        return f"{self.test['test']} {p_said(self.test['p_better'])}"
 
 
 def comparisons(scores: Mapping[str, Any]) -> list[Comparison]:

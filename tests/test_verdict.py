@@ -134,7 +134,7 @@ def test_far_above_the_base_but_not_the_majority_class_is_not_learned_and_says_w
 def test_p_values_too_small_for_a_float_print_as_a_bound():
     n = 2200
     verdict = judge(scores([0.0] * n, [1.0] * n, rows(n // 3, n)), EXACT_MATCH, Judging())
-    assert verdict.learned and "mcnemar p=<1e-300" in verdict.headline
+    assert verdict.learned and "mcnemar p<1e-300" in verdict.headline and "p=0" not in verdict.headline
 
 
 def test_a_clear_result_is_learned_and_recommends_the_next_step():
