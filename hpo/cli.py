@@ -1,18 +1,25 @@
-"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), resume one, export the best recipe, write a report.
+"""`hpo`: validate a sweep file, run a sweep (or a pipeline of stages), resume one, export the best recipe,
+write a report, judge a model or answers.
 
 Exit codes, for `hpo sweep` and `hpo resume` alike (README.md, "Exit codes"):
 
     0        the budget finished and a passing best recipe was written
-    1        the sweep ran, but no trial passed (the counts by reason are printed; no best recipe)
+    1        the sweep ran, but no trial passed (the counts by reason are printed; no best recipe);
+             or, with --require-learned, the best recipe's verdict is not "learned" on the test
+             split with general ability held
     2        bad input: every problem on its own `error:` line, before anything started or was written
     3        a passing best recipe was written, but trials of the budget ended in error (each on its own
              line with its reason) or never ran
     130/143  interrupted by SIGINT/SIGTERM: trials stopped cleanly, `hpo resume RUN_DIR` finishes it
+
+`hpo judge` exits 0 when the candidate learned the task with general ability held, 1 when not,
+2 on bad input (hpo.judge).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -20,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, EXIT_TRIAL_ERRORS, InputError, Problems
+from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, EXIT_NOT_LEARNED, EXIT_TRIAL_ERRORS, InputError, Problems
 from hpo.interrupt import Interrupted, StopSignals, exit_code
 from hpo.reader import load_yaml
 from hpo.rundir import RunDir, Status, SweepState
@@ -57,6 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.memory import memory_warnings
     from hpo.pipeline import describe  # imports Ray: only once the file is known to be good
     from hpo.resources import machine_problems
+    from hpo.splits import split_summary, split_warnings
 
     for config in configs:
         print(
@@ -64,9 +72,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{len(config.space.parameters)} parameters from {config.space.path}, "
             f"{config.budget.trials} trials x up to {config.scheduler.max_steps} steps"
         )
+        for line in split_summary(dataclasses.asdict(config.recipe.data), config.recipe.labels):
+            print(f"  {line}")
         for line in describe(config):
             print(f"  {line}")
-        for line in probe_shortfalls(config) + memory_warnings(config):
+        for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config):
             print(f"warning: {line}")
         for line in machine_problems(config):  # the same file may be meant for a Ray cluster
             print(f"warning: {line}; `hpo sweep` here refuses it")
@@ -83,6 +93,13 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from hpo.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
+    if args.require_learned:
+        raise InputError(
+            [
+                f"{args.sweep}: --require-learned: a pipeline's stages end without a held-out verdict "
+                "(drop the flag, and gate on `hpo judge STAGE_RUN` of its last stage)"
+            ]
+        )
     refuse_ray_client()
     for config in pipeline.stages:
         refuse_unmet_resources(config)
@@ -112,8 +129,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     refuse_ray_client()
     refuse_unmet_resources(config)
     from hpo.memory import memory_warnings
+    from hpo.splits import split_warnings
 
-    for line in probe_shortfalls(config) + memory_warnings(config):
+    for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config):
         print(f"warning: {line}", flush=True)
     from hpo.baseline import measure_baseline
     from hpo.pipeline import check_start
@@ -133,7 +151,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     args.started_run = run_dir  # an interrupt from here on leaves something to resume
     live = None if args.quiet else live_view(config)
     outcome = run_sweep(config, run_dir, baseline, live, SIGNALS)
-    return conclude(config, outcome)
+    return conclude(config, outcome, args.require_learned)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -152,7 +170,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     require_resources(config, lambda line: print(line, flush=True))
     live = None if args.quiet else live_view(config)
     outcome = resume_sweep(config, args.run_dir, live, SIGNALS)
-    return conclude(config, outcome)
+    return conclude(config, outcome, args.require_learned)
 
 
 def live_view(config: SweepConfig) -> Callback:
@@ -178,13 +196,27 @@ def refuse_unmet_resources(config: SweepConfig) -> None:
         raise InputError(problems)
 
 
-def conclude(config: SweepConfig, outcome: Outcome) -> int:
-    """Say how the sweep ended and return its exit code; only a passing best gets the full outcome."""
-    if outcome.passed:
-        print_outcome(config, outcome.run_dir)
-    else:
+def conclude(config: SweepConfig, outcome: Outcome, require_learned: bool = False) -> int:
+    """Say how the sweep ended and return its exit code; only a passing best gets the full outcome.
+
+    With `require_learned`, a best whose verdict does not pass (not learned on the test split, or
+    general ability regressed) exits EXIT_NOT_LEARNED."""
+    verdict = print_outcome(config, outcome.run_dir) if outcome.passed else None
+    if not outcome.passed:
         print_time(config, outcome.run_dir)
-    return conclusion(outcome)
+    code = conclusion(outcome)
+    if code == 0 and require_learned and not (verdict or {}).get("passed"):
+        print(f"--require-learned: {not_passed_line(verdict)}", file=sys.stderr, flush=True)
+        return EXIT_NOT_LEARNED
+    return code
+
+
+def not_passed_line(verdict: dict | None) -> str:
+    if verdict is None:
+        return "no verdict: the best recipe has no adapter to judge"
+    if verdict["general"] == "regressed":
+        return verdict["general_line"]
+    return verdict["headline"]
 
 
 def conclusion(outcome: Outcome) -> int:
@@ -236,8 +268,8 @@ def stopped(args: argparse.Namespace, signum: int) -> int:
     return exit_code(signum)
 
 
-def print_outcome(config: SweepConfig, run_dir: Path) -> None:
-    """The best rung's validation scores, its service flags, the held-out check and its verdict."""
+def print_outcome(config: SweepConfig, run_dir: Path) -> dict | None:
+    """The best rung's validation scores, its service flags, the held-out check and its verdict (returned)."""
     from hpo.evaluate import evaluate_best, format_confusion
     from hpo.outcome import held_out_lines
 
@@ -254,6 +286,7 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> None:
     print_time(config, run_dir)
     print(f"run directory: {run_dir}")
     print(f"best recipe:   {run.recipe}")
+    return scores.get("verdict")
 
 
 def print_time(config: SweepConfig, run_dir: Path) -> None:
@@ -297,6 +330,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    from hpo import judge
+
+    if (args.run_dir is None) == (args.test is None):
+        raise InputError(
+            [
+                "hpo judge: give a run directory (RUN --adapter DIR or --model PATH_OR_ID), "
+                "or answers (--test FILE --base ANSWERS --candidate ANSWERS), not both"
+            ]
+        )
+    if args.run_dir is not None:
+        if args.base or args.candidate or args.labels or args.metric:
+            raise InputError(["hpo judge RUN: --base, --candidate, --labels and --metric go with --test (remove them)"])
+        if args.adapter is not None and args.model is not None:
+            raise InputError(["hpo judge RUN: give --adapter DIR or --model PATH_OR_ID, not both"])
+        scores = judge.judge_model(args.run_dir, args.adapter, args.model, args.min_lift, args.answers_out)
+    else:
+        if args.adapter is not None or args.model is not None or args.answers_out or not (args.base and args.candidate):
+            raise InputError(
+                [
+                    "hpo judge --test: give --base ANSWERS and --candidate ANSWERS (no --adapter, --model or --answers-out)"
+                ]
+            )
+        from trainers.recipe import Scoring
+
+        metric = Scoring(scorer=args.metric or "exact_match", import_root=str(Path.cwd()))
+        task = judge.AnswerTask(args.test, tuple(args.labels or ()), metric)
+        scores = judge.judge_answers(task, args.base, args.candidate, args.min_lift or 0.0)
+    print_judgement(scores, args.json)
+    return judge.exit_code(scores)
+
+
+def print_judgement(scores: dict, as_json: bool) -> None:
+    import json
+
+    from hpo.evaluate import format_confusion
+    from hpo.outcome import held_out_lines
+
+    if as_json:
+        print(json.dumps(scores, indent=2))
+        return
+    print("\n".join(held_out_lines(scores)))
+    if scores.get("confusion"):
+        print(format_confusion(scores["confusion"]))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hpo", description="Hyperparameter optimization for LLM customization.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -318,6 +397,11 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--baseline-only", action="store_true", help="measure the base model and check the guardrails, then stop"
     )
+    sweep.add_argument(
+        "--require-learned",
+        action="store_true",
+        help="exit 1 unless the best recipe learned the task on the test split with general ability held",
+    )
     sweep.set_defaults(run=cmd_sweep)
     resume = commands.add_parser("resume", help="finish a sweep whose driver stopped, from its checkpoints")
     resume.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
@@ -325,6 +409,7 @@ def parser() -> argparse.ArgumentParser:
         "--sweep", type=Path, default=None, dest="sweep_file", help="the sweep file (default: the one spec.yaml names)"
     )
     resume.add_argument("--quiet", action="store_true", help="no live view (for CI logs)")
+    resume.add_argument("--require-learned", action="store_true", help="as for hpo sweep")
     resume.set_defaults(run=cmd_resume)
     export = commands.add_parser("export", help="write the best recipe of a run directory")
     export.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
@@ -337,6 +422,27 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write RUN_DIR/report/: an HTML page, PNG plots, a Markdown summary")
     report.add_argument("run_dir", type=Path, help="run directory written by `hpo sweep`")
     report.set_defaults(run=cmd_report)
+    judging = commands.add_parser(
+        "judge",
+        help="the sweep's held-out check and verdict for any model, or for two sets of answers; "
+        "exit 0 learned with general ability held, 1 not, 2 bad input",
+    )
+    judging.add_argument("run_dir", type=Path, nargs="?", help="run directory: its base, test split and benchmarks")
+    judging.add_argument("--adapter", type=Path, help="a LoRA adapter folder to judge on the run's base model")
+    judging.add_argument("--model", help="a whole model to judge (a folder or an id), with the base's tokenizer")
+    judging.add_argument("--test", type=Path, help="test rows, {prompt, completion} JSONL, for judging answers")
+    judging.add_argument("--base", type=Path, help="the base model's answers to the test rows, one per row")
+    judging.add_argument("--candidate", type=Path, help="the candidate's answers to the test rows, one per row")
+    judging.add_argument("--labels", nargs="+", help="the label set of a label task (adds the majority-class check)")
+    judging.add_argument("--metric", help="the scorer (default exact_match), as task.metric names it")
+    judging.add_argument(
+        "--min-lift", type=float, help="the smallest lift that matters (default: the run's task.min_lift, else 0)"
+    )
+    judging.add_argument(
+        "--answers-out", type=Path, help="with a run: write both models' answers to the test rows here, for --test"
+    )
+    judging.add_argument("--json", action="store_true", help="print the figures and the verdict as JSON")
+    judging.set_defaults(run=cmd_judge)
     return top
 
 

@@ -29,6 +29,7 @@ from hpo.history import Identity, warm_start_runs
 from hpo.objective import GeneralProbe
 from hpo.reader import Reader, load_yaml
 from hpo.space import SearchSpace, load_space
+from hpo.splits import split_problems
 from hpo.task import Task, read_task, reference_lines
 from trainers.data import PROMPT_FIELDS, TEXT_FIELDS, check_rows, read_jsonl
 from trainers.model_store import model_folder_problem
@@ -152,6 +153,7 @@ class SweepConfig:
     guardrails: Guardrails = field(default_factory=Guardrails)
     checkpoints: Checkpoints = field(default_factory=Checkpoints)
     plan: TrainingPlan | None = None  # set when training.epochs sized the schedule from the data
+    min_lift: float = 0.0  # task.min_lift: the verdict's smallest lift that matters (hpo.verdict)
 
     def resolved(self) -> dict[str, Any]:
         """Plain data for spec.yaml; equal configs give equal dicts."""
@@ -295,6 +297,7 @@ def sweep_from_document(document: object, path: Path, problems: Problems) -> Swe
         guardrails=_guardrails(top.section("guardrails")),
         checkpoints=_checkpoints(top.section("checkpoints")),
         plan=plan,
+        min_lift=task.min_lift,
     )
     top.finish()
     return config
@@ -348,6 +351,7 @@ def _data(top: Reader, base: Path, stage: Stage, task: Task, problems: Problems)
     section.finish()
     fields = {"general_probe": TEXT_FIELDS, "instruction_probe": PROMPT_FIELDS}
     scoring = stage.reference_scoring(task.metric, task.reward)
+    clean = {}  # domain files whose rows are sound: compared with each other
     for key, file in paths.items():
         if file is None or not file.is_file():
             continue
@@ -359,6 +363,11 @@ def _data(top: Reader, base: Path, stage: Stage, task: Task, problems: Problems)
         problems.extend(found)
         if domain and not found and scoring is not None:
             problems.extend(reference_lines(file, f"data.{key}", scoring))
+        if domain and not found:
+            clean[key] = file
+    errors, _ = split_problems(clean, stage.row_fields)  # the warnings are hpo validate's and hpo sweep's
+    for key, message in errors:
+        problems.add(key, message)
     return DataPaths(**{k: str(v) if v else None for k, v in paths.items()})  # type: ignore[arg-type]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 EXIT_NO_PASSING = 1  # the sweep ran, but no trial has a passing rung
+EXIT_NOT_LEARNED = 1  # `--require-learned`: the best recipe's verdict does not pass
 EXIT_BAD_INPUT = 2
 EXIT_TRIAL_ERRORS = 3  # a best recipe was written, but trials of the budget failed or never ran
 

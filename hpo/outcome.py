@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hpo.verdict import p_text
 from trainers.shared import INTERVAL_SUFFIXES
 
 # Figures worth a printed line: every probe figure (each comes with its interval: the stage's domain probe, the
@@ -40,17 +41,28 @@ def format_metrics(title: str, metrics: Mapping[str, Any]) -> str:
     return f"{title}: " + ", ".join(figure(metrics, name) for name in shown)
 
 
+def paired_line(key: str, test: Mapping[str, Any]) -> str:
+    """`paired domain: best - base +0.9600 [+0.927 to +0.987], mcnemar n=150, one-sided p 9e-44 better, 1 worse`."""
+    return (
+        f"paired {key}: best - base {test['difference']:+.4f} [{test['low']:+.3f} to {test['high']:+.3f}], "
+        f"{test['test']} n={test['n']}, one-sided p {p_text(test['p_better'])} better, {p_text(test['p_worse'])} worse"
+    )
+
+
 def held_out_lines(scores: Mapping[str, Any]) -> list[str]:
-    """The final check: base and best (test split and benchmarks), the paired tests, chance, the verdict."""
-    where = f"test, {scores['examples']} examples" if scores["split"] else "benchmarks"
+    """The final check: base and best (test split, general probes, benchmarks), the paired tests, chance, the verdict."""
+    where = f"test, {scores['examples']} examples" if scores["split"] else "general probes and benchmarks"
     lines = [format_metrics(f"base ({where})", scores["base"]), format_metrics(f"best ({where})", scores["best"])]
-    for key, test in scores["paired"].items():
-        lines.append(
-            f"paired {key}: best - base {test['difference']:+.4f} [{test['low']:+.3f} to {test['high']:+.3f}], "
-            f"{test['test']} p={test['p_value']:.3g} (n={test['n']})"
-        )
-    verdict = scores["verdict"]
-    lines.append(verdict["headline"])
+    lines += [paired_line(key, test) for key, test in scores["paired"].items()]
+    if scores.get("chance"):
+        lines.append(paired_line("against the majority class", scores["chance"]["paired"]))
+    lines += verdict_lines(scores["verdict"])
+    return lines
+
+
+def verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
+    """The verdict's two parts, its evidence and its next steps."""
+    lines = [verdict["headline"], verdict["general_line"]]
     lines += [f"  {reason}" for reason in verdict["reasons"]]
     lines += [f"  next: {step}" for step in verdict["next_steps"]]
     return lines

@@ -32,7 +32,7 @@ from hpo.plots import (
 )
 from hpo.rundir import RunDir, SweepState, partial_line
 from hpo.timing import time_summary, trial_times
-from hpo.verdict import judge
+from hpo.verdict import judge, judging_of, p_text
 from trainers.recipe import LORA_HYPERPARAMETERS
 from trainers.shared import INTERVAL_SUFFIXES, Flag
 from trainers.stages import DEFAULT_STAGE, DomainMetric, Stage
@@ -58,7 +58,7 @@ def relative_lift(value: float, base: float, metric: DomainMetric) -> float:
 
 @dataclass(frozen=True)
 class Recommendation:
-    kind: str  # over-limit | not-learned | no-lift | strong | modest
+    kind: str  # over-limit | regressed | not-learned | below-min-lift | validation-only | no-lift | strong | modest
     headline: str
     advice: str
 
@@ -71,14 +71,15 @@ def recommend(
     stage: Stage = DEFAULT_STAGE,
     verdict: Mapping[str, Any] | None = None,
 ) -> Recommendation:
-    """The next step, following the usual guidance for customizing a model.
+    """The next step, following the whole verdict and the usual guidance for customizing a model.
 
-    A clear relative lift with general capability intact, on a task the verdict says was
-    learned (hpo.verdict), says the task is learnable from the data: a full-rank run, or
-    reinforcement fine-tuning (RFT) where answers can be checked, is where more gain lies.
-    A task not learned beyond chance and noise gets the verdict's next steps, never a bigger
-    run built on it. Regression past the limit says the recipe forgets too much: more
-    general data in the mix or a lower learning rate.
+    Only a task learned on the held-out test split with general ability held (hpo.verdict) says
+    the task is learnable from the data: then a clear relative lift points to a full-rank run,
+    or reinforcement fine-tuning (RFT) where answers can be checked. General ability that
+    regressed (a probe over its limit, a benchmark below the base) says the recipe forgets too
+    much: more general data in the mix or a lower learning rate. A task not learned, or learned
+    below task.min_lift, gets the verdict's next steps; a verdict read off the validation split
+    asks for a test split first. None of these recommends a larger run.
     """
     caution = ""
     if failing_share >= MANY_FAILING:
@@ -93,9 +94,8 @@ def recommend(
             "Put more general data in the training mix (a lower mixing_ratio) or lower the learning rate, "
             "then sweep again." + caution,
         )
-    if verdict is not None and not verdict["learned"]:
-        steps = "; ".join(verdict["next_steps"])
-        return Recommendation("not-learned", verdict["headline"], f"Before any larger run: {steps}." + caution)
+    if verdict is not None and (not verdict["passed"] or verdict["general"] == "regressed"):
+        return Recommendation(verdict_kind(verdict), verdict_headline(verdict), verdict_advice(verdict) + caution)
     if relative_lift <= 0:
         return Recommendation(
             "no-lift",
@@ -120,11 +120,29 @@ def recommend(
     )
 
 
+def verdict_kind(verdict: Mapping[str, Any]) -> str:
+    """Which part of a verdict that does not pass decides the advice: general ability first, then the split, then the task."""
+    if verdict["general"] == "regressed":
+        return "regressed"
+    if verdict["split"] != "test":
+        return "validation-only"
+    return {"not_learned": "not-learned", "below_min_lift": "below-min-lift"}[verdict["status"]]
+
+
+def verdict_headline(verdict: Mapping[str, Any]) -> str:
+    return verdict["general_line"] if verdict["general"] == "regressed" else verdict["headline"]
+
+
+def verdict_advice(verdict: Mapping[str, Any]) -> str:
+    return f"Before any larger run: {'; '.join(verdict['next_steps'])}."
+
+
 def verdict_of(record: RunRecord) -> dict[str, Any]:
     """The verdict the sweep's final check wrote, or one read off the validation split."""
-    if record.test_scores and "verdict" in record.test_scores:
-        return record.test_scores["verdict"]
-    return judge(None, record.best["expected"], record.baseline, record.domain).to_dict()
+    if record.test_scores and "status" in record.test_scores.get("verdict", {}):
+        return record.test_scores["verdict"]  # a record from before the two-part verdict is judged again below
+    judging = judging_of(record.spec["config"])
+    return judge(None, record.domain, judging, (record.best["expected"], record.baseline)).to_dict()
 
 
 def recommend_for(record: RunRecord) -> Recommendation:
@@ -257,22 +275,27 @@ def metric_rows(keys: Sequence[str], *columns: dict[str, Any]) -> list[list[Any]
 
 
 def verdict_section(record: RunRecord) -> Section:
-    """Learned or not, with the evidence: the paired tests and, for a label task, chance on the test split."""
+    """Learned or not and general ability held or not, with the evidence: the paired tests and, for a label
+    task, chance on the test split."""
     verdict = verdict_of(record)
     tables = []
     scores = record.test_scores or {}
-    if scores.get("paired"):
-        columns = ["compared", "test", "n", "best - base", "95% interval", "p-value"]
+    paired = dict(scores.get("paired") or {})
+    if scores.get("chance"):
+        paired["domain, against the majority class"] = scores["chance"]["paired"]
+    if paired and verdict is scores.get("verdict"):
+        columns = ["compared", "test", "n", "best - base", "95% interval", "p, best better", "p, best worse"]
         rows = [
-            [key, t["test"], t["n"], f"{t['difference']:+.4f}", f"{t['low']:+.3f} to {t['high']:+.3f}", f"{t['p_value']:.3g}"]
-            for key, t in scores["paired"].items()
+            [key, t["test"], t["n"], f"{t['difference']:+.4f}", f"{t['low']:+.3f} to {t['high']:+.3f}",
+             p_text(t["p_better"]), p_text(t["p_worse"])]
+            for key, t in paired.items()
         ]
         tables.append((columns, rows))
     if scores.get("chance"):
         chance = scores["chance"]
         rows = [[f"majority class ('{chance['majority_label']}')", chance["majority"]], ["uniform chance", chance["uniform"]]]
         tables.append((["guessing on the test split", "score"], rows))
-    text = f"{verdict['headline']} Evidence: " + "; ".join(verdict["reasons"]) + "."
+    text = f"{verdict['headline']} {verdict['general_line']} Evidence: " + "; ".join(verdict["reasons"]) + "."
     return Section("Verdict", tuple(tables), text)
 
 

@@ -6,6 +6,7 @@
       pattern: '^\\d{4}$'                 # the regex scorer's (a row's own `pattern` field wins)
       system_prompt: ""                   # optional system turn before every prompt
       reward: {scorer: exact_match}       # rft: a scorer, {url: ...}, or {callable: ...} (a TRL reward function)
+      min_lift: 0.05                      # the smallest lift over max(base, majority class) that matters (default 0)
 
 What a stage needs of it is the stage's (`Stage.read_task` asks `TaskSection` for each part):
 a stage that scores answers takes any scorer as `metric`; the others accept only their own
@@ -39,6 +40,7 @@ class Task:
     metric: Scoring
     reward: Scoring | None
     system_prompt: str | None
+    min_lift: float = 0.0  # the verdict's: a lift beyond the noise below it is "learned, below the lift you asked for"
 
 
 class TaskSection:
@@ -82,8 +84,9 @@ class TaskSection:
                 self.section.key("pattern"), f"only a regex scorer uses it (stage {self.stage.name} scores no answers)"
             )
         system_prompt = self.section.text("system_prompt", None) if self.section.has("system_prompt") else None
+        min_lift = self.section.number("min_lift", 0.0, low=0.0)
         self.section.finish()
-        return dataclasses.replace(self.task, system_prompt=system_prompt)
+        return dataclasses.replace(self.task, system_prompt=system_prompt, min_lift=min_lift)
 
 
 def read_task(top: Reader, base: Path, stage: Stage) -> Task:
@@ -97,7 +100,10 @@ def read_metric(task: Reader, pattern: str | None, root: str) -> Scoring:
     """`task.metric`: the scorer answers are judged by (a built-in, "package.module:name" or {url: ...})."""
     raw = task.raw("metric", EXACT_MATCH.scorer)
     if isinstance(raw, dict):
-        return read_endpoint(Reader(raw, task.problems, task.key("metric")), root)
+        section = Reader(raw, task.problems, task.key("metric"))
+        scoring = read_endpoint(section, root)
+        section.finish()  # a url is required, and a stray key is reported
+        return scoring
     if not isinstance(raw, str):
         task.problems.add(task.key("metric"), f"must be a scorer name or {{url: ...}}, got {raw!r}")
         return EXACT_MATCH

@@ -13,6 +13,7 @@ with nothing downloaded.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -54,12 +55,18 @@ def sentences(seed: int, count: int) -> list[str]:
 
 
 def domain_rows(seed: int, count: int, words: dict[str, list[str]] = WORDS) -> list[dict[str, str]]:
+    """Word-classification rows, the options listed in any order. While there are enough, no two rows
+    are alike, so splits cut from one call share none (the split check's rule); the words recur."""
     rng = random.Random(seed)
+    orders = list(itertools.permutations(LABELS))
+    distinct = [(label, word, order) for label in LABELS for word in words[label] for order in orders]
+    if count <= len(distinct):
+        picked = rng.sample(distinct, count)
+    else:
+        picked = [rng.choice(distinct) for _ in range(count)]
     rows = []
-    for _ in range(count):
-        label = rng.choice(LABELS)
-        word = rng.choice(words[label])
-        prompt = f"Classify the word.\nWord: {word}\nOptions: {', '.join(LABELS)}\nAnswer with the label only."
+    for label, word, order in picked:
+        prompt = f"Classify the word.\nWord: {word}\nOptions: {', '.join(order)}\nAnswer with the label only."
         rows.append({"prompt": prompt, "completion": label})
     return rows
 
@@ -202,14 +209,13 @@ CHOICE_TASK = {
 
 
 def domain_passages(seed: int, count: int) -> list[dict[str, str]]:
-    """Raw domain text for continued pre-training: what each domain word is."""
+    """Raw domain text for continued pre-training: what each domain word is, no two passages alike."""
     rng = random.Random(seed)
     shapes = ["A {w} is a kind of {l}.", "The {w} is an {l} word.", "Everyone knows the {w} is a {l}."]
-    rows = []
-    for _ in range(count):
-        label = rng.choice(LABELS)
-        rows.append({"text": rng.choice(shapes).format(w=rng.choice(WORDS[label]), l=label)})
-    return rows
+    seen = [(shape, label, word, place) for shape in shapes for label in LABELS for word in WORDS[label] for place in PLACES]
+    return [
+        {"text": f"At {place}: " + shape.format(w=word, l=label)} for shape, label, word, place in rng.sample(seen, count)
+    ]
 
 
 # Stage spaces for the tiny model: wide learning-rate ranges, small adapters (see TINY_SPACE).
@@ -309,8 +315,9 @@ def stage_documents(trials: int = 2) -> dict[str, dict]:
 
 def make_stage_examples(folder: Path, trials: int = 2) -> None:
     """CPT data, the stage spaces and the stage sweep files, next to make_example's files."""
-    write_jsonl(folder / "data" / "cpt_train.jsonl", domain_passages(7, 120))
-    write_jsonl(folder / "data" / "cpt_eval.jsonl", domain_passages(8, 20))
+    passages = domain_passages(7, 140)  # one draw, cut in two: the splits share no passage
+    write_jsonl(folder / "data" / "cpt_train.jsonl", passages[:120])
+    write_jsonl(folder / "data" / "cpt_eval.jsonl", passages[120:])
     write_jsonl(folder / "data" / "general_text.jsonl", [{"text": s} for s in sentences(9, 40)])
     for name, space in TINY_STAGE_SPACES.items():
         (folder / f"space_{name}.yaml").write_text(yaml.safe_dump(space, sort_keys=False))

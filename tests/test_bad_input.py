@@ -168,6 +168,9 @@ def rft_reward(reward: dict) -> Callable[[Path], None]:
 
 LR = "parameters.learning_rate"
 
+JUDGE_ANSWERS = ("hpo", "judge", "--test", "data/domain_test.jsonl", "--base", "base.txt", "--candidate", "answers.txt")
+TWO_ANSWER_FILES = together(write_text("base.txt", "animal\n" * 20), write_text("answers.txt", "animal\n" * 20))
+
 ROWS: dict[str, Row] = {
     # the sweep file
     "sweep file missing": Row(
@@ -355,6 +358,33 @@ ROWS: dict[str, Row] = {
             Problem(f"domain_{split}.jsonl", f"data.domain_{split}", "every row: has no pattern: give task.pattern")
             for split in ("train", "eval", "test")
         ),
+    ),
+    "an HTTP scorer without its url": Row(
+        sweep("task.metric", {"concurrency": 4}),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.metric.url", "is required"),),
+    ),
+    "an HTTP scorer with a key it does not know": Row(
+        sweep("task.metric", {"url": "http://127.0.0.1:9/score", "retry": 3}),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.metric.retry", "did you mean 'retries'?"),),
+    ),
+    "negative min_lift": Row(
+        sweep("task.min_lift", -0.1),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "task.min_lift", "must be >= 0, got -0.1"),),
+    ),
+    "test split is the training file": Row(
+        sweep("data.domain_test", "data/domain_train.jsonl"),
+        ("hpo", "sweep", "sweep.yaml"),
+        (Problem("sweep.yaml", "data.domain_test", "is the same file as data.domain_train"),),
+    ),
+    "eval split holds training rows": Row(
+        lambda folder: (folder / "data" / "domain_eval.jsonl").write_text(
+            "".join((folder / "data" / "domain_train.jsonl").read_text().splitlines(keepends=True)[:20])
+        ),
+        ("hpo", "validate", "sweep.yaml"),
+        (Problem("sweep.yaml", "data.domain_eval", "20 of 20 rows (100%) are also in data.domain_train"),),
     ),
     "empty label list": Row(
         sweep("task.labels", []),
@@ -580,6 +610,48 @@ ROWS: dict[str, Row] = {
         (Problem("sweep.yaml", "resources.wait_s", "must be >= 0, got -1"),),
     ),
     # resuming
+    # judging
+    "judge of a folder that is not a run": Row(
+        nothing, ("hpo", "judge", "data", "--adapter", "data"), (Problem("data", "spec.yaml", "give a run directory"),)
+    ),
+    "judge of a run whose spec is not a sweep's": Row(
+        fake_run_dir, ("hpo", "judge", "half_run"), (Problem("spec.yaml", "config", "not a sweep's spec"),)
+    ),
+    "judge of a run and answers at once": Row(
+        nothing,
+        ("hpo", "judge", "runs", "--test", "data/domain_test.jsonl"),
+        (Problem("hpo judge", "", "not both"),),
+    ),
+    "judge of answers without the base's": Row(
+        write_text("answers.txt", "animal\n" * 20),
+        ("hpo", "judge", "--test", "data/domain_test.jsonl", "--candidate", "answers.txt"),
+        (Problem("hpo judge --test", "", "give --base ANSWERS and --candidate ANSWERS"),),
+    ),
+    "judge of too few answers": Row(
+        together(write_text("base.txt", "animal\n" * 20), write_text("answers.txt", "animal\n" * 19)),
+        JUDGE_ANSWERS,
+        (Problem("answers.txt", "--candidate", "19 answers for 20 test rows"),),
+    ),
+    "judge of answers in broken JSON lines": Row(
+        together(write_text("base.txt", "animal\n" * 20), write_text("answers.jsonl", '"animal"\n{"completion": 3}\n')),
+        ("hpo", "judge", "--test", "data/domain_test.jsonl", "--base", "base.txt", "--candidate", "answers.jsonl"),
+        (Problem("answers.jsonl", "--candidate", 'line 2: must be a JSON string or {"completion": "..."}'),),
+    ),
+    "judge of answers with an unknown scorer": Row(
+        TWO_ANSWER_FILES,
+        (*JUDGE_ANSWERS, "--metric", "exact_matsh"),
+        (Problem("--metric", "", "unknown scorer 'exact_matsh' (did you mean 'exact_match'?"),),
+    ),
+    "judge of answers to references outside the labels": Row(
+        TWO_ANSWER_FILES,
+        (*JUDGE_ANSWERS, "--labels", "animal", "plant"),
+        (Problem("domain_test.jsonl", "--test", "is not in the label set (animal, plant)"),),
+    ),
+    "sweep --require-learned of a pipeline": Row(
+        nothing,
+        ("hpo", "sweep", "pipeline.yaml", "--require-learned"),
+        (Problem("pipeline.yaml", "--require-learned", "a pipeline's stages end without a held-out verdict"),),
+    ),
     "resume of a folder that is not a run": Row(
         nothing, ("hpo", "resume", "data"), (Problem("data", "spec.yaml", "give a run directory written by"),)
     ),
@@ -675,7 +747,14 @@ def test_bad_input_is_refused_up_front(name: str, outcomes: dict[str, Outcome]) 
 
 def test_the_table_covers_every_entry_point() -> None:
     commands = {row.command[:2] if row.command[0] == "hpo" else row.command[:1] for row in ROWS.values()}
-    assert {("hpo", "validate"), ("hpo", "sweep"), ("hpo", "export"), ("hpo", "report"), ("trainers",)} <= commands
+    assert {
+        ("hpo", "validate"),
+        ("hpo", "sweep"),
+        ("hpo", "export"),
+        ("hpo", "report"),
+        ("hpo", "judge"),
+        ("trainers",),
+    } <= commands
     assert len(ROWS) >= 60
 
 

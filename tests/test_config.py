@@ -72,7 +72,7 @@ CASES = {
         set_key("data.domain_train", "data/nope.jsonl"),
         "data.domain_train: file not found: data/nope.jsonl",
     ),
-    "unknown stage": (set_key("stage", "dpo"), "stage: must be one of"),
+    "unknown stage": (set_key("stage", "ppo"), "stage: must be one of"),
     "search space not found": (set_key("search_space", "sft_lorra"), "search_space: not found: sft_lorra"),
     "missing model path": (set_key("model", "./no-such-model"), "model: path not found: ./no-such-model"),
     "reduction factor of one": (set_key("scheduler.reduction_factor", 1), "scheduler.reduction_factor: must be > 1"),

@@ -36,6 +36,8 @@ def score(name: str, completion: str, reference: str, **row) -> float:
         ("", "", 1.0),
         ("café", "café", 1.0),
         (LONG, LONG, 1.0),
+        ("noun.act", "noun.act\n", 1.0),  # the reference is stripped too: a trailing newline can match
+        ("noun.act", " noun.act ", 1.0),
     ],
 )
 def test_exact_match(completion, reference, expected):
@@ -51,6 +53,14 @@ def test_exact_match(completion, reference, expected):
         ("New-York", "new york", 0.0),  # inner punctuation kept
         ("", "paris", 0.0),
         ("Straße", "STRASSE", 1.0),  # Unicode case folding: ß folds to ss
+        ("-5", "5", 0.0),  # a sign is part of the answer
+        ("50%", "50", 0.0),  # so is a unit
+        ("$5", "5", 0.0),
+        ("0.5", ".5", 0.0),  # a leading point is a digit's, not punctuation
+        ("(A)", "a", 1.0),  # enclosing brackets only wrap it
+        ('"Paris".', "paris", 1.0),
+        ("f(x)", "f(x", 0.0),  # a bracket that does not enclose the answer stays
+        ("5.", "5", 1.0),  # a trailing full stop ends a sentence
     ],
 )
 def test_normalized_match(completion, reference, expected):
@@ -76,18 +86,22 @@ def test_rouge_l_is_the_lcs_f_measure():
     assert score("rouge_l", "the cat lay on the mat", "the cat sat on the mat") == pytest.approx(5 / 6)
     assert score("rouge_l", "", "the cat") == 0.0
     assert score("rouge_l", "Cats are running", "cat is run") == pytest.approx(2 / 3)  # stemming: cat, run
-    assert 0.0 <= score("rouge_l", LONG, "word word") <= 1.0
+    # 5000 tokens against 2: LCS 2, precision 2/5000, recall 1
+    assert score("rouge_l", LONG, "word word") == pytest.approx(2 * (2 / 5000) / (2 / 5000 + 1))
 
 
-def test_chrf_and_bleu_are_sacrebleus_scaled_to_one():
-    from sacrebleu.metrics import BLEU, CHRF
-
-    answer, reference = "the small cat sat on the mat", "the cat sat on the mat"
-    assert score("chrf", answer, reference) == pytest.approx(CHRF().sentence_score(answer, [reference]).score / 100)
-    bleu = BLEU(effective_order=True).sentence_score(answer, [reference]).score / 100
-    assert score("bleu", answer, reference) == pytest.approx(bleu)
+def test_chrf_and_bleu_against_hand_worked_values():
+    # BLEU of "the cat sat on the mat" against "the cat sat on a mat": clipped n-gram precisions 5/6, 3/5,
+    # 2/4 and 1/3, same length (no brevity penalty): their geometric mean
+    expected_bleu = (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    assert score("bleu", "the cat sat on the mat", "the cat sat on a mat") == pytest.approx(expected_bleu, rel=1e-6)
+    assert score("bleu", "a b", "a b") == pytest.approx(1.0)  # effective order: two words can still match fully
+    # chrF of "ab" against "abc": character 1-grams P 2/2 R 2/3, 2-grams P 1/1 R 1/2 (orders 3-6 have no
+    # n-grams in the answer and are left out); F-beta (beta 2) of the average P 1 and R 7/12
+    precision, recall = 1.0, (2 / 3 + 1 / 2) / 2
+    assert score("chrf", "ab", "abc") == pytest.approx(5 * precision * recall / (4 * precision + recall), rel=1e-6)
+    reference = "the cat sat on the mat"
     assert score("chrf", reference, reference) == pytest.approx(1.0)
-    assert score("bleu", reference, reference) == pytest.approx(1.0)
     assert score("chrf", "", reference) == 0.0 and score("bleu", "", reference) == 0.0
 
 
@@ -100,6 +114,13 @@ def test_json_match_is_the_share_of_reference_fields_answered_equal():
     assert score("json_match", "[1, 2]", reference) == 0.0  # not an object
     assert score("json_match", "", reference) == 0.0
     assert score("json_match", '{"name": "Zoë"}', '{"name": "Zoë"}') == 1.0
+    # JSON's equality, not Python's: true is not 1, [1, 0] is not [true, false]; 1 and 1.0 are one number
+    assert score("json_match", '{"ok": 1}', '{"ok": true}') == 0.0
+    assert score("json_match", '{"ok": true}', '{"ok": 1}') == 0.0
+    assert score("json_match", '{"bits": [1, 0]}', '{"bits": [true, false]}') == 0.0
+    assert score("json_match", '{"n": {"x": 0}}', '{"n": {"x": false}}') == 0.0
+    assert score("json_match", '{"year": 1815.0}', '{"year": 1815}') == 1.0
+    assert score("json_match", '{"v": null}', '{"v": null}') == 1.0
 
 
 def test_regex_full_matches_the_row_pattern_or_the_tasks():
@@ -180,7 +201,12 @@ def test_every_builtin_is_one_registered_object_defined_in_the_docs():
 def test_chance_is_the_majority_label_and_the_uniform_guess():
     rows = [{"prompt": "p", "completion": label} for label in ("a", "a", "a", "b")]
     chance = chance_scores(make_scorer(Scoring(scorer="exact_match")), rows, ("a", "b", "c"))
-    assert chance == {"majority_label": "a", "majority": 0.75, "uniform": pytest.approx((0.75 + 0.25 + 0) / 3)}
+    assert chance == {
+        "majority_label": "a",
+        "majority": 0.75,
+        "majority_scores": [1.0, 1.0, 1.0, 0.0],  # row by row, for the paired test against the best
+        "uniform": pytest.approx((0.75 + 0.25 + 0) / 3),
+    }
 
 
 def test_reference_problems_name_the_rows_a_scorer_cannot_score():

@@ -61,9 +61,13 @@ def test_best_recipe_is_scored_on_the_test_split_with_a_confusion_matrix(swept):
         assert 0.0 <= scores[model]["benchmark_tiny_choice"] <= 1.0 and scores[model]["benchmark_tiny_choice_n"] == 20
         low, high = scores[model]["domain_exact_match_low"], scores[model]["domain_exact_match_high"]
         assert low <= scores[model]["domain_exact_match"] <= high and scores[model]["domain_exact_match_n"] == 20
-    assert set(scores["paired"]) == {"domain", "benchmark_tiny_choice"} and scores["paired_test"]["test"] == "mcnemar"
+    assert set(scores["paired"]) == {"domain", "benchmark_tiny_choice", "general_perplexity", "instruction_nll"}
+    assert (
+        scores["paired"]["domain"]["test"] == "mcnemar"
+        and scores["paired"]["general_perplexity"]["test"] == "sign_flip"
+    )
     assert scores["chance"]["majority"] >= scores["chance"]["uniform"] > 0
-    assert scores["verdict"]["headline"].startswith(("Learned", "Not learned"))
+    assert scores["chance"]["paired"]["n"] == 20  # the best against the majority class, on the same rows
     matrix = scores["confusion"]
     assert set(matrix) == {"animal", "plant", "tool"}
     assert sum(sum(row.values()) for row in matrix.values()) == 20

@@ -156,6 +156,13 @@ def response_nll(
     model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int, system_prompt: str | None = None
 ) -> stats.Estimate:
     """Mean NLL per completion token given the chat-formatted prompt, with a bootstrap interval over pairs."""
+    return stats.token_mean(*response_nlls(model, tokenizer, rows, max_len, system_prompt))
+
+
+def response_nlls(
+    model: Any, tokenizer: Any, rows: Sequence[dict], max_len: int, system_prompt: str | None = None
+) -> tuple[list[float], list[int]]:
+    """Each pair's summed completion NLL and its scored token count (pairs whose prompt fills max_len are skipped)."""
     sums, counts = [], []
     for row in rows:
         text = chat_prompt(tokenizer, row["prompt"], system_prompt)
@@ -167,14 +174,20 @@ def response_nll(
         nll, n = _sum_nll(model, ids, len(prompt))
         sums.append(nll)
         counts.append(n)
-    return stats.token_mean(sums, counts)
+    return sums, counts
 
 
 def answers_probe(model: Any, tokenizer: Any, probes: ProbeSet) -> tuple[dict[str, float], dict[str, list]]:
     """Greedy answers scored by the task's scorer (stage sft); with labels, the parse rate too."""
+    prompts = [row["prompt"] for row in probes.domain]
+    generated = generate_answers(model, tokenizer, prompts, probes.max_new_tokens, probes.system_prompt)
+    return scored_answers(probes, generated)
+
+
+def scored_answers(probes: ProbeSet, generated: Sequence[str]) -> tuple[dict[str, float], dict[str, list]]:
+    """Answers to the domain rows (one each, however they were made) scored by the task's scorer; the parse rate."""
     rows = probes.domain
     prompts = [row["prompt"] for row in rows]
-    generated = generate_answers(model, tokenizer, prompts, probes.max_new_tokens, probes.system_prompt)
     expected = [row["completion"] for row in rows]
     scores = probes.scorer.score_all(prompts, generated, expected, rows)
     metrics = stats.score_estimate(scores).columns(f"domain_{probes.scorer.key}")

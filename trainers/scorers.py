@@ -43,7 +43,8 @@ ScoreFunction = Callable[..., float]  # score(prompt, completion, reference, **r
 # problem(reference, row, options) -> why the scorer cannot score that reference, or ""
 ReferenceCheck = Callable[[str, Mapping[str, Any], Mapping[str, Any]], str]
 ARTICLES = re.compile(r"\b(a|an|the)\b")
-SURROUNDING = string.whitespace + string.punctuation
+TRAILING = ".,;:!?" + string.whitespace  # sentence punctuation after an answer
+ENCLOSING = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "(": ")", "[": "]", "{": "}"}
 
 
 def parse_answer(generated: str) -> str:
@@ -55,12 +56,21 @@ def parse_answer(generated: str) -> str:
 
 
 def exact_match(prompt: str, completion: str, reference: str, **row: Any) -> float:
-    return float(parse_answer(completion) == reference)
+    return float(parse_answer(completion) == parse_answer(reference))
 
 
 def normalize(text: str) -> str:
-    """Case folded, surrounding punctuation and whitespace stripped, inner whitespace collapsed."""
-    return " ".join(text.casefold().strip(SURROUNDING).split())
+    """Case folded, inner whitespace collapsed, and what only wraps an answer dropped: enclosing
+    quotes or brackets and trailing sentence punctuation. A sign, a unit or a percent stays:
+    "-5" is not "5" and "50%" is not "50"."""
+    text = " ".join(text.casefold().split())
+    while True:
+        unwrapped = text.rstrip(TRAILING).strip()
+        if len(unwrapped) >= 2 and unwrapped[0] in ENCLOSING and ENCLOSING[unwrapped[0]] == unwrapped[-1]:
+            unwrapped = unwrapped[1:-1].strip()
+        if unwrapped == text:
+            return text
+        text = unwrapped
 
 
 def normalized_match(prompt: str, completion: str, reference: str, **row: Any) -> float:
@@ -120,12 +130,26 @@ def json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1 and [1, 0] is not [true, false] (Python's == says they are);
+    1 and 1.0 are one JSON number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
 def json_match(prompt: str, completion: str, reference: str, **row: Any) -> float:
     expected = json_object(reference) or {}
     answer = json_object(completion)
     if answer is None or not expected:
         return 0.0
-    return sum(key in answer and answer[key] == value for key, value in expected.items()) / len(expected)
+    return sum(key in answer and same_json(answer[key], value) for key, value in expected.items()) / len(expected)
 
 
 def regex_match(prompt: str, completion: str, reference: str, pattern: str | None = None, **row: Any) -> float:
@@ -217,11 +241,13 @@ class PerAnswer:
 BUILTIN_SCORERS: dict[str, Builtin] = {
     scorer.name: scorer
     for scorer in (
-        Builtin("exact_match", "1 when the answer, stripped of surrounding whitespace, equals the reference", exact_match),
+        Builtin(
+            "exact_match", "1 when the answer equals the reference, both stripped of surrounding whitespace", exact_match
+        ),
         Builtin(
             "normalized_match",
-            "1 when both are equal after folding case and stripping surrounding punctuation and whitespace "
-            "(inner whitespace collapsed)",
+            "1 when both are equal after folding case, collapsing whitespace and dropping enclosing quotes "
+            "or brackets and trailing sentence punctuation",
             normalized_match,
         ),
         Builtin("token_f1", "bag-of-tokens F1 as in SQuAD (lower case, punctuation and articles removed)", token_f1),
@@ -230,8 +256,8 @@ BUILTIN_SCORERS: dict[str, Builtin] = {
         Builtin("bleu", "sentence BLEU (sacrebleu, exponential smoothing), scaled to 0..1", bleu),
         Builtin(
             "json_match",
-            "the share of the reference object's fields the answer's JSON object has with equal values; "
-            "0 when the answer is not a JSON object",
+            "the share of the reference object's fields the answer's JSON object has with equal values "
+            "(JSON's equality: true is not 1); 0 when the answer is not a JSON object",
             json_match,
             json_reference_problem,
         ),
@@ -346,18 +372,20 @@ def reference_problems(scoring: Scoring, rows: Sequence[Mapping[str, Any]]) -> l
 
 def chance_scores(scorer: Scorer, rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
     """What guessing scores on `rows` of a label task: always answering the most frequent reference
-    (`majority`), and answering a label drawn uniformly at random (`uniform`, its expectation)."""
+    (`majority`, and its score on each row: `majority_scores`), and answering a label drawn
+    uniformly at random (`uniform`, its expectation)."""
     references = [row["completion"] for row in rows]
     prompts = [row["prompt"] for row in rows]
     majority_label = Counter(references).most_common(1)[0][0]
 
-    def mean_score(answer: str) -> float:
-        scores = scorer.score_all(prompts, [answer] * len(rows), references, rows)
-        return sum(scores) / len(scores)
+    def row_scores(answer: str) -> list[float]:
+        return scorer.score_all(prompts, [answer] * len(rows), references, rows)
 
-    by_label = {label: mean_score(label) for label in labels}
+    by_label = {label: row_scores(label) for label in labels}
+    majority_scores = by_label[majority_label] if majority_label in by_label else row_scores(majority_label)
     return {
         "majority_label": majority_label,
-        "majority": by_label.get(majority_label, mean_score(majority_label)),
-        "uniform": sum(by_label.values()) / len(by_label),
+        "majority": sum(majority_scores) / len(majority_scores),
+        "majority_scores": majority_scores,
+        "uniform": sum(sum(scores) / len(scores) for scores in by_label.values()) / len(by_label),
     }
