@@ -10,7 +10,7 @@
 # clone would); the converted model is linked in from the usual cache when it is there, so the
 # GGUF conversion is not timed (remove the link to time it). Logs go to $OUT (default a new
 # temporary folder). Setting TUNE_FUNCTION_THREAD_TIMEOUT_S=2 in the environment times the
-# engine as it was before trial workers waited for the last trial's thread (hpo/trial.py).
+# engine as it was before trial workers waited for the last trial's thread (hpo/run/trial.py).
 set -euo pipefail
 
 sweep=${1:-demo/supersense3.yaml}

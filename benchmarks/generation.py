@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from hpo.config import load_sweep
+from hpo.config.sweep_file import load_sweep
 from trainers.models import load_base
 from trainers.probes import GENERATION_BATCH, chat_prompt, generate_answers, generate_batch, load_probes
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from hpo.config import load_sweep
+from hpo.config.sweep_file import load_sweep
 from trainers import harness
 from trainers.models import load_base
 

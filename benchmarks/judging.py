@@ -2,7 +2,7 @@
 
 Every draw goes through the verdict's own code: per-row scores, each model's figure
 (trainers.stats), the paired tests against the base and the majority class
-(hpo.evaluate.compare_scores) and the verdict (hpo.verdict.judge). Three tasks:
+(hpo.judge.evaluate.compare_scores) and the verdict (hpo.judge.verdict.judge). Three tasks:
 
 - `label`: a two-label task whose most frequent label is `share` of the rows; the majority
   class answers the test split's most frequent reference. The base chatters (never a label),
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpo.evaluate import Scored, compare_scores
-from hpo.verdict import Judging, judge
+from hpo.judge.evaluate import Scored, compare_scores
+from hpo.judge.verdict import Judging, judge
 from trainers import stats
 from trainers.stages import DomainMetric
 
@@ -103,7 +103,7 @@ TASKS = {
 
 
 def unpaired_learned(scores: dict, metric: DomainMetric) -> bool:
-    """The rule the verdict replaced (hpo/verdict.py's test_verdict before the paired chance check): above the
+    """The rule the verdict replaced (hpo/judge/verdict.py's test_verdict before the paired chance check): above the
     base by the paired test's two-sided p < 0.05 with its 95% interval above 0, and, for a label task, the
     lower end of the candidate's own 95% interval (Wilson) above the majority class's score on the same rows,
     as if that score were a constant. (Its paired bootstrap p on continuous scores is below 0.05 exactly

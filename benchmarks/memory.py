@@ -12,7 +12,7 @@ Three variants per point: `before` runs the same script on another checkout's co
 `after+ckpt` this checkout's with `training.gradient_checkpointing: true`. Peak resident memory
 is the process's own high-water mark (getrusage's ru_maxrss); the rung's training loss (the mean
 over its steps) is printed beside it, so the variants can be seen to learn the same, and so is the
-estimate `hpo validate` warns from (hpo.memory.trial_peak). Results go to
+estimate `hpo validate` warns from (hpo.run.memory.trial_peak). Results go to
 benchmarks/results/memory.json; figures with date and machine are in benchmarks/README.md.
 """
 
@@ -39,8 +39,8 @@ def child(sweep: str, seq: int, batch: int, steps: int, checkpointing: bool) -> 
 
     import torch
 
-    from hpo.config import load_sweep
-    from hpo.sweep import trial_recipe
+    from hpo.config.sweep_file import load_sweep
+    from hpo.run.sweep import trial_recipe
     from trainers import rungs, sft
     from trainers.models import load_base
 
@@ -83,9 +83,9 @@ def run_point(python: str, path: str, sweep: str, seq: int, batch: int, steps: i
 
 
 def estimate(sweep: str, seq: int, batch: int, checkpointing: bool) -> float:
-    """hpo.memory's estimate of the same trial, in GB."""
-    from hpo.config import load_sweep
-    from hpo.memory import GB, model_shape, trial_peak
+    """hpo.run.memory's estimate of the same trial, in GB."""
+    from hpo.config.sweep_file import load_sweep
+    from hpo.run.memory import GB, model_shape, trial_peak
 
     config = load_sweep(Path(sweep))
     recipe = config.recipe.with_hyperparameters(config.space.defaults())

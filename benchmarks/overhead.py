@@ -39,9 +39,9 @@ import optuna
 import yaml
 
 from benchmarks.search.peers import SEAMS
-from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
-from hpo.searcher import TPESearcher
-from hpo.space import Parameter, SearchSpace
+from hpo.search.scheduler import METRIC, STEP, asha_rungs, make_asha
+from hpo.search.searcher import TPESearcher
+from hpo.search.space import Parameter, SearchSpace
 
 REPORTS = 4  # per trial: rung interval 1 of max 4 steps, ASHA rungs at steps 1, 2, 4
 REDUCTION_FACTOR = 2
@@ -144,7 +144,7 @@ def write_sweep(folder: Path, trials: int, concurrency: int) -> Path:
 
 
 def measure_sweep(seconds: float, trials: int, concurrency: int, workdir: Path) -> dict:
-    """Sleeping trials through the sweep driver's own Tuner (hpo.sweep: searcher, scheduler, the
+    """Sleeping trials through the sweep driver's own Tuner (hpo.run.sweep: searcher, scheduler, the
     trials.parquet record, checkpoint retention), `concurrency` at a time.
 
     Per-trial overhead here is what a worker spends between one trial's last report and the next
@@ -154,9 +154,9 @@ def measure_sweep(seconds: float, trials: int, concurrency: int, workdir: Path) 
     """
     from ray import tune
 
-    from hpo.config import load_sweep
-    from hpo.interrupt import StopSignals
-    from hpo.sweep import make_tuner, prepare, sweep_parts
+    from hpo.config.sweep_file import load_sweep
+    from hpo.run.interrupt import StopSignals
+    from hpo.run.sweep import make_tuner, prepare, sweep_parts
 
     folder = workdir / f"sweep-{seconds:g}s"
     folder.mkdir()
@@ -285,7 +285,7 @@ def goal_text(row: dict) -> str:
 def sweep_lines(sweep_rows: list[dict]) -> list[str]:
     lines = [
         "",
-        "The sweep driver (hpo.sweep's Tuner: searcher, scheduler, trials.parquet record, checkpoint retention), "
+        "The sweep driver (hpo.run.sweep's Tuner: searcher, scheduler, trials.parquet record, checkpoint retention), "
         "sleeping trainables, many trials at a time on this machine's CPUs. Per-trial overhead = a worker's time "
         "from one trial's last report to its next trial's start, plus each trial's time that is not sleep, "
         "over the trials after each worker's first. Most running: the most trials between start and last report "

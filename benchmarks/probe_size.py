@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from peft import PeftModel
 
-from hpo.rundir import RunDir
+from hpo.results.rundir import RunDir
 from trainers.data import read_jsonl
 from trainers.models import load_base
 from trainers.probes import passage_nll

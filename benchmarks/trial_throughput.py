@@ -17,7 +17,7 @@ standalone runs alternate, `--repeats` of each, standalone, sweep, sweep, standa
 - probe cost as a share of trial wall time.
 
 Trial wall time runs from the driver starting the trial to its last rung reaching the
-driver (hpo.timing), so it includes the worker's start, model load and dataset
+driver (hpo.run.timing), so it includes the worker's start, model load and dataset
 preparation. While a sweep runs, every process's CPU time is read once a second and
 summed by role (the trials' worker, the driver, Ray's own processes, W&B), to show what
 shares the cores with training.
@@ -44,11 +44,11 @@ from datasets import Dataset
 from transformers import PrinterCallback, set_seed
 from trl import SFTTrainer
 
-from hpo.baseline import measure_baseline
-from hpo.config import AshaSettings, Budget, Resources, SweepConfig, load_sweep
-from hpo.space import Parameter, SearchSpace
-from hpo.sweep import prepare, run_sweep, trial_recipe
-from hpo.timing import trial_times
+from hpo.config.sweep_file import AshaSettings, Budget, Resources, SweepConfig, load_sweep
+from hpo.run.baseline import measure_baseline
+from hpo.run.sweep import prepare, run_sweep, trial_recipe
+from hpo.run.timing import trial_times
+from hpo.search.space import Parameter, SearchSpace
 from trainers.models import load_base
 from trainers.recipe import Recipe
 from trainers.rungs import lora_config

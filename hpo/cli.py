@@ -13,7 +13,7 @@ Exit codes, for `hpo sweep` and `hpo resume` alike (README.md, "Exit codes"):
     130/143  interrupted by SIGINT/SIGTERM: trials stopped cleanly, `hpo resume RUN_DIR` finishes it
 
 `hpo judge` exits 0 when the candidate learned the task with general ability held, 1 when not,
-2 on bad input (hpo.judge).
+2 on bad input (hpo.judge.command).
 """
 
 from __future__ import annotations
@@ -27,44 +27,44 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, EXIT_NOT_LEARNED, EXIT_TRIAL_ERRORS, InputError, Problems
-from hpo.interrupt import Interrupted, StopSignals, exit_code
-from hpo.reader import load_yaml
-from hpo.rundir import RunDir, Status, SweepState
-from hpo.timing import PHASES
+from hpo.config.errors import EXIT_BAD_INPUT, EXIT_NO_PASSING, EXIT_NOT_LEARNED, EXIT_TRIAL_ERRORS, InputError, Problems
+from hpo.config.reader import load_yaml
+from hpo.results.rundir import RunDir, Status, SweepState
+from hpo.run.interrupt import Interrupted, StopSignals, exit_code
+from hpo.run.timing import PHASES
 from trainers.model_store import ModelError
 from trainers.stages import domain_metric
 
 if TYPE_CHECKING:
     from ray.tune import Callback
 
-    from hpo.config import SweepConfig
-    from hpo.sweep import Outcome
+    from hpo.config.sweep_file import SweepConfig
+    from hpo.run.sweep import Outcome
 
 log = logging.getLogger("hpo")
 SIGNALS = StopSignals()  # installed by main(): SIGINT and SIGTERM stop a sweep cleanly
 
 
 def is_pipeline(path: Path) -> bool:
-    """Whether a sweep file lists `stages`. Read here rather than with hpo.pipeline, whose Ray
+    """Whether a sweep file lists `stages`. Read here rather than with hpo.run.pipeline, whose Ray
     import would take a second or two before a bad file is refused."""
     document = load_yaml(path, Problems(path))
     return isinstance(document, dict) and "stages" in document
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hpo.config import load_sweep, probe_shortfalls
+    from hpo.config.sweep_file import load_sweep, probe_shortfalls
 
     if is_pipeline(args.sweep):
-        from hpo.pipeline import load_pipeline
+        from hpo.config.pipeline_file import load_pipeline
 
         configs = load_pipeline(args.sweep).stages
     else:
         configs = (load_sweep(args.sweep, quick=args.quick),)
-    from hpo.memory import memory_warnings
-    from hpo.pipeline import describe  # imports Ray: only once the file is known to be good
-    from hpo.resources import machine_problems
-    from hpo.splits import split_summary, split_warnings
+    from hpo.config.describe import describe
+    from hpo.config.splits import split_summary, split_warnings
+    from hpo.run.memory import memory_warnings
+    from hpo.run.resources import machine_problems
 
     for config in configs:
         print(
@@ -76,7 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"  {line}")
         for line in describe(config):
             print(f"  {line}")
-        for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config):
+        for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config.path, config.recipe):
             print(f"warning: {line}")
         for line in machine_problems(config):  # the same file may be meant for a Ray cluster
             print(f"warning: {line}; `hpo sweep` here refuses it")
@@ -84,13 +84,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def print_metrics(title: str, metrics: dict) -> None:
-    from hpo.outcome import format_metrics
+    from hpo.judge.outcome import format_metrics
 
     print(format_metrics(title, metrics), flush=True)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from hpo.pipeline import load_pipeline, run_pipeline
+    from hpo.config.pipeline_file import load_pipeline
+    from hpo.run.pipeline import run_pipeline
 
     pipeline = load_pipeline(args.sweep)  # every stage's input problems surface here, before any side effect
     if args.require_learned:
@@ -109,7 +110,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     say = lambda line: print(line, flush=True)  # noqa: E731
     run_dir, outcome = run_pipeline(pipeline, args.allow_low_reward, say, live, SIGNALS)
-    from hpo.timing import PHASES, trial_times, where_the_time_went
+    from hpo.run.timing import PHASES, trial_times, where_the_time_went
 
     stages = [RunDir(run_dir).stage(config.recipe.stage) for config in pipeline.stages]
     times = trial_times(row for stage in stages if stage.trials.is_file() for row in stage.read_rows())
@@ -121,22 +122,22 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hpo.config import load_sweep, probe_shortfalls
+    from hpo.config.sweep_file import load_sweep, probe_shortfalls
 
     if is_pipeline(args.sweep):
         return cmd_pipeline(args)
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
     refuse_ray_client()
     refuse_unmet_resources(config)
-    from hpo.memory import memory_warnings
-    from hpo.splits import split_warnings
+    from hpo.config.splits import split_warnings
+    from hpo.run.memory import memory_warnings
 
-    for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config):
+    for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config.path, config.recipe):
         print(f"warning: {line}", flush=True)
-    from hpo.baseline import measure_baseline
-    from hpo.pipeline import check_start
-    from hpo.resources import require_resources
-    from hpo.sweep import prepare, run_sweep, start_ray, trial_recipe
+    from hpo.run.baseline import measure_baseline
+    from hpo.run.pipeline import check_start
+    from hpo.run.resources import require_resources
+    from hpo.run.sweep import prepare, run_sweep, start_ray, trial_recipe
 
     print(f"measuring the base model {config.recipe.model} on the probes ...", flush=True)
     baseline = measure_baseline(trial_recipe(config))
@@ -155,14 +156,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from hpo.resume import load_resumable
+    from hpo.run.resume import load_resumable
 
     RunDir(args.run_dir).require()
     refuse_ray_client()  # resuming reads the run's record and checkpoints here
     config = load_resumable(args.run_dir, args.sweep_file)  # refuses a changed sweep before any side effect
     refuse_unmet_resources(config)
-    from hpo.resources import require_resources
-    from hpo.sweep import resume_sweep, start_ray
+    from hpo.run.resources import require_resources
+    from hpo.run.sweep import resume_sweep, start_ray
 
     print(f"resuming {args.run_dir} ...", flush=True)
     args.started_run = args.run_dir  # an interrupt from here on leaves it as it was: still to resume
@@ -174,7 +175,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def live_view(config: SweepConfig) -> Callback:
-    from hpo.live import LiveView
+    from hpo.run.live import LiveView
 
     return LiveView(config.budget.trials, config.scheduler.max_steps, domain_metric=domain_metric(config.recipe).name)
 
@@ -183,14 +184,14 @@ def refuse_ray_client() -> None:
     """A Ray Client address (ray://) runs the driver's record-keeping remotely: refused before anything starts."""
     address = os.environ.get("RAY_ADDRESS", "")
     if address.startswith("ray://"):
-        from hpo.sweep import ray_client_refusal
+        from hpo.run.sweep import ray_client_refusal
 
         raise InputError([ray_client_refusal(address)])
 
 
 def refuse_unmet_resources(config: SweepConfig) -> None:
     """A trial this machine cannot give its resources to, with embedded Ray: refused before the baseline."""
-    from hpo.resources import machine_problems
+    from hpo.run.resources import machine_problems
 
     if problems := machine_problems(config):
         raise InputError(problems)
@@ -220,7 +221,7 @@ def not_passed_line(verdict: dict | None) -> str:
 
 
 def conclusion(outcome: Outcome) -> int:
-    from hpo.best_recipe import no_passing_line
+    from hpo.results.best_recipe import no_passing_line
 
     if outcome.signal is not None:
         print(interrupted_line(outcome.run_dir, outcome.ended, outcome.budget), file=sys.stderr, flush=True)
@@ -270,8 +271,8 @@ def stopped(args: argparse.Namespace, signum: int) -> int:
 
 def print_outcome(config: SweepConfig, run_dir: Path) -> dict | None:
     """The best rung's validation scores, its service flags, the held-out check and its verdict (returned)."""
-    from hpo.evaluate import evaluate_best, format_confusion
-    from hpo.outcome import held_out_lines
+    from hpo.judge.evaluate import evaluate_best, format_confusion
+    from hpo.judge.outcome import held_out_lines
 
     run = RunDir(run_dir)
     exported = run.read_recipe_document()
@@ -290,8 +291,8 @@ def print_outcome(config: SweepConfig, run_dir: Path) -> dict | None:
 
 
 def print_time(config: SweepConfig, run_dir: Path) -> None:
-    """The trials' time line, then where the command's time went, phase by phase (hpo.timing)."""
-    from hpo.timing import PHASES, time_summary, trial_times, where_the_time_went
+    """The trials' time line, then where the command's time went, phase by phase (hpo.run.timing)."""
+    from hpo.run.timing import PHASES, time_summary, trial_times, where_the_time_went
 
     run = RunDir(run_dir)
     times = trial_times(run.read_rows() if run.trials.is_file() else [])
@@ -300,8 +301,8 @@ def print_time(config: SweepConfig, run_dir: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hpo.best_recipe import NoPassingTrial, export_best, is_partial
-    from hpo.rundir import partial_line
+    from hpo.results.best_recipe import NoPassingTrial, export_best, is_partial
+    from hpo.results.rundir import partial_line
 
     run = RunDir(args.run_dir)
     run.require(run.spec.name)
@@ -313,7 +314,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(recipe)
     if is_partial(run):
         print(f"warning: {partial_line(run)}", file=sys.stderr)
-    from hpo.tool_configs import service_warnings
+    from hpo.results.tool_configs import service_warnings
 
     for line in service_warnings(recipe.parent):  # TRL/PEFT/service exports sit next to the recipe
         print(f"warning: {line}", file=sys.stderr)
@@ -321,7 +322,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hpo.report import write_report
+    from hpo.results.report import write_report
 
     RunDir(args.run_dir).require()
     page, summary = write_report(args.run_dir)
@@ -331,7 +332,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from hpo import judge
+    from hpo.judge import command as judge
 
     if (args.run_dir is None) == (args.test is None):
         raise InputError(
@@ -365,8 +366,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def print_judgement(scores: dict, as_json: bool) -> None:
     import json
 
-    from hpo.evaluate import format_confusion
-    from hpo.outcome import held_out_lines
+    from hpo.judge.evaluate import format_confusion
+    from hpo.judge.outcome import held_out_lines
 
     if as_json:
         print(json.dumps(scores, indent=2))

@@ -25,7 +25,7 @@ OOM_STEP = FIRST_RUNG + 2
 WAIT_S = 60.0
 STEP_PAUSE_S = 1.0
 BALLAST_BYTES = 512 * 1024**2
-SAMPLE_S = 1.0  # hpo.workers.SAMPLE_S
+SAMPLE_S = 1.0  # hpo.run.workers.SAMPLE_S
 
 
 def recorded() -> list[dict]:
@@ -52,8 +52,8 @@ def note_attempt(step: int = 0) -> None:
 
 
 def checkpoint_saved(trial_id: str, step: int) -> bool:
-    """Whether the trial's complete checkpoint of `step` is in the run directory (hpo.rundir's layout)."""
-    from hpo.rundir import RunDir, find_checkpoint
+    """Whether the trial's complete checkpoint of `step` is in the run directory (hpo.results.rundir's layout)."""
+    from hpo.results.rundir import RunDir, find_checkpoint
 
     runs = sorted(FOLDER.glob("runs/*"))
     return bool(runs) and find_checkpoint(RunDir(runs[0]), trial_id, step) is not None
@@ -64,7 +64,7 @@ class KillAfterFirstRung(TrainerCallback):
 
     Before the kill, the driver must have recorded this trial's first rung and the rung's
     complete checkpoint must be in the run directory: the restarted trial goes on from it
-    whether or not Ray registered it yet (hpo.trial.resume_point).
+    whether or not Ray registered it yet (hpo.run.trial.resume_point).
     """
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -97,7 +97,7 @@ def first_rung_kept(trial_id: str) -> bool:
 
 class KillTheLargest(TrainerCallback):
     """Once per sweep folder, at KILL_STEP of its first trial that gets there: holds BALLAST_BYTES more than
-    its siblings until the worker's memory watch has sampled it (hpo.workers), then SIGKILLs its own process,
+    its siblings until the worker's memory watch has sampled it (hpo.run.workers), then SIGKILLs its own process,
     as the kernel's OOM killer ends the largest process."""
 
     def on_step_end(self, args, state, control, **kwargs):

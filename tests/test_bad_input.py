@@ -116,7 +116,7 @@ def recipe(change: Callable[[dict], None]) -> Callable[[Path], None]:
     """recipe.yaml, the tiny sweep's base recipe as `hpo export` writes it, then `change`d."""
 
     def make(folder: Path) -> None:
-        from hpo.config import load_sweep
+        from hpo.config.sweep_file import load_sweep
         from trainers.recipe import save_recipe
 
         save_recipe(folder / "recipe.yaml", load_sweep(folder / "sweep.yaml").recipe)

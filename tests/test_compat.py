@@ -1,6 +1,6 @@
-"""hpo.compat against the installed Ray and Optuna, and the rule that nothing else reaches into them.
+"""hpo.run.compat against the installed Ray and Optuna, and the rule that nothing else reaches into them.
 
-Each name hpo.compat keeps still works, or the test names the version that broke it and
+Each name hpo.run.compat keeps still works, or the test names the version that broke it and
 what to fix. Every other module of the engine and the trainers uses public API only: no
 attribute with a leading underscore on another object, no import from a private module of
 Ray or Optuna.
@@ -12,22 +12,22 @@ from pathlib import Path
 
 import ray
 
-from hpo.compat import TOKEN_AUTH_LOGGER
+from hpo.run.compat import TOKEN_AUTH_LOGGER
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN_OBJECTS = ("self", "cls")
-GUARDED = ("ray", "optuna")  # the libraries whose private modules only hpo/compat.py may name
+GUARDED = ("ray", "optuna")  # the libraries whose private modules only hpo/run/compat.py may name
 PUBLIC_UNDERSCORED = frozenset({"_exit", "_asdict", "_replace", "_fields", "_make"})  # os._exit, namedtuples
 
 
 def broken(library: str, version: str, name: str, what: str) -> str:
-    return f"{library} {version}: hpo.compat.{name} no longer works ({what}); fix it for this version"
+    return f"{library} {version}: hpo.run.compat.{name} no longer works ({what}); fix it for this version"
 
 
 def test_rays_token_notice_comes_from_the_named_logger():
     spec = importlib.util.find_spec(TOKEN_AUTH_LOGGER)
     assert spec is not None and spec.origin, broken("Ray", ray.__version__, "TOKEN_AUTH_LOGGER", "no such module")
-    notice = "Token authentication is enabled for this Ray cluster"  # what hpo.sweep.drop_token_auth_notice drops
+    notice = "Token authentication is enabled for this Ray cluster"  # what hpo.run.sweep.drop_token_auth_notice drops
     assert notice in Path(spec.origin).read_text(), broken(
         "Ray", ray.__version__, "TOKEN_AUTH_LOGGER", "the module no longer logs the notice"
     )
@@ -52,7 +52,7 @@ def private_uses(path: Path) -> list[str]:
 
 def test_only_hpo_compat_names_private_api():
     """A resume through Ray's `tuner._local_tuner` or Optuna's `study._storage` broke on upgrade and under a
-    Ray Client address; the engine now resumes through public API (hpo.sweep.resume_sweep)."""
+    Ray Client address; the engine now resumes through public API (hpo.run.sweep.resume_sweep)."""
     modules = sorted((ROOT / "hpo").glob("*.py")) + sorted((ROOT / "trainers").glob("*.py"))
     found = [line for path in modules if path.name != "compat.py" for line in private_uses(path)]
-    assert not found, "private API outside hpo/compat.py:\n" + "\n".join(found)
+    assert not found, "private API outside hpo/run/compat.py:\n" + "\n".join(found)

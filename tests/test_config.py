@@ -10,8 +10,8 @@ import ray
 import yaml
 
 from hpo.cli import main
-from hpo.config import load_sweep
-from hpo.errors import InputError
+from hpo.config.errors import InputError
+from hpo.config.sweep_file import load_sweep
 
 
 def edit(folder: Path, change) -> Path:

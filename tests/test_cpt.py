@@ -6,9 +6,9 @@ import math
 import pytest
 from safetensors.torch import load_file
 
-from hpo.baseline import measure_baseline
-from hpo.config import load_sweep
-from hpo.objective import FAILING_OBJECTIVE, domain_lift, score
+from hpo.config.sweep_file import load_sweep
+from hpo.run.baseline import measure_baseline
+from hpo.search.objective import FAILING_OBJECTIVE, domain_lift, score
 from trainers.cpt import train, trainer_config, training_rows
 from trainers.stages import STAGES
 

@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from hpo.config import load_sweep
-from hpo.errors import InputError
-from hpo.trial import batch_metrics, halved_batch
+from hpo.config.errors import InputError
+from hpo.config.sweep_file import load_sweep
+from hpo.run.trial import batch_metrics, halved_batch
 from trainers.recipe import Training, save_recipe
 from trainers.stages import load_recipe
 
@@ -231,7 +231,7 @@ def test_a_rank_dies_with_the_process_that_started_it(tmp_path):
     script = (
         "import subprocess, sys, time\n"
         "child = subprocess.Popen([sys.executable, '-c', "
-        "'import os, time; from hpo.ranks import die_with_parent; die_with_parent(os.getppid()); "
+        "'import os, time; from hpo.run.ranks import die_with_parent; die_with_parent(os.getppid()); "
         "print(os.getpid(), flush=True); time.sleep(60)'], stdout=subprocess.PIPE, text=True)\n"
         "print(child.stdout.readline().strip(), flush=True)\n"
         "time.sleep(60)\n"
@@ -270,7 +270,7 @@ def test_the_big_node_examples_are_valid_sweep_files(name):
 
 
 def test_a_failing_rank_ends_its_peers_and_its_training_error_comes_back(tmp_path):
-    from hpo.ranks import Rank, RanksFailed, end, outcome_file, raise_failure, relay
+    from hpo.run.ranks import Rank, RanksFailed, end, outcome_file, raise_failure, relay
     from trainers.rungs import OutOfMemory
 
     waiting = Rank(1, subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))

@@ -14,7 +14,7 @@ import torch
 import yaml
 from stage_fixtures import dpo as fixture
 
-from hpo.config import load_sweep
+from hpo.config.sweep_file import load_sweep
 from trainers.dpo import DPO, answer_logprobs, preference_probe
 from trainers.models import load_base
 from trainers.probes import load_probes

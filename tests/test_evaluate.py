@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.evaluate import UNPARSED, confusion, format_confusion
+from hpo.judge.evaluate import UNPARSED, confusion, format_confusion
 
 
 def test_confusion_matrix_counts_unparsed_answers_separately():
@@ -19,7 +19,7 @@ def test_an_lm_eval_local_task_scores_the_tiny_model_as_its_loglikelihoods_say(t
     import torch
     import yaml
 
-    from hpo.config import load_sweep
+    from hpo.config.sweep_file import load_sweep
     from trainers.harness import run_benchmarks
     from trainers.models import load_base
     from trainers.probes import _sum_nll
@@ -60,7 +60,7 @@ def test_the_base_models_held_out_figures_are_reused_until_a_file_they_depend_on
 
     import yaml
 
-    from hpo.evaluate import evaluate_best
+    from hpo.judge.evaluate import evaluate_best
 
     monkeypatch.setenv("FORGE_HPO_CACHE", str(tmp_path / "cache"))
     run_dir = tmp_path / "run"

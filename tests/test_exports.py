@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hpo.analysis import pareto_front
-from hpo.tool_configs import Limit, service_hyperparameters
+from hpo.results.analysis import pareto_front
+from hpo.results.tool_configs import Limit, service_hyperparameters
 from trainers.recipe import DataPaths, MixedHyperparameters, Recipe, Training
 from trainers.stages import load_recipe
 
@@ -128,7 +128,7 @@ def test_trl_sft_loads_the_exported_config(exported, tmp_path):
     best, recipe, _, _ = exported
     script_args, training_args, model_args, dataset_args = parse_with_trl(best / "trl_sft_config.yaml")
     ours = trainer_config(recipe, tmp_path)
-    from hpo.tool_configs import TRL_CLI_UNREADABLE
+    from hpo.results.tool_configs import TRL_CLI_UNREADABLE
 
     machine = {"output_dir", "use_cpu", "bf16", "fp16", "logging_dir", *TRL_CLI_UNREADABLE}
     assert {k: v for k, v in training_args.to_dict().items() if k not in machine} == {

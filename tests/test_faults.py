@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from hpo.config import load_sweep
-from hpo.errors import InputError
-from hpo.retention import best_trials, prune
-from hpo.rundir import RunDir, TrialTable, find_checkpoint, read_rows
-from hpo.trial import halved_batch, start_plan
+from hpo.config.errors import InputError
+from hpo.config.sweep_file import load_sweep
+from hpo.results.rundir import RunDir, TrialTable, find_checkpoint, read_rows
+from hpo.run.retention import best_trials, prune
+from hpo.run.trial import halved_batch, start_plan
 from trainers.checkpoints import copy_weights, is_complete, mark_complete, newest_complete
 
 CALLBACKS = Path(__file__).parent / "fault_callbacks.py"

@@ -6,25 +6,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo import trial
 from hpo.cli import main
-from hpo.config import Objective, load_sweep
-from hpo.errors import InputError
-from hpo.guardrails import (
-    LARGE_SET,
-    MAX_DUPLICATION,
-    SMALL_SET,
-    reward_blowup,
-    rung_stop_reason,
-    service_flags,
-    service_values,
-    training_plan,
-    warmup_before_first_rung,
-)
-from hpo.objective import FAILING_OBJECTIVE
-from hpo.pipeline import check_start
-from hpo.rundir import TrialTable
-from hpo.sweep import stop_reason
+from hpo.config.errors import InputError
+from hpo.config.plan import LARGE_SET, MAX_DUPLICATION, SMALL_SET, training_plan, warmup_before_first_rung
+from hpo.config.service import service_flags, service_values
+from hpo.config.sweep_file import Objective, load_sweep
+from hpo.results.rundir import TrialTable
+from hpo.run import trial
+from hpo.run.pipeline import check_start
+from hpo.run.rung_stop import reward_blowup, rung_stop_reason
+from hpo.run.sweep import stop_reason
+from hpo.search.objective import FAILING_OBJECTIVE
 from trainers.rft import rft_gate
 
 
@@ -166,7 +158,7 @@ def test_service_compatible_sweeps_flag_ranges_outside_the_service(tiny, capsys)
 
 
 class FakeTune:
-    """Stands in for ray.tune inside hpo.trial: records what the trial reports."""
+    """Stands in for ray.tune inside hpo.run.trial: records what the trial reports."""
 
     def __init__(self):
         self.results = []

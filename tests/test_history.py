@@ -1,4 +1,4 @@
-"""A warm start's histories (hpo/history.py): which earlier runs a sweep file may name, and what is read from them."""
+"""A warm start's histories (hpo/search/history.py): which earlier runs a sweep file may name, and what is read from them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.config import load_sweep
-from hpo.errors import InputError
-from hpo.history import read_history
+from hpo.config.errors import InputError
+from hpo.config.sweep_file import load_sweep
+from hpo.search.history import read_history
 
 
 def earlier_run(tiny_run: Path, tiny: Path, name: str = "earlier", **recipe: str) -> Path:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import optuna
 
-from hpo.searcher import open_study
+from hpo.search.searcher import open_study
 
 TRIALS_PER_WRITER = 15
 WRITERS = 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from hpo.live import LiveView, progress_line
+from hpo.run.live import LiveView, progress_line
 
 
 def test_progress_line_estimates_the_rest_from_the_mean_trial_time():
@@ -45,8 +45,8 @@ def test_the_view_prints_rungs_progress_and_a_table_of_trials():
 
 def test_a_resumed_view_goes_on_from_the_record(tmp_path):
     """After a resume the view ended at "4/6 done" and named a different best than the export."""
-    from hpo.continuation import CONTINUES
-    from hpo.rundir import TrialTable
+    from hpo.results.rundir import TrialTable
+    from hpo.run.continuation import CONTINUES
 
     table = TrialTable(tmp_path / "trials.parquet")
     rung = {"domain_lift": 0.1, "general_regression": 0.0}

@@ -1,4 +1,4 @@
-"""hpo.memory: a trial's peak memory estimated from the model's shape and the recipe, and the warning
+"""hpo.run.memory: a trial's peak memory estimated from the model's shape and the recipe, and the warning
 when the trials that run at once do not fit."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import dataclasses
 
 from transformers import AutoModelForCausalLM
 
-from hpo.config import Budget, Resources, load_sweep
-from hpo.memory import GB, LOSS_TILES, ModelShape, gpu_warning, host_warning, model_shape, trial_peak
+from hpo.config.sweep_file import Budget, Resources, load_sweep
+from hpo.run.memory import GB, LOSS_TILES, ModelShape, gpu_warning, host_warning, model_shape, trial_peak
 
 # SmolLM2-135M's shape: 30 Llama blocks, hidden 576, MLP 1536, 9 heads over 3 key-value heads, 49,152 words
 BLOCK = ((576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576))

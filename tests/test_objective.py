@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from hpo.objective import FAILING_OBJECTIVE, score
+from hpo.search.objective import FAILING_OBJECTIVE, score
 
 BASE = {"domain_exact_match": 0.2, "general_perplexity": 20.0}
 

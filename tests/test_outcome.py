@@ -1,6 +1,6 @@
 """The printed metric lines: every probe figure with its interval, whatever stage's probe made it."""
 
-from hpo.outcome import format_metrics
+from hpo.judge.outcome import format_metrics
 
 
 def estimate(name: str, value: float) -> dict[str, float]:

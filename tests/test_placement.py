@@ -17,8 +17,8 @@ import ray
 import yaml
 from ray import cloudpickle, tune
 
-from hpo.config import Resources, load_sweep
-from hpo.sweep import trial_resources
+from hpo.config.sweep_file import Resources, load_sweep
+from hpo.run.sweep import trial_resources
 
 WAIT_S = 120.0  # how long a trial waits for the others it should run beside
 

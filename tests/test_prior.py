@@ -1,14 +1,14 @@
-"""A warm start's uses of earlier sweeps (hpo/prior.py): the first trials, and a prior that fades."""
+"""A warm start's uses of earlier sweeps (hpo/search/prior.py): the first trials, and a prior that fades."""
 
 from __future__ import annotations
 
 import numpy as np
 from optuna.trial import TrialState
 
-from hpo.history import History, PastTrial
-from hpo.prior import PRIOR_OBSERVATIONS, PriorView, fit_to_space, prior_share, ranks, warm_configs
-from hpo.searcher import TPESearcher, edge_reaching_tpe, quiet_study
-from hpo.space import Parameter, SearchSpace
+from hpo.search.history import History, PastTrial
+from hpo.search.prior import PRIOR_OBSERVATIONS, PriorView, fit_to_space, prior_share, ranks, warm_configs
+from hpo.search.searcher import TPESearcher, edge_reaching_tpe, quiet_study
+from hpo.search.space import Parameter, SearchSpace
 
 SPACE = SearchSpace(
     "toy",

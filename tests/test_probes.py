@@ -1,6 +1,6 @@
 """Probe generation: batches formed by length give each prompt the answer it gets alone."""
 
-from hpo.config import load_sweep
+from hpo.config.sweep_file import load_sweep
 from trainers.data import read_jsonl
 from trainers.models import load_base
 from trainers.probes import generate_answers

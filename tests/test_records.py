@@ -2,7 +2,7 @@ import math
 
 import pyarrow.parquet as pq
 
-from hpo.rundir import TrialTable
+from hpo.results.rundir import TrialTable
 
 
 def test_one_row_per_rung_and_the_final_status_on_every_row(tmp_path):
@@ -62,7 +62,7 @@ def test_run_directories_of_one_name_in_one_second_are_all_new(tmp_path, monkeyp
     """Two sweeps of one file started in the same second: the second failed with FileExistsError."""
     import time
 
-    from hpo.rundir import new_run_dir
+    from hpo.results.rundir import new_run_dir
 
     monkeypatch.setattr(time, "strftime", lambda pattern: "20250101-000000")
     made = [new_run_dir(tmp_path / "runs", "tiny").path.name for _ in range(3)]

@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hpo.analysis import RunRecord, load_run, pareto_front, ranked_trials, summarize_trials
-from hpo.objective import EXACT_MATCH
-from hpo.plots import rung_survival
-from hpo.report import importance_rung, recommend, relative_lift
+from hpo.results.analysis import RunRecord, load_run, pareto_front, ranked_trials, summarize_trials
+from hpo.results.plots import rung_survival
+from hpo.results.report import importance_rung, recommend, relative_lift
+from hpo.search.objective import EXACT_MATCH
 from trainers.shared import EXACT_MATCH as EXACT_SCORING
 from trainers.stages import STAGES
 

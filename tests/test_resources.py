@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from hpo import resources as sweep
-from hpo.config import Resources, load_sweep
-from hpo.errors import InputError
-from hpo.resources import machine_problems, machine_shortfall
+from hpo.config.errors import InputError
+from hpo.config.sweep_file import Resources, load_sweep
+from hpo.run import resources as sweep
+from hpo.run.resources import machine_problems, machine_shortfall
 
 
 def test_a_trial_must_fit_one_node():
@@ -74,7 +74,7 @@ def needs_gpu(tmp_path: Path, wait_s: float):
 
 
 def load_sweep_stub(tmp_path: Path):
-    from hpo.config import SweepConfig
+    from hpo.config.sweep_file import SweepConfig
 
     fields = {f.name: None for f in dataclasses.fields(SweepConfig)}
     return SweepConfig(**{**fields, "path": str(tmp_path / "sweep.yaml")})

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from hpo.config import load_sweep
-from hpo.errors import InputError
+from hpo.config.errors import InputError
+from hpo.config.sweep_file import load_sweep
 from trainers.recipe import Scoring
 from trainers.rewards import RecordedReward, ScorerReward, exact_match, import_callable, load_reward
 from trainers.scorers import ScoringError, make_scorer

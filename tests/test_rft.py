@@ -8,8 +8,8 @@ import yaml
 from safetensors.torch import load_file
 
 from hpo.cli import main
-from hpo.config import load_sweep
-from hpo.objective import FAILING_OBJECTIVE, score
+from hpo.config.sweep_file import load_sweep
+from hpo.search.objective import FAILING_OBJECTIVE, score
 from trainers.rft import train
 from trainers.stages import STAGES
 

@@ -167,7 +167,7 @@ def test_a_users_batch_scorer_scores_the_whole_batch_in_one_call(tmp_path):
 
 
 def test_a_users_scorer_gets_the_baseline_cache_when_it_declares_itself_deterministic(tmp_path):
-    from hpo.baseline import cacheable
+    from hpo.run.baseline import cacheable
     from trainers.recipe import DataPaths, Recipe
 
     (tmp_path / "plain.py").write_text("def overlap(prompt, completion, reference, **row):\n    return 1.0\n")

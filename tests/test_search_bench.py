@@ -21,7 +21,7 @@ from benchmarks.search.metrics import Run
 from benchmarks.search.peers import PrunedTPESearcher, make_ray_asha
 from benchmarks.search.problem import Curve
 from benchmarks.search.run import method_list
-from hpo.space import Parameter, SearchSpace
+from hpo.search.space import Parameter, SearchSpace
 
 EPOCHS = 52
 SPACE = SearchSpace("toy", "benchmark", "toy", (Parameter("x", "float", 0.5, 0.0, 1.0),))

@@ -11,9 +11,9 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from hpo.continuation import CONTINUES
-from hpo.scheduler import asha_rungs, goes_on, leads_go_on, make_asha
-from hpo.searcher import (
+from hpo.run.continuation import CONTINUES
+from hpo.search.scheduler import asha_rungs, goes_on, leads_go_on, make_asha
+from hpo.search.searcher import (
     LOCAL_EVERY,
     LOCAL_SPREAD,
     RAY_TRIAL_ID,
@@ -26,7 +26,7 @@ from hpo.searcher import (
     local_step,
     model_rung,
 )
-from hpo.space import Parameter, SearchSpace, load_space
+from hpo.search.space import Parameter, SearchSpace, load_space
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "sft_lora.yaml"
 

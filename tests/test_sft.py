@@ -8,7 +8,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from hpo.config import load_sweep
+from hpo.config.sweep_file import load_sweep
 from trainers.data import mix
 from trainers.rungs import Diverged
 from trainers.sft import train
@@ -74,7 +74,7 @@ def test_mixing_keeps_every_domain_row_at_the_requested_ratio():
 
 
 def test_the_task_system_prompt_reaches_training_probes_and_the_baseline_key(tiny):
-    from hpo.baseline import baseline_key
+    from hpo.run.baseline import baseline_key
     from trainers.models import load_base
     from trainers.probes import chat_prompt, load_probes
     from trainers.sft import SFT, training_rows

@@ -3,8 +3,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo.errors import InputError
-from hpo.space import load_space
+from hpo.config.errors import InputError
+from hpo.search.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hpo.config import load_sweep
-from hpo.splits import MOSTLY_SHARED, overlaps, split_problems, split_summary
+from hpo.config.splits import MOSTLY_SHARED, overlaps, split_problems, split_summary
+from hpo.config.sweep_file import load_sweep
 from trainers.stages import STAGES
 
 FIELDS = ("prompt", "completion")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.config import BUILTIN_SPACES, load_sweep
-from hpo.space import load_space
-from hpo.tool_configs import TRL_CLI_UNREADABLE, trl_config, trl_kwargs
+from hpo.config.sweep_file import BUILTIN_SPACES, load_sweep
+from hpo.results.tool_configs import TRL_CLI_UNREADABLE, trl_config, trl_kwargs
+from hpo.search.space import load_space
 from trainers.recipe import Hyperparameters, limits_of, save_recipe
 from trainers.shared import DomainMetric, Scoring
 from trainers.stages import METHODS, STAGES, domain_metric, load_recipe, recipe_from_dict

@@ -9,10 +9,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hpo.cli import main
-from hpo.config import load_sweep
-from hpo.errors import InputError
-from hpo.pipeline import load_pipeline
-from hpo.space import load_space
+from hpo.config.errors import InputError
+from hpo.config.pipeline_file import load_pipeline
+from hpo.config.sweep_file import load_sweep
+from hpo.search.space import load_space
 from trainers.__main__ import main as rerun
 from trainers.recipe import save_recipe
 from trainers.sft import train

@@ -139,7 +139,7 @@ def embedded_ray(tmp_path_factory) -> subprocess.CompletedProcess:
     probe = (
         "import os, ray\n"
         "from ray._raylet import AuthenticationMode, get_authentication_mode\n"
-        "from hpo.sweep import start_ray\n"
+        "from hpo.run.sweep import start_ray\n"
         "start_ray(None)\n"
         "token = get_authentication_mode() == AuthenticationMode.TOKEN\n"
         "print(token, os.nice(0), ray.get(ray.remote(lambda: os.nice(0)).remote()))\n"

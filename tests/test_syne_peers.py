@@ -19,7 +19,7 @@ from benchmarks.search import syne
 from benchmarks.search.backend import simulate
 from benchmarks.search.methods import SYNE, available
 from benchmarks.search.problem import Curve
-from hpo.space import Parameter, SearchSpace
+from hpo.search.space import Parameter, SearchSpace
 
 EPOCHS = 52
 SPACE = SearchSpace(

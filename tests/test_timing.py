@@ -2,7 +2,7 @@
 
 import pytest
 
-from hpo.timing import time_summary, trial_times
+from hpo.run.timing import time_summary, trial_times
 
 
 def rung(trial_id, step, started, recorded, train, probes, tokens=100.0):
@@ -50,7 +50,7 @@ class Clock:
 
 
 def test_where_the_time_went_gives_each_phase_its_share_and_splits_the_trials():
-    from hpo.timing import HELD_OUT, TRIALS, Phases, note, where_the_time_went
+    from hpo.run.timing import HELD_OUT, TRIALS, Phases, note, where_the_time_went
 
     clock = Clock()
     phases = Phases(clock=clock)
@@ -68,7 +68,7 @@ def test_where_the_time_went_gives_each_phase_its_share_and_splits_the_trials():
 
 
 def test_a_phase_adds_up_every_time_it_runs_even_when_it_raises():
-    from hpo.timing import Phases, note, phase
+    from hpo.run.timing import Phases, note, phase
 
     clock = Clock()
     phases = Phases(clock=clock)

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-from hpo.config import Tracking
-from hpo.continuation import CONTINUES
-from hpo.tracking import WandbMirror, rung_metrics, trial_summary, wandb_mirror, wandb_run_id
+from hpo.config.sweep_file import Tracking
+from hpo.run.continuation import CONTINUES
+from hpo.run.tracking import WandbMirror, rung_metrics, trial_summary, wandb_mirror, wandb_run_id
 
 # The .wandb file is a LevelDB-style log of protobuf `Record`s: a 7-byte file header, then
 # 32 KiB blocks of chunks, each with a 7-byte header (crc32, length, type).

@@ -13,10 +13,10 @@ import yaml
 from scipy.stats import binomtest
 
 from benchmarks.judging import SMALL, paired_level
-from hpo.evaluate import compare_scores
-from hpo.objective import EXACT_MATCH, GeneralProbe, domain_floor, score
-from hpo.report import recommend
-from hpo.verdict import Judging, judge
+from hpo.judge.evaluate import compare_scores
+from hpo.judge.verdict import Judging, judge
+from hpo.results.report import recommend
+from hpo.search.objective import EXACT_MATCH, GeneralProbe, domain_floor, score
 from trainers import stats
 
 

@@ -1,4 +1,4 @@
-"""hpo.workers: a worker's resident memory written down, and how a lost worker is judged."""
+"""hpo.run.workers: a worker's resident memory written down, and how a lost worker is judged."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from ray.exceptions import ActorDiedError, RayTaskError
 
-from hpo.workers import GB, ResidentWatch, judge, lost_worker, oom_kills, read_note
+from hpo.run.workers import GB, ResidentWatch, judge, lost_worker, oom_kills, read_note
 
 LOST = ActorDiedError()  # what Ray raises when a worker process dies mid-task
 

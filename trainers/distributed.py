@@ -1,4 +1,4 @@
-"""One run over several processes with torch.distributed, as torchrun starts it (or a trial, hpo.ranks).
+"""One run over several processes with torch.distributed, as torchrun starts it (or a trial, hpo.run.ranks).
 
 The environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) says
 where this process stands; the process group is NCCL on GPUs and gloo on CPUs, and the
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # How long a collective may wait: the other ranks wait while rank 0 probes a rung (and runs the
 # benchmarks at the last one), which takes minutes on a large model. A dead rank is noticed by its
-# launcher (torchrun, hpo.ranks) at once, not by this timeout.
+# launcher (torchrun, hpo.run.ranks) at once, not by this timeout.
 COLLECTIVE_TIMEOUT_S = 4 * 3600
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 class Flag:
     """Result keys: 1.0 when set; `violation` is the reason a rung failed or a trial ended (text).
 
-    The trainer sets `final` on the last rung of its schedule; the engine (hpo.trial) sets the
+    The trainer sets `final` on the last rung of its schedule; the engine (hpo.run.trial) sets the
     others on a failing ending it reports, with `violation` holding the reason.
     """
 

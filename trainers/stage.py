@@ -41,7 +41,7 @@ Probed = tuple[dict[str, float], dict[str, list]]
 
 
 class TaskFields(Protocol):
-    """The sweep file's `task` section as a stage asks for it (hpo.task reads it and reports its problems)."""
+    """The sweep file's `task` section as a stage asks for it (hpo.config.task reads it and reports its problems)."""
 
     def require(self) -> None:
         """The section must be given."""
@@ -60,7 +60,7 @@ class TaskFields(Protocol):
 
 
 class DataFields(Protocol):
-    """The sweep file's `data` section as a stage asks for it (hpo.config reads it)."""
+    """The sweep file's `data` section as a stage asks for it (hpo.config.sweep_file reads it)."""
 
     def general_mix(self) -> None:
         """`general_mix` is required: general rows are mixed into training."""
@@ -81,9 +81,9 @@ class Stage(ABC):
     spaces: ClassVar[Mapping[str, str]] = {}  # method -> the built-in search space (search_spaces/<name>.yaml)
     hyperparameters: ClassVar[type[Hyperparameters]] = MixedHyperparameters  # with the method's published defaults
     row_fields: ClassVar[tuple[str, ...]] = ("prompt", "completion")  # what every domain (and mixed-in) row holds
-    scale_up: ClassVar[str] = ""  # the next step after a clear win (hpo.report)
-    sequences_per_row: ClassVar[int] = 1  # sequences one row puts through the model in a training step (hpo.memory)
-    full_rank_reference: ClassVar[bool] = False  # full-rank training keeps a frozen copy of the start (hpo.memory)
+    scale_up: ClassVar[str] = ""  # the next step after a clear win (hpo.results.report)
+    sequences_per_row: ClassVar[int] = 1  # sequences one row puts through the model in a training step (hpo.run.memory)
+    full_rank_reference: ClassVar[bool] = False  # full-rank training keeps a frozen copy of the start (hpo.run.memory)
 
     # --- the sweep file -----------------------------------------------------------------------
 

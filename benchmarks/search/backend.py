@@ -32,7 +32,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from benchmarks.search.problem import Curve
-from hpo.scheduler import METRIC, STEP
+from hpo.search.scheduler import METRIC, STEP
 
 
 @dataclass(eq=False)

@@ -47,10 +47,10 @@ from benchmarks.search.backend import Driver, RayDriver
 from benchmarks.search.lcbench import N_EPOCHS
 from benchmarks.search.peers import PrunedTPESearcher, make_ray_asha
 from benchmarks.search.problem import Curve
-from hpo.history import History
-from hpo.scheduler import METRIC, STEP, asha_rungs, make_asha
-from hpo.searcher import TPESearcher
-from hpo.space import SearchSpace
+from hpo.search.history import History
+from hpo.search.scheduler import METRIC, STEP, asha_rungs, make_asha
+from hpo.search.searcher import TPESearcher
+from hpo.search.space import SearchSpace
 
 # ASHA's first rung. On LCBench the accuracy after one epoch says almost nothing about
 # the final one (rank correlation with the best-epoch accuracy -0.24..0.27 over the 8

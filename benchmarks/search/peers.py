@@ -10,8 +10,8 @@ from __future__ import annotations
 from optuna.samplers import BaseSampler, TPESampler
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from hpo.scheduler import METRIC, STEP
-from hpo.searcher import TPESearcher
+from hpo.search.scheduler import METRIC, STEP
+from hpo.search.searcher import TPESearcher
 
 
 class PrunedTPESearcher(TPESearcher):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.search.lcbench import LCBench
-from hpo.space import Parameter, SearchSpace
+from hpo.search.space import Parameter, SearchSpace
 
 DEV_TASKS = ("3945", "7593", "34539", "126025", "126026", "146212", "167104", "167149")
 REFERENCE_FILE = Path(__file__).with_name("reference.json")

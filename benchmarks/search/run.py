@@ -46,7 +46,7 @@ from benchmarks.search.methods import (
 from benchmarks.search.metrics import Run, Summary
 from benchmarks.search.problem import DEV_TASKS, curve, lcbench_space, load_references
 from benchmarks.search.report import fraction, hours, markdown, plot, publish, summaries
-from hpo.history import History
+from hpo.search.history import History
 
 QUICK_TASKS = ("167149",)
 GOAL_FRACTION = 0.12

@@ -41,8 +41,8 @@ from ray.tune.experiment import Trial
 
 from benchmarks.search.backend import SimTrial
 from benchmarks.search.problem import Curve
-from hpo.scheduler import METRIC, STEP
-from hpo.space import Parameter, SearchSpace
+from hpo.search.scheduler import METRIC, STEP
+from hpo.search.space import Parameter, SearchSpace
 
 CURRENT = "0.16"  # the release the `peers` extra installs
 LEGACY = "0.13"  # the last release with DEHB, Hyper-Tune and MOBSTER

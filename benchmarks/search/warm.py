@@ -5,7 +5,7 @@
 
 Leave one task out: for each task and seed, ours runs cold (the search table's `ours`), and
 warm, started from the cold runs of every other task with the same seed (their trials as
-`hpo.history.History` objects, as `hpo sweep` reads them from earlier run directories:
+`hpo.search.history.History` objects, as `hpo sweep` reads them from earlier run directories:
 each trial's configuration, its accuracy at every rung it reached, its best). Full random
 search gives each task's target, as in the search table. Prints, and writes to --out as
 results.md and results.json:
@@ -42,7 +42,7 @@ from benchmarks.search.run import (
     run_settings,
     simulate_job,
 )
-from hpo.history import History, PastTrial
+from hpo.search.history import History, PastTrial
 
 WARM = Method("ours warm", "ours", "strict-asha")
 GOAL_SHARE = 0.5  # warm's budget fraction at most this share of cold's

@@ -1,0 +1,1 @@
+"""What to try next: search spaces, the TPE searcher, the ASHA scheduler and the objective."""
