@@ -53,6 +53,6 @@ def private_uses(path: Path) -> list[str]:
 def test_only_hpo_compat_names_private_api():
     """A resume through Ray's `tuner._local_tuner` or Optuna's `study._storage` broke on upgrade and under a
     Ray Client address; the engine now resumes through public API (hpo.run.sweep.resume_sweep)."""
-    modules = sorted((ROOT / "hpo").glob("*.py")) + sorted((ROOT / "trainers").glob("*.py"))
+    modules = sorted((ROOT / "hpo").rglob("*.py")) + sorted((ROOT / "trainers").rglob("*.py"))
     found = [line for path in modules if path.name != "compat.py" for line in private_uses(path)]
     assert not found, "private API outside hpo/run/compat.py:\n" + "\n".join(found)

@@ -33,7 +33,7 @@ def test_answers_that_are_right_are_learned_and_exit_0(tmp_path, tiny_source, ca
     out = capsys.readouterr().out
     assert "Learned: on 20 held-out test examples the answers in" in out
     assert "General ability: not measured" in out
-    assert "paired against the majority class: best - base" in out
+    assert "paired domain: best - majority class" in out
     assert "true \\ predicted" in out  # the confusion matrix
 
 

@@ -41,10 +41,10 @@ def format_metrics(title: str, metrics: Mapping[str, Any]) -> str:
     return f"{title}: " + ", ".join(figure(metrics, name) for name in shown)
 
 
-def paired_line(key: str, test: Mapping[str, Any]) -> str:
+def paired_line(key: str, test: Mapping[str, Any], against: str = "base") -> str:
     """`paired domain: best - base +0.9600 [+0.927 to +0.987], mcnemar n=150, one-sided p 9e-44 better, 1 worse`."""
     return (
-        f"paired {key}: best - base {test['difference']:+.4f} [{test['low']:+.3f} to {test['high']:+.3f}], "
+        f"paired {key}: best - {against} {test['difference']:+.4f} [{test['low']:+.3f} to {test['high']:+.3f}], "
         f"{test['test']} n={test['n']}, one-sided p {p_text(test['p_better'])} better, {p_text(test['p_worse'])} worse"
     )
 
@@ -55,7 +55,7 @@ def held_out_lines(scores: Mapping[str, Any]) -> list[str]:
     lines = [format_metrics(f"base ({where})", scores["base"]), format_metrics(f"best ({where})", scores["best"])]
     lines += [paired_line(key, test) for key, test in scores["paired"].items()]
     if scores.get("chance"):
-        lines.append(paired_line("against the majority class", scores["chance"]["paired"]))
+        lines.append(paired_line("domain", scores["chance"]["paired"], against="majority class"))
     lines += verdict_lines(scores["verdict"])
     return lines
 
