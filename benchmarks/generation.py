@@ -33,6 +33,7 @@ import torch
 from hpo.config.sweep_file import load_sweep
 from trainers.models import load_base
 from trainers.probes import GENERATION_BATCH, chat_prompt, generate_answers, generate_batch, load_probes
+from trainers.stages import STAGES
 
 Generate = Callable[[Any, Any, Sequence[str], int, str | None], list[str]]
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     recipe = load_sweep(args.sweep).recipe
-    probes = load_probes(recipe, domain_split=args.split)
+    probes = load_probes(recipe, STAGES[recipe.stage].domain_probe, domain_split=args.split)
     if args.max_new_tokens is not None:
         probes = type(probes)(**{**vars(probes), "max_new_tokens": args.max_new_tokens})
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)

@@ -217,9 +217,9 @@ ROWS: dict[str, Row] = {
         (Problem("sweep.yaml", "scheduler.reduction_factor", "must be > 1, got 1"),),
     ),
     "unknown stage": Row(
-        sweep("stage", "dpo"),
+        sweep("stage", "ppo"),
         ("hpo", "validate", "sweep.yaml"),
-        (Problem("sweep.yaml", "stage", "must be one of sft, cpt, rft, got 'dpo'"),),
+        (Problem("sweep.yaml", "stage", "must be one of sft, cpt, rft, dpo, got 'ppo'"),),
     ),
     "unknown method": Row(
         sweep("method", "qlora"),
@@ -238,11 +238,11 @@ ROWS: dict[str, Row] = {
         ),
     ),
     "pipeline with an unknown stage": Row(
-        set_key("pipeline.yaml", "stages", ["cpt", "sft", "rft", "dpo"]),
+        set_key("pipeline.yaml", "stages", ["cpt", "sft", "rft", "ppo"]),
         ("hpo", "sweep", "pipeline.yaml"),
         (
             Problem(
-                "pipeline.yaml", "stages", "must be a non-empty list of sft, cpt, rft, got ['cpt', 'sft', 'rft', 'dpo']"
+                "pipeline.yaml", "stages", "must be a non-empty list of sft, cpt, rft, dpo, got ['cpt', 'sft', 'rft', 'ppo']"
             ),
         ),
     ),
@@ -472,9 +472,9 @@ ROWS: dict[str, Row] = {
         (Problem("recipe.yaml", "line 2", "broken YAML at line 2"),),
     ),
     "recipe stage unknown": Row(
-        recipe(lambda document: document["recipe"].update(stage="dpo")),
+        recipe(lambda document: document["recipe"].update(stage="ppo")),
         ("trainers", "recipe.yaml"),
-        (Problem("recipe.yaml", "recipe.stage", "must be one of sft, cpt, rft, got 'dpo'"),),
+        (Problem("recipe.yaml", "recipe.stage", "must be one of sft, cpt, rft, dpo, got 'ppo'"),),
     ),
     "recipe unknown hyperparameter": Row(
         recipe(lambda document: document["recipe"]["hyperparameters"].update(learning_rat=0.1)),
@@ -645,7 +645,10 @@ ROWS: dict[str, Row] = {
     "judge of answers to references outside the labels": Row(
         TWO_ANSWER_FILES,
         (*JUDGE_ANSWERS, "--labels", "animal", "plant"),
-        (Problem("domain_test.jsonl", "--test", "is not in the label set (animal, plant)"),),
+        (  # the first rows outside the set, then a count of the rest
+            *(Problem("domain_test.jsonl", "--test", f"row {n}: label 'tool' is not in the label set (animal, plant)") for n in (5, 6, 7)),
+            Problem("domain_test.jsonl", "--test", "4 more rows with labels outside the set"),
+        ),
     ),
     "sweep --require-learned of a pipeline": Row(
         nothing,
@@ -765,7 +768,7 @@ def test_a_probe_file_smaller_than_its_probe_is_a_warning(tiny):
         [sys.executable, "-m", "hpo", "validate", "sweep.yaml"], cwd=tiny, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (warning,) = [line for line in done.stdout.splitlines() if "data.domain_eval" in line]
+    (warning,) = [line for line in done.stdout.splitlines() if line.startswith("warning:") and "data.domain_eval" in line]
     assert warning == (
         f"warning: {tiny / 'sweep.yaml'}: data.domain_eval: 1 row, fewer than probes.domain_examples (12): "
         "every rung is scored on 1 (add rows, or set probes.domain_examples: 1 to say so)"

@@ -44,7 +44,7 @@ def test_the_mix_is_raw_text_at_the_mixing_ratio(tiny):
 
 
 def test_domain_lift_is_the_relative_drop_of_perplexity():
-    metric = STAGES["cpt"].metric
+    metric = STAGES["cpt"].domain_metric(None)  # perplexity whatever the scorer
     assert domain_lift(10.0, 20.0, metric) == pytest.approx(0.5)  # perplexity halved
     assert domain_lift(30.0, 20.0, metric) == pytest.approx(-0.5)  # worse is negative
     base = {"domain_perplexity": 20.0, "general_perplexity": 10.0}

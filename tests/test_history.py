@@ -62,7 +62,7 @@ def test_a_history_of_another_model_stage_or_method_is_refused(tiny_run, tiny, c
     earlier_run(tiny_run, tiny, **change)
     with pytest.raises(InputError) as refused:
         load_sweep(with_warm_start(tiny, "runs/earlier"))
-    (line,) = refused.value.lines
+    (line,) = refused.value.problems
     assert f"searcher.warm_start[0]: {(tiny / 'runs' / 'earlier').resolve()}: {message}" in line
     assert "warm-start only from sweeps of the same model, stage and method" in line
 

@@ -14,7 +14,9 @@ def test_progress_line_estimates_the_rest_from_the_mean_trial_time():
 
 
 def trial(trial_id: str, last: dict | None = None):
-    return SimpleNamespace(trial_id=trial_id, config={"learning_rate": 0.001}, last_result=last or {})
+    return SimpleNamespace(
+        trial_id=trial_id, config={"learning_rate": 0.001}, last_result=last or {}, status="TERMINATED"
+    )
 
 
 def test_the_view_prints_rungs_progress_and_a_table_of_trials():
@@ -60,10 +62,14 @@ def test_a_resumed_view_goes_on_from_the_record(tmp_path):
     view = LiveView(total_trials=3, max_steps=8, write=lines.append, table_every=0)
     view.seed(table)
     assert view.best_text() == "best +0.500 (trial 1 step 4)"  # a failing rung is never the best
-    again = SimpleNamespace(trial_id="new", config={"x": 1, CONTINUES: "b"}, last_result={"step": 8, "final": 1.0})
+    again = SimpleNamespace(
+        trial_id="new", config={"x": 1, CONTINUES: "b"}, last_result={"step": 8, "final": 1.0}, status="TERMINATED"
+    )
     view.on_trial_start(0, [], again)
     view.on_trial_complete(0, [], again)
-    fresh = SimpleNamespace(trial_id="c", config={"x": 2}, last_result={"step": 4, "diverged": 1.0, "final": 1.0})
+    fresh = SimpleNamespace(
+        trial_id="c", config={"x": 2}, last_result={"step": 4, "diverged": 1.0, "final": 1.0}, status="TERMINATED"
+    )
     view.on_trial_start(0, [], fresh)
     view.on_trial_complete(0, [], fresh)
     text = "".join(lines)

@@ -62,7 +62,7 @@ def test_trials_that_do_not_fit_are_told_the_concurrency_batch_or_setting_that_w
 
 
 def test_a_gpu_share_too_small_for_a_trial_is_told_the_batch_that_fits(tiny):
-    config = sweep(tiny, seq_len=4096, batch=16, gpu=0.25)
+    config = sweep(tiny, seq_len=1024, batch=16, gpu=0.25)
     line = gpu_warning(config, SMOLLM2, gpu_bytes=int(24 * GB))
     assert "resources.gpu: each trial process needs about" in line and "gets 6.0 GB" in line
     assert "To fit: training.batch_size: " in line

@@ -46,7 +46,7 @@ from trainers.recipe import (
 )
 from trainers.stages import DEFAULT_STAGE, METHODS, STAGES, Stage, users_of
 
-BUILTIN_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+BUILTIN_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 WANDB_MODES = ("offline", "online", "disabled")
 MAX_WORKERS = 64  # processes of one trial, all on one node
 # The rung limits a stage may add to the objective (Stage.rung_limits gives their defaults): their bounds.

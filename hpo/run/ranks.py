@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from trainers.rungs import Report
 
 log = logging.getLogger(__name__)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.2
 END_WAIT_S = 10.0  # a rank asked to end (SIGTERM) gets this long before SIGKILL
 FINISH_WAIT_S = 300.0  # once one rank has finished, the others have this long to finish too
