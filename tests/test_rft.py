@@ -65,7 +65,7 @@ def test_rft_objective_is_the_reward_lift_with_a_kl_limit():
         base,
         1.0,
         0.5,
-        domain=STAGES["rft"].metric,
+        domain=STAGES["rft"].domain_metric(None),  # the mean reward whatever the scorer
         max_kl=0.5,
     )
     assert passing["domain_lift"] == pytest.approx(0.6)
@@ -75,7 +75,7 @@ def test_rft_objective_is_the_reward_lift_with_a_kl_limit():
         base,
         1.0,
         0.5,
-        domain=STAGES["rft"].metric,
+        domain=STAGES["rft"].domain_metric(None),  # the mean reward whatever the scorer
         max_kl=0.5,
     )
     assert failing["objective"] == FAILING_OBJECTIVE and failing["violation"] == "kl 0.8 > limit 0.5"

@@ -99,7 +99,7 @@ def test_validate_refuses_a_test_split_that_is_the_training_file(tiny):
     done = validate(tiny)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
-        f"error: {sweep}: data.domain_test: is the same file as data.domain_train ({tiny / 'data' / 'domain_train.jsonl'}): "
+        f"error: sweep.yaml: data.domain_test: is the same file as data.domain_train ({tiny / 'data' / 'domain_train.jsonl'}): "
         "a held-out split must hold rows training never saw (give it a file of its own)"
     ]
 

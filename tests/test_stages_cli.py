@@ -97,7 +97,7 @@ CASES = {
     "an rft space on sft": (
         "sweep",
         lambda d: d.update(search_space="space_rft.yaml"),
-        "space_rft.yaml: parameters.beta: only stage rft uses it",
+        "space_rft.yaml: parameters.num_generations: only stage rft uses it",
     ),
     "kl limit on sft": (
         "sweep",
