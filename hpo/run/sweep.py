@@ -400,7 +400,7 @@ def finish(
         with phase(MIRROR):
             parts.mirror.finish_sweep(run_dir)  # the sweep-level W&B run; a bounded wait, never raises
     trials = summarize_trials(run.read_rows()) if run.trials.is_file() else []
-    errors = tuple((t.number, t.reason) for t in trials if t.status == Status.ERROR)
+    errors = tuple((t.number, t.stop_reason) for t in trials if t.status == Status.ERROR)
     missing = max(0, config.budget.trials - len(trials)) if config.budget.time_budget_s is None else 0
     return Outcome(
         run_dir, config.budget.trials, parts.searcher.ended(), failures=failures, errors=errors, missing=missing
