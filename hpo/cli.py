@@ -53,7 +53,7 @@ def is_pipeline(path: Path) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hpo.config.sweep_file import load_sweep, probe_shortfalls
+    from hpo.config.sweep_file import load_sweep
 
     if is_pipeline(args.sweep):
         from hpo.config.pipeline_file import load_pipeline
@@ -62,8 +62,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         configs = (load_sweep(args.sweep, quick=args.quick),)
     from hpo.config.describe import describe
-    from hpo.config.splits import split_summary, split_warnings
-    from hpo.run.memory import memory_warnings
+    from hpo.config.splits import split_summary
     from hpo.run.resources import machine_problems
 
     for config in configs:
@@ -76,7 +75,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"  {line}")
         for line in describe(config):
             print(f"  {line}")
-        for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config.path, config.recipe):
+        for line in input_warnings(config):
             print(f"warning: {line}")
         for line in machine_problems(config):  # the same file may be meant for a Ray cluster
             print(f"warning: {line}; `hpo sweep` here refuses it")
@@ -121,18 +120,25 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return conclusion(outcome)
 
 
+def input_warnings(config: SweepConfig) -> list[str]:
+    """What `hpo validate` and `hpo sweep` warn of in a valid sweep file: probes larger than their files,
+    trials that would not fit in memory, rows shared between splits."""
+    from hpo.config.splits import split_warnings
+    from hpo.config.sweep_file import probe_shortfalls
+    from hpo.run.memory import memory_warnings
+
+    return probe_shortfalls(config) + memory_warnings(config) + split_warnings(config.path, config.recipe)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hpo.config.sweep_file import load_sweep, probe_shortfalls
+    from hpo.config.sweep_file import load_sweep
 
     if is_pipeline(args.sweep):
         return cmd_pipeline(args)
     config = load_sweep(args.sweep, quick=args.quick)  # every input problem surfaces here, before any side effect
     refuse_ray_client()
     refuse_unmet_resources(config)
-    from hpo.config.splits import split_warnings
-    from hpo.run.memory import memory_warnings
-
-    for line in probe_shortfalls(config) + memory_warnings(config) + split_warnings(config.path, config.recipe):
+    for line in input_warnings(config):
         print(f"warning: {line}", flush=True)
     from hpo.run.baseline import measure_baseline
     from hpo.run.pipeline import check_start
