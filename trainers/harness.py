@@ -13,21 +13,36 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
+import importlib.util
 import io
 import logging
 from pathlib import Path
 from typing import Any
 
-from trainers import stats
 from trainers.recipe import Benchmark
 
 METRIC_PREFERENCE = ("acc", "exact_match", "acc_norm")  # the per-example metric a task is summarized by
 BATCH_SIZE = 16  # the fastest of 4, 8, 16 and 32 on 2 cores for MMLU (benchmarks/README.md)
 
 
+@functools.cache
+def lm_eval_yaml_loader() -> Any:
+    """lm-eval's task YAML loader (`include:` and `!function` tags), loaded from its file alone: importing
+    it as `lm_eval.tasks._yaml_loader` first runs `lm_eval.tasks`, which imports `datasets` and pandas
+    (seconds that `hpo validate` would spend on every sweep file naming a local task)."""
+    import lm_eval
+
+    path = Path(lm_eval.__file__).parent / "tasks" / "_yaml_loader.py"
+    spec = importlib.util.spec_from_file_location("forge_hpo_lm_eval_yaml_loader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def local_tasks(include: Path) -> dict[str, tuple[dict[str, Any], Path]]:
     """Every task config in a YAML file (or the YAMLs of a folder), by name, with the file it came from."""
-    from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's loader: `include:` and `!function` tags
+    load_yaml = lm_eval_yaml_loader().load_yaml
 
     files = sorted(include.glob("*.yaml")) if include.is_dir() else [include]
     found = {}
@@ -121,6 +136,8 @@ def run_benchmark(
     """
     from lm_eval import evaluator
     from lm_eval.models.huggingface import HFLM
+
+    from trainers import stats
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     with contextlib.redirect_stderr(io.StringIO()):

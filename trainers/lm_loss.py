@@ -25,7 +25,9 @@ from trl.kernels import ChunkedLogProbFunction
 from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
 from trl.trainer.utils import FusedCausalLMOutput
 
-TILE_BYTES = 32 * 1024**2  # one float32 tile of [tokens, vocabulary columns] on CPU
+from trainers.shared import LOSS_TILE_BYTES
+
+TILE_BYTES = LOSS_TILE_BYTES  # one float32 tile of [tokens, vocabulary columns] on CPU
 MIN_TILE_COLUMNS = 256
 IGNORED = -100  # the label of a position that has no loss
 # Head transforms TRL's own forward applies and this one does not: a model with any of them keeps TRL's.

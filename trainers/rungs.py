@@ -5,7 +5,7 @@ it to `train_stage`, which loads the base model and the probes, attaches a `Rung
 trains. At every rung the callback asks the Trainer to save its full state, runs the shared
 probes, writes the rung's metrics and predictions into the checkpoint, marks it complete and
 calls `report`. The same loop is what `python -m trainers.<stage> recipe.yaml` runs
-(`run_standalone`), so a standalone rerun reports exactly what a trial reported.
+(`trainers.stage.rerun`), so a standalone rerun reports exactly what a trial reported.
 
 Over several processes (torchrun, or a trial's `resources.workers`; trainers.distributed)
 every rank trains and writes its part of each rung's checkpoint; rank 0 alone probes,
@@ -16,7 +16,6 @@ A rung result's `final` flag (trainers.flags) says it is the last rung of the sc
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import logging
@@ -35,11 +34,11 @@ from trl import SFTTrainer
 
 from trainers import distributed
 from trainers.callbacks import load_callbacks
-from trainers.checkpoints import METRICS, copy_weights, mark_complete
+from trainers.checkpoints import METRICS, mark_complete
 from trainers.lm_loss import compact_lm_head
 from trainers.models import load_base, load_copy, training_dtype
 from trainers.probes import DomainProbe, ProbeSet, load_probes, run_probes
-from trainers.recipe import Hyperparameters, Recipe, read_recipe
+from trainers.recipe import Recipe
 from trainers.shared import Diverged, Flag, OutOfMemory
 
 log = logging.getLogger(__name__)
@@ -310,34 +309,3 @@ def train_stage(
         callbacks = [callback, *load_callbacks(recipe.training)]
         trainer = make_trainer(model, tokenizer, Path(scratch) / "trainer", callbacks)
         return run_training(trainer, callback, resume_from)
-
-
-def run_standalone(
-    train_recipe: Callable[[Recipe, Report], dict],
-    stage: str,
-    hyperparameters: type[Hyperparameters],
-    argv: list[str] | None,
-) -> int:
-    """`python -m trainers.<stage> recipe.yaml --out DIR`: one rung per line, then DIR/metrics.json
-    and DIR/adapter/ (the last rung's adapter, or whole model for `method: full`). `hyperparameters`
-    is the stage's dataclass."""
-    parser = argparse.ArgumentParser(prog=f"python -m trainers.{stage}", description=f"Rerun a {stage} recipe.")
-    parser.add_argument("recipe", type=Path, help="recipe YAML (as written by `hpo export`)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the final adapter")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    recipe = read_recipe(args.recipe, {stage: hyperparameters})  # another stage's recipe: python -m trainers
-    if recipe is None:
-        return 2
-    out = args.out or args.recipe.parent / "rerun"
-    out.mkdir(parents=True, exist_ok=True)
-
-    def report(step: int, metrics: dict[str, float], checkpoint: Path) -> None:
-        print(json.dumps({"step": step, **metrics}), flush=True)
-        if step >= recipe.training.last_step:
-            copy_weights(checkpoint, out / "adapter")  # the optimizer and RNG state stay behind
-
-    final = train_recipe(recipe, report)
-    if distributed.is_main():  # the one process that probed and reported (under torchrun: rank 0)
-        (out / "metrics.json").write_text(json.dumps(final, indent=2))
-    return 0

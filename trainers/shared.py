@@ -33,6 +33,7 @@ class Flag:
 
 # A figure `name` with an interval comes with `name_low`, `name_high` (its 95% interval) and `name_n` (its sample size).
 INTERVAL_SUFFIXES = ("_low", "_high", "_n")
+LOSS_TILE_BYTES = 32 * 1024**2  # one float32 tile of [tokens, vocabulary columns] of the CPU loss (trainers.lm_loss)
 
 
 class ScoringError(RuntimeError):

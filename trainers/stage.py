@@ -21,13 +21,17 @@ space, its tiny sweep (tests/stage_fixtures/) and its row in docs/stages.md.
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from trainers.checkpoints import copy_weights
 from trainers.data import check_rows
-from trainers.recipe import Hyperparameters, MixedHyperparameters, Recipe, Training
+from trainers.recipe import Hyperparameters, MixedHyperparameters, Recipe, Training, read_recipe
 from trainers.shared import DomainMetric, Scoring
 
 if TYPE_CHECKING:
@@ -170,6 +174,37 @@ class Stage(ABC):
 
     def main(self, argv: list[str] | None = None) -> int:
         """`python -m trainers.<name> recipe.yaml [--out DIR]`: rerun an exported recipe of this stage."""
-        from trainers.rungs import run_standalone
+        return rerun(self.train, self.name, self.hyperparameters, argv)
 
-        return run_standalone(self.train, self.name, self.hyperparameters, argv)
+
+def rerun(
+    train_recipe: Callable[[Recipe, Report], dict],
+    stage: str,
+    hyperparameters: type[Hyperparameters],
+    argv: list[str] | None,
+) -> int:
+    """`python -m trainers.<stage> recipe.yaml --out DIR`: one rung per line, then DIR/metrics.json
+    and DIR/adapter/ (the last rung's adapter, or whole model for `method: full`). `hyperparameters`
+    is the stage's dataclass."""
+    parser = argparse.ArgumentParser(prog=f"python -m trainers.{stage}", description=f"Rerun a {stage} recipe.")
+    parser.add_argument("recipe", type=Path, help="recipe YAML (as written by `hpo export`)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the final adapter")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    recipe = read_recipe(args.recipe, {stage: hyperparameters})  # another stage's recipe: python -m trainers
+    if recipe is None:
+        return 2
+    out = args.out or args.recipe.parent / "rerun"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def report(step: int, metrics: dict[str, float], checkpoint: Path) -> None:
+        print(json.dumps({"step": step, **metrics}), flush=True)
+        if step >= recipe.training.last_step:
+            copy_weights(checkpoint, out / "adapter")  # the optimizer and RNG state stay behind
+
+    from trainers import distributed  # imports torch: only once the recipe is known to be good
+
+    final = train_recipe(recipe, report)
+    if distributed.is_main():  # the one process that probed and reported (under torchrun: rank 0)
+        (out / "metrics.json").write_text(json.dumps(final, indent=2))
+    return 0

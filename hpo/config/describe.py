@@ -3,10 +3,9 @@ guardrails' warnings."""
 
 from __future__ import annotations
 
-from hpo.config.plan import warmup_before_first_rung
+from hpo.config.plan import asha_rungs, warmup_before_first_rung
 from hpo.config.service import service_range_flags
 from hpo.config.sweep_file import SweepConfig
-from hpo.search.scheduler import asha_rungs
 
 
 def describe(config: SweepConfig) -> list[str]:

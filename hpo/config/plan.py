@@ -72,3 +72,21 @@ def warmup_before_first_rung(warmup_ratio_high: float, max_steps: int, first_run
         f"warmup up to {longest} steps (warmup_ratio {warmup_ratio_high:g} of {max_steps}) ends after the first "
         f"ASHA rung at step {first_rung}: such trials are judged before their learning rate peaks"
     )
+
+
+def asha_rungs(grace_period: int, max_t: int, reduction_factor: float) -> tuple[int, ...]:
+    """The steps ASHA judges trials at (Ray's bracket-0 milestones), followed by `max_t`.
+
+    Ray places milestones at grace_period * reduction_factor**k for k < int(log(max_t / grace)
+    / log(reduction_factor) + 1). Trials report every `grace_period` steps (the rung interval),
+    so a trial is judged at the first report at or past a milestone; one that survives them
+    all runs to max_t.
+    """
+    if not 0 < grace_period <= max_t:
+        raise ValueError(f"`0 < grace_period <= max_t` must hold, but got (grace_period={grace_period}, max_t={max_t})")
+    if reduction_factor <= 1:
+        raise ValueError(f"reduction_factor must be > 1, got {reduction_factor}")
+    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    milestones = (grace_period * reduction_factor**k for k in range(count))
+    judged = {min(max_t, math.ceil(m / grace_period - 1e-9) * grace_period) for m in milestones}
+    return tuple(sorted(judged | {max_t}))

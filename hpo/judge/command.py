@@ -23,17 +23,19 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpo.config.errors import InputError, Problems
 from hpo.config.task import check_scorer_name
 from hpo.judge.verdict import Judging, judge, judging_of
 from hpo.results.rundir import RunDir
 from trainers.data import check_rows, read_jsonl
-from trainers.probes import ProbeSet, scored_answers
 from trainers.recipe import Recipe, Scoring
 from trainers.scorers import chance_scores, make_scorer, reference_problems
 from trainers.stages import SFT, recipe_from_dict, stage_of
+
+if TYPE_CHECKING:
+    from trainers.probes import ProbeSet  # imports torch: answer files are read and checked without it
 
 EXIT_PASSED, EXIT_NOT_PASSED = 0, 1
 JSON_ANSWERS = (".jsonl", ".json")
@@ -103,12 +105,11 @@ def judge_model(
 ) -> dict[str, Any]:
     """Score the run's base and the candidate on the run's held-out check; the scores with their verdict
     (and, with `answers_out`, both models' answers to the test rows written there)."""
-    from hpo.judge.evaluate import held_out_check, tuned_model
-
     recipe, judging = run_recipe(run_dir)
     if min_lift is not None:
         judging = dataclasses.replace(judging, min_lift=min_lift)
     name, source = candidate_of(run_dir, adapter, model)
+    from hpo.judge.evaluate import held_out_check, tuned_model  # imports torch: once the input is known good
 
     def load_candidate(base_model):
         if model is not None:
@@ -173,8 +174,6 @@ def check_answer_task(task: AnswerTask) -> list[str]:
 
 def judge_answers(task: AnswerTask, base_file: Path, candidate_file: Path, min_lift: float) -> dict[str, Any]:
     """The held-out figures and verdict of two sets of answers to the test rows; InputError on bad input."""
-    from hpo.judge.evaluate import compare
-
     problems = check_answer_task(task)
     base_answers, found = read_answers(base_file, "--base")
     candidate_answers, more = read_answers(candidate_file, "--candidate")
@@ -191,6 +190,9 @@ def judge_answers(task: AnswerTask, base_file: Path, candidate_file: Path, min_l
             )
     if problems:
         raise InputError(problems)
+    from hpo.judge.evaluate import compare  # imports torch, as do the probes
+    from trainers.probes import ProbeSet
+
     scorer = make_scorer(task.metric)
     probes = ProbeSet(
         domain=rows, corpora={}, instructions=[], labels=task.labels, max_new_tokens=0, max_seq_len=0, scorer=scorer
@@ -206,6 +208,8 @@ def judge_answers(task: AnswerTask, base_file: Path, candidate_file: Path, min_l
 def answers_scored(
     probes: ProbeSet, answers: list[str]
 ) -> tuple[dict[str, Any], dict[str, list[float]], dict[str, Any]]:
+    from trainers.probes import scored_answers
+
     metrics, predictions = scored_answers(probes, answers)
     return metrics, {"domain": predictions["scores"]}, predictions
 

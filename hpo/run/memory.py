@@ -15,18 +15,23 @@ measured peaks is in benchmarks/README.md ("Memory of one trial").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpo.config.sweep_file import SweepConfig
-from trainers.lm_loss import TILE_BYTES
+from trainers.model_store import default_cache_dir
 from trainers.recipe import Recipe
+from trainers.shared import LOSS_TILE_BYTES as TILE_BYTES
 from trainers.stages import STAGES
 
 GB = 1024**3
+SHAPE_VERSION = 1  # raise when ModelShape changes, so cached shapes are built again
 # Bytes autograd keeps per token and layer, in units of the compute dtype's size: multiples of the hidden
 # size and of the MLP's inner size (a Llama block with LoRA on every linear layer: its dropout copies,
 # the attention inputs and output, the MLP's gate, up and activated products, the norms).
@@ -86,19 +91,51 @@ def gb(size: float) -> str:
 def model_shape(ref: str) -> ModelShape | None:
     """The shape of the model `ref` names, from its config alone (a folder's config.json, a GGUF file's
     header), built on the meta device: no weights are read or converted. None for a hub id (the
-    network)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
+    network). Kept in the cache folder by the config's content, since building it imports
+    transformers (seconds on every `hpo validate`)."""
     from trainers.model_store import SMOLLM2, smollm2_gguf_path
 
     path = smollm2_gguf_path() if ref.lower() == SMOLLM2 else Path(ref).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
-        config = AutoConfig.from_pretrained(path)
+        source = path / "config.json"
     elif path.is_file() and path.suffix.lower() == ".gguf":
-        config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+        source = path
     else:
         return None
+    cached = shape_cache_file(source)
+    if cached.is_file():
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            found = json.loads(cached.read_text())
+            return ModelShape(**{**found, "linear_dims": tuple(tuple(d) for d in found["linear_dims"])})
+    shape = build_shape(path)
+    with contextlib.suppress(OSError):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(dataclasses.asdict(shape)))
+        temporary.replace(cached)
+    return shape
+
+
+def shape_cache_file(source: Path) -> Path:
+    """Where a model's shape is kept: by the config file's bytes (a GGUF file by its path, size and time,
+    as its header alone decides the shape) and the estimate's version."""
+    if source.suffix.lower() == ".gguf":
+        info = source.stat()
+        content = f"{source.resolve()}:{info.st_size}:{info.st_mtime_ns}".encode()
+    else:
+        content = source.read_bytes()
+    digest = hashlib.sha256(content + f"shape-v{SHAPE_VERSION}".encode()).hexdigest()[:20]
+    return default_cache_dir().parent / "model_shapes" / f"{digest}.json"
+
+
+def build_shape(path: Path) -> ModelShape:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if path.is_dir():
+        config = AutoConfig.from_pretrained(path)
+    else:
+        config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     text = config.get_text_config()

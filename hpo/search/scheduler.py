@@ -2,8 +2,8 @@
 
 The scheduler decides which trials go on; the searcher (hpo.search.searcher) must know the
 same rungs so that its model compares trials at a fidelity ASHA actually judged them
-at. `asha_rungs` is that shared definition, computed the way Ray's ASHA lays out its
-milestones, so the two can never drift apart.
+at. `asha_rungs` (hpo.config.plan, so that reading a sweep file needs no Ray) is that shared
+definition, computed the way Ray's ASHA lays out its milestones, so the two can never drift apart.
 
 The engine's scheduler is `StrictASHA`: ASHA's stopping rule with the share that goes
 on counted strictly (see its docstring).
@@ -18,28 +18,11 @@ from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from hpo.config.plan import asha_rungs
 from hpo.run.continuation import recorded_id
 
 METRIC = "objective"
 STEP = "step"
-
-
-def asha_rungs(grace_period: int, max_t: int, reduction_factor: float) -> tuple[int, ...]:
-    """The steps ASHA judges trials at (Ray's bracket-0 milestones), followed by `max_t`.
-
-    Ray places milestones at grace_period * reduction_factor**k for k < int(log(max_t / grace)
-    / log(reduction_factor) + 1). Trials report every `grace_period` steps (the rung interval),
-    so a trial is judged at the first report at or past a milestone; one that survives them
-    all runs to max_t.
-    """
-    if not 0 < grace_period <= max_t:
-        raise ValueError(f"`0 < grace_period <= max_t` must hold, but got (grace_period={grace_period}, max_t={max_t})")
-    if reduction_factor <= 1:
-        raise ValueError(f"reduction_factor must be > 1, got {reduction_factor}")
-    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
-    milestones = (grace_period * reduction_factor**k for k in range(count))
-    judged = {min(max_t, math.ceil(m / grace_period - 1e-9) * grace_period) for m in milestones}
-    return tuple(sorted(judged | {max_t}))
 
 
 def goes_on(value: float, recorded: list[float], reduction_factor: float, lead: bool = True) -> bool:
