@@ -1,7 +1,7 @@
 """Peak resident memory of one SFT trial against max_seq_len and the micro-batch, before and after.
 
     python -m benchmarks.memory [--sweep demo/definitions.yaml] [--points 128x8,320x4,320x8] [--steps 3]
-        [--before-python /work/main/.venv/bin/python --before-path /work/main]
+        [--before-path CHECKOUT [--before-python PYTHON]]
 
 Each point trains the sweep's recipe (its search space's defaults) for `--steps` optimizer steps
 of one micro-batch each with the trainer a trial builds (`trainers.rungs.sft_trainer`), in a
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", default="demo/definitions.yaml")
     parser.add_argument("--points", default="128x8,320x4,320x8", help="max_seq_len x micro-batch, comma-separated")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--before-python", default="/work/main/.venv/bin/python")
-    parser.add_argument("--before-path", default="/work/main")
+    parser.add_argument("--before-python", default=sys.executable, help="the interpreter for `before` (default: this one)")
+    parser.add_argument("--before-path", default=None, help="a checkout of the code to compare with (`before`)")
     parser.add_argument("--variants", default="before,after,after+ckpt")
     parser.add_argument("--child", nargs=5, metavar=("SWEEP", "SEQ", "BATCH", "STEPS", "CKPT"))
     args = parser.parse_args(argv)
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep, seq, batch, steps, ckpt = args.child
         print(json.dumps(child(sweep, int(seq), int(batch), int(steps), ckpt == "1")), flush=True)
         return 0
+    if "before" in args.variants.split(",") and args.before_path is None:
+        parser.error("--before-path: give a checkout of the earlier code, e.g. `git worktree add ../before d19f386~1`")
     sweep = str(Path(args.sweep).resolve())
     rows = []
     for point in args.points.split(","):

@@ -12,6 +12,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+SLOW = os.environ.get("FORGE_HPO_SLOW") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` (minutes of CPU, each a deeper variant of a scenario a default test covers) run
+    only with FORGE_HPO_SLOW=1, so that the default run stays within the time CI gives it."""
+    if SLOW:
+        return
+    skip = pytest.mark.skip(reason="slow: run with FORGE_HPO_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -40,18 +53,20 @@ def tiny(tiny_source: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One finished `hpo sweep --quiet` of the tiny example (W&B offline, the default), shared by the report,
-    export and tracking tests. Tests may write report/ and re-export best/; nothing else changes it."""
+    """One finished `hpo sweep` of the tiny example (W&B offline, the default), shared by the CLI, report,
+    export and tracking tests; what it printed is in `sweep.out` beside the run directory. Tests may
+    write report/ and re-export best/; nothing else changes it."""
     import subprocess
     import sys
 
     folder = tmp_path_factory.mktemp("tiny-run") / "tiny"
     shutil.copytree(tiny_source, folder)
     done = subprocess.run(
-        [sys.executable, "-m", "hpo", "sweep", "sweep.yaml", "--quiet"], cwd=folder, capture_output=True, text=True
+        [sys.executable, "-m", "hpo", "sweep", "sweep.yaml"], cwd=folder, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = (folder / "runs").iterdir()
+    (run_dir.parent / "sweep.out").write_text(done.stdout)
     return run_dir
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 pytest.importorskip("ray.dashboard", reason="`ray job submit` needs ray[default]")
 RAY = Path(sys.executable).with_name("ray")
@@ -75,6 +76,7 @@ def cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+TRIALS = 2
 AGENT_WAIT_S = 120  # the job agent starts after `ray start` returns, slowly on a loaded machine
 
 
@@ -97,6 +99,10 @@ def ray_list(what: str, cluster: dict, *flags: str) -> list[dict]:
 
 def test_sweep_submitted_as_a_ray_job_runs_trials_on_both_nodes(cluster, tiny):
     assert len(ray_list("nodes", cluster)) == 2
+    document = yaml.safe_load((tiny / "sweep.yaml").read_text())  # two trials at once: one a node
+    document["budget"] = {"trials": TRIALS, "concurrency": 2}
+    document["scheduler"] = {"rung_interval": 4, "max_steps": 8, "reduction_factor": 2}
+    (tiny / "sweep.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     submit = [str(RAY), "job", "submit", "--address", cluster["dashboard"], "--"]
     submit += [sys.executable, "-m", "hpo", "sweep", str(tiny / "sweep.yaml"), "--quiet"]
     done = submit_when_ready(submit, cluster["env"])
@@ -105,7 +111,7 @@ def test_sweep_submitted_as_a_ray_job_runs_trials_on_both_nodes(cluster, tiny):
 
     (run_dir,) = (tiny / "runs").iterdir()
     rows = pq.read_table(run_dir / "trials.parquet").to_pylist()
-    assert len({r["trial_id"] for r in rows}) == 6
+    assert len({r["trial_id"] for r in rows}) == TRIALS
     assert (run_dir / "best" / "recipe.yaml").is_file()
     actors = ray_list("actors", cluster, "--detail")  # the trainable's class is local to Tune's wrap_function
     trial_actors = [actor for actor in actors if actor["class_name"].endswith("ImplicitFunc")]

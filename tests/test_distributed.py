@@ -93,6 +93,7 @@ def rerun(command: list[str], cwd: Path) -> dict[int, float]:
     return {r["step"]: r["train_loss"] for r in rungs}
 
 
+@pytest.mark.slow  # two minutes; the ranks' start, failure and shared batch are covered by the fast tests below
 def test_a_two_process_trial_stops_restarts_and_matches_one_process(tiny):
     two_process_sweep(tiny)
     done = subprocess.run(

@@ -109,6 +109,7 @@ def chained(tiny_source, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow  # a minute for the SFT -> DPO pipeline; tests/test_pipeline.py chains stages by default
 def test_dpo_starts_from_the_sft_adapter_and_records_its_metric_with_an_interval(chained):
     chain = yaml.safe_load((chained / "chain.yaml").read_text())
     sft, dpo = chain["stages"]
@@ -123,6 +124,7 @@ def test_dpo_starts_from_the_sft_adapter_and_records_its_metric_with_an_interval
     assert 0.0 <= baseline["preference_accuracy"] <= 1.0  # the SFT model's preferences, the floor to beat
 
 
+@pytest.mark.slow  # a minute for the SFT -> DPO pipeline; tests/test_pipeline.py chains stages by default
 def test_trl_dpo_parses_the_exported_config(chained):
     from trainers.stages import load_recipe
 

@@ -87,9 +87,13 @@ def test_exports_are_written_by_the_sweep_itself(tiny_run):
 
 @pytest.fixture(scope="module")
 def exported(tiny_run):
+    """`hpo export` of the session's sweep, after the sweep itself exported: it rewrites the same recipe."""
+    best = tiny_run / "best"
+    written_by_the_sweep = (best / "recipe.yaml").read_text()
     done = subprocess.run([sys.executable, "-m", "hpo", "export", str(tiny_run)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    best = tiny_run / "best"
+    assert done.stdout.strip() == str(best / "recipe.yaml")
+    assert (best / "recipe.yaml").read_text() == written_by_the_sweep
     recipe, sections = load_recipe(best / "recipe.yaml")
     return best, recipe, sections, done
 

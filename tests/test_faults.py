@@ -96,6 +96,7 @@ def assert_checkpoints_pruned(run_dir: Path, keep: int) -> None:
     assert find_checkpoint(RunDir(run_dir), best_row["trial_id"], best_row["step"]) is not None
 
 
+@pytest.mark.slow  # tests/test_load.py kills a worker mid-training and checks it goes on from its rung
 def test_a_killed_worker_goes_on_from_its_last_rung_checkpoint(tiny):
     fault_sweep(tiny, trials=2, callbacks=["KillAfterFirstRung"])
     hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
@@ -211,20 +212,13 @@ def wait_for_interruptible_point(tiny: Path, driver: subprocess.Popen, ended_fir
     raise AssertionError("the sweep never reached a point to interrupt")
 
 
-def test_a_killed_driver_is_finished_by_hpo_resume(tiny):
-    fault_sweep(tiny, trials=3, callbacks=["SlowSteps"])
+def test_a_killed_driver_leaves_no_ray_process_and_a_changed_space_is_refused_on_resume(tiny):
+    fault_sweep(tiny, trials=1, callbacks=["SlowSteps"])
     driver = start_driver(tiny, "sweep", "sweep.yaml", "--quiet")
     try:
-        run_dir = wait_for_interruptible_point(tiny, driver)
+        run_dir = wait_for_interruptible_point(tiny, driver, ended_first=False)
     finally:
         kill_driver(driver)
-    # `hpo resume` once sat idle for 14 minutes when Ray's saved experiment listed no trial: it goes
-    # by the sweep's own record now, so Ray's saved state may be missing altogether
-    for state in (run_dir / "tune").glob("*state*"):
-        state.unlink()
-    before = by_trial(run_dir)
-    ended = {t: rows for t, rows in before.items() if rows[0]["status"] != "running"}
-    (interrupted,) = [t for t in before if t not in ended]
     # a changed search space is refused, one line per key, with nothing written
     space = yaml.safe_load((tiny / "space_one.yaml").read_text())
     space["parameters"]["learning_rate"]["high"] = 0.02
@@ -235,16 +229,19 @@ def test_a_killed_driver_is_finished_by_hpo_resume(tiny):
     assert "space.parameters.learning_rate.high: the run has 0.01, the sweep file now gives 0.02" in line
     assert line.startswith(f"error: {run_dir / 'spec.yaml'}: ")
     assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == listing
-    space["parameters"]["learning_rate"]["high"] = 0.01
-    (tiny / "space_one.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
 
-    done = hpo("resume", str(run_dir), cwd=tiny)
-    assert f"run directory: {run_dir}" in done.stdout and "best (validation): " in done.stdout
-    assert "trial 2 continued from step 4" in done.stdout and "(3/3 done)" in done.stdout  # the view goes on
+
+def assert_resumed(run_dir: Path, before: dict[str, list[dict]], stdout: str, trials: int) -> None:
+    """`hpo resume` ran the budget with no trial lost or run twice: ended trials kept, the interrupted
+    one went on from its first rung's checkpoint, and the study names the record's trials."""
+    ended = {t: rows for t, rows in before.items() if rows[-1]["status"] in ("completed", "stopped")}
+    (interrupted,) = [t for t in before if t not in ended]
+    assert f"run directory: {run_dir}" in stdout and "best (validation): " in stdout
+    assert f"continued from step {FIRST_RUNG}" in stdout and f"({trials}/{trials} done)" in stdout  # the view goes on
     after = by_trial(run_dir)
-    assert len(after) == 3  # the budget, no trial lost or run twice
+    assert len(after) == trials
     study = study_of(run_dir)
-    assert all(t.state.is_finished() for t in study.trials) and len(study.trials) == 3
+    assert all(t.state.is_finished() for t in study.trials) and len(study.trials) == trials
     assert {t.user_attrs["ray_trial_id"] for t in study.trials} == set(after)  # the study names the record's trials
     (continued,) = [t for t in study.trials if t.user_attrs["ray_trial_id"] == interrupted]
     assert len(continued.user_attrs["ray_trial_ids"]) == 2  # its first Ray trial, and the one that finished it
@@ -252,9 +249,7 @@ def test_a_killed_driver_is_finished_by_hpo_resume(tiny):
     for trial_id, rows in ended.items():
         assert after[trial_id] == rows  # ended trials were not run again
     resumed = after[interrupted]
-    first_rung = {
-        k: v for k, v in resumed[0].items() if k not in ("status", "stop_reason")
-    }  # the trial's, not the row's
+    first_rung = {k: v for k, v in resumed[0].items() if k not in ("status", "stop_reason")}  # the trial's
     assert first_rung.items() <= before[interrupted][0].items()  # its first rung stands as recorded
     assert resumed[-1]["step"] == 8 and resumed[-1]["resumed_from_step"] == FIRST_RUNG
     assert (run_dir / "best" / "recipe.yaml").is_file()
@@ -278,14 +273,15 @@ def test_ctrl_c_stops_cleanly_exports_nothing_and_hpo_resume_finishes(tiny):
     """Ctrl-C exited 0 with the full outcome and an unflagged "best" of 1 trial in 6."""
     fault_sweep(tiny, trials=3, callbacks=["SlowSteps"])
     driver = start_driver(tiny, "sweep", "sweep.yaml", output=True)
-    run_dir = wait_for_interruptible_point(tiny, driver, ended_first=False)
+    run_dir = wait_for_interruptible_point(tiny, driver)
     code, out, err = stop_with(driver, signal.SIGINT)
     assert code == 130, err[-3000:]
-    assert err.strip().splitlines()[-1] == f"interrupted: 0 of 3 trials ended; finish with `hpo resume {run_dir}`"
+    assert err.strip().splitlines()[-1] == f"interrupted: 1 of 3 trials ended; finish with `hpo resume {run_dir}`"
     assert "Traceback" not in err and "Tuner.restore" not in out + err and "best recipe:" not in out
     assert not (run_dir / "best").exists()
     assert json.loads((run_dir / "state.json").read_text())["state"] == "interrupted"
-    assert [t.state for t in study_of(run_dir).trials][:1] == [optuna.trial.TrialState.RUNNING]  # left for resume
+    states = [t.state for t in study_of(run_dir).trials]
+    assert states[0].is_finished() and states[1] == optuna.trial.TrialState.RUNNING  # left for resume
 
     partial = hpo("export", str(run_dir), cwd=tiny)  # the best so far, flagged wherever it appears
     assert yaml.safe_load((run_dir / "best" / "recipe.yaml").read_text())["partial"] is True
@@ -295,12 +291,18 @@ def test_ctrl_c_stops_cleanly_exports_nothing_and_hpo_resume_finishes(tiny):
     summary = Path(hpo("report", str(run_dir), cwd=tiny).stdout.split("summary: ")[1].strip()).read_text()
     assert "## Partial" in summary and "has not finished" in summary
 
-    done = hpo("resume", str(run_dir), "--quiet", cwd=tiny)
+    # `hpo resume` once sat idle for 14 minutes when Ray's saved experiment listed no trial: it goes
+    # by the sweep's own record now, so Ray's saved state may be missing altogether
+    for state in (run_dir / "tune").glob("*state*"):
+        state.unlink()
+    before = by_trial(run_dir)
+    done = hpo("resume", str(run_dir), cwd=tiny)
     assert "best recipe:" in done.stdout and json.loads((run_dir / "state.json").read_text())["state"] == "finished"
     assert "partial" not in yaml.safe_load((run_dir / "best" / "recipe.yaml").read_text())
-    assert len(by_trial(run_dir)) == 3 and all(t.state.is_finished() for t in study_of(run_dir).trials)
+    assert_resumed(run_dir, before, done.stdout, trials=3)
 
 
+@pytest.mark.slow  # SIGTERM goes through the same handler as Ctrl-C (test_ctrl_c_stops_cleanly...)
 def test_sigterm_stops_like_ctrl_c(tiny):
     """SIGTERM exited 134 with a native stack dump."""
     fault_sweep(tiny, trials=2, callbacks=["SlowSteps"])

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.overhead import between_trials, markdown, max_running, measure_ask_tell
 from benchmarks.search.peers import SEAMS
 
@@ -28,6 +30,7 @@ def test_ask_tell_timing_runs_the_real_searcher_on_a_filled_study(tmp_path):
     assert "| 1 s | 2 | 1 |" in table and "<= 0.3 s: met" in table and "| rung | 30 |" in table
 
 
+@pytest.mark.slow  # a minute of real sweeps; the benchmark's parts are covered by the fast tests above
 def test_the_benchmark_runs_end_to_end_from_a_relative_out_folder(tmp_path):
     """Real Ray Tune trials through the engine's searcher and scheduler; results where --out says."""
     root = Path(__file__).resolve().parents[1]

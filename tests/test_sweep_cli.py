@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,21 +13,10 @@ import yaml
 REPRODUCE_TOLERANCE = 1e-6
 
 
-def hpo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
 @pytest.fixture(scope="module")
-def swept(tiny_source, tmp_path_factory):
-    import shutil
-
-    folder = tmp_path_factory.mktemp("swept") / "tiny"
-    shutil.copytree(tiny_source, folder)
-    done = hpo("sweep", "sweep.yaml", cwd=folder)
-    (run_dir,) = (folder / "runs").iterdir()
-    return run_dir, done.stdout
+def swept(tiny_run):
+    """The session's tiny sweep (tests/conftest.py) and what it printed."""
+    return tiny_run, (tiny_run.parent / "sweep.out").read_text()
 
 
 def test_run_directory_holds_every_record(swept):
@@ -108,14 +96,6 @@ def test_first_trial_is_the_defaults_and_the_best_recipe_is_the_best_row(swept):
         r for r in rows if r["trial_id"] == best["expected"]["trial_id"] and r["step"] == best["expected"]["step"]
     )
     assert best["recipe"]["hyperparameters"]["learning_rate"] == best_row["param_learning_rate"]
-
-
-def test_export_rewrites_the_same_recipe(swept):
-    run_dir, _ = swept
-    before = (run_dir / "best" / "recipe.yaml").read_text()
-    done = hpo("export", str(run_dir), cwd=run_dir)
-    assert done.stdout.strip() == str(run_dir / "best" / "recipe.yaml")
-    assert (run_dir / "best" / "recipe.yaml").read_text() == before
 
 
 def test_exported_recipe_reproduces_the_best_rung_standalone(swept, tmp_path):

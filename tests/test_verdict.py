@@ -97,7 +97,12 @@ def scores(base: list[float], best: list[float], majority: list[float] | None, *
     """The final check's figures from per-row scores, through the code a sweep uses."""
     chance = None
     if majority is not None:
-        chance = {"majority_label": "yes", "majority": sum(majority) / len(majority), "majority_scores": majority, "uniform": 0.5}
+        chance = {
+            "majority_label": "yes",
+            "majority": sum(majority) / len(majority),
+            "majority_scores": majority,
+            "uniform": 0.5,
+        }
     figures = []
     for index, per_row in enumerate((base, best)):  # `general`: a probe's (base, best) figures
         metrics = {EXACT: sum(per_row) / len(per_row), **{name: values[index] for name, values in general.items()}}
@@ -176,7 +181,9 @@ def test_a_benchmark_within_the_noise_and_a_probe_within_its_limit_hold():
     n = 150
     quiz = rows(100, 200)
     quiz[90:100], quiz[100:107] = [0.0] * 10, [1.0] * 7  # 10 questions lost, 7 gained: a drop within the noise
-    found = with_benchmark(scores([0.0] * n, rows(144, n), rows(51, n), general_perplexity=(10.0, 11.0)), rows(100, 200), quiz)
+    found = with_benchmark(
+        scores([0.0] * n, rows(144, n), rows(51, n), general_perplexity=(10.0, 11.0)), rows(100, 200), quiz
+    )
     verdict = judge(found, EXACT_MATCH, Judging(probes=(GeneralProbe("general_perplexity", 1.0, 0.25),)))
     assert verdict.general == "held" and verdict.passed
     assert "general_perplexity 10 -> 11 (regression +10.0%, limit 25%)" in verdict.general_line
@@ -239,9 +246,10 @@ def rewrite_rows(path, change) -> None:
     path.write_text("".join(json.dumps(change(row)) + "\n" for row in rows))
 
 
-def short_sweep(tiny, **changes) -> None:
+def short_sweep(tiny, trials: int, max_steps: int = 16) -> None:
     document = yaml.safe_load((tiny / "sweep.yaml").read_text())
-    document.update(budget={"trials": 3, "concurrency": 2}, **changes)
+    document["budget"] = {"trials": trials, "concurrency": min(trials, 2)}
+    document["scheduler"] = {"rung_interval": 4, "max_steps": max_steps, "reduction_factor": 2}
     (tiny / "sweep.yaml").write_text(yaml.safe_dump(document))
 
 
@@ -250,7 +258,7 @@ def test_a_sweep_on_random_labels_ends_not_learned_and_recommends_nothing_bigger
     labels = ("animal", "plant", "tool")
     for split in ("train", "eval", "test"):  # nothing left to learn: every answer is a coin toss
         rewrite_rows(tiny / "data" / f"domain_{split}.jsonl", lambda row: {**row, "completion": rng.choice(labels)})
-    short_sweep(tiny)
+    short_sweep(tiny, trials=1, max_steps=8)  # any recipe: there is nothing to learn
     done = run_hpo("sweep", "sweep.yaml", "--quiet", "--require-learned", cwd=tiny, code=1)
     (run_dir,) = (tiny / "runs").iterdir()
     verdict = json.loads((run_dir / "best" / "test_scores.json").read_text())["verdict"]
@@ -272,11 +280,13 @@ def test_an_open_ended_task_without_labels_sweeps_on_token_f1(tiny):
     document["task"] = {"metric": "token_f1"}
     document["probes"]["max_new_tokens"] = 12
     (tiny / "sweep.yaml").write_text(yaml.safe_dump(document))
-    short_sweep(tiny)
+    short_sweep(tiny, trials=3)  # trained far enough that answers score between 0 and 1 (a sign-flip test)
     done = run_hpo("sweep", "sweep.yaml", "--quiet", cwd=tiny)
     (run_dir,) = (tiny / "runs").iterdir()
     rows = pq.read_table(run_dir / "trials.parquet").to_pylist()
-    assert all(0.0 <= r["domain_token_f1_low"] <= r["domain_token_f1"] <= r["domain_token_f1_high"] <= 1.0 for r in rows)
+    assert all(
+        0.0 <= r["domain_token_f1_low"] <= r["domain_token_f1"] <= r["domain_token_f1_high"] <= 1.0 for r in rows
+    )
     assert all("domain_parse_rate" not in r or r["domain_parse_rate"] is None for r in rows)  # no labels, no parse rate
     scores = json.loads((run_dir / "best" / "test_scores.json").read_text())
     assert scores["metric"] == "domain_token_f1" and scores["paired"]["domain"]["test"] == "sign_flip"

@@ -20,17 +20,18 @@ import os
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpo.results.rundir import write_json
 from hpo.run.timing import BASELINE, note, phase
 from trainers.harness import benchmark_files
 from trainers.model_store import resolve_model
-from trainers.models import load_base
-from trainers.probes import ProbeSet, load_probes, run_probes
 from trainers.recipe import Recipe
 from trainers.scorers import source_digest
 from trainers.stages import STAGES
+
+if TYPE_CHECKING:
+    from trainers.probes import ProbeSet
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,9 @@ def measure_baseline(recipe: Recipe) -> dict:
 
 
 def score_baseline(recipe: Recipe) -> dict:
+    from trainers.models import load_base  # imports torch and PEFT (seconds): only when the cache has no baseline
+    from trainers.probes import load_probes, run_probes
+
     model, tokenizer = load_base(recipe.model, recipe.start_adapters)
     probes = load_probes(recipe, STAGES[recipe.stage].domain_probe)
     metrics, predictions = run_probes(model, tokenizer, probes)
