@@ -39,8 +39,13 @@ def child(sweep: str, seq: int, batch: int, steps: int, checkpointing: bool) -> 
 
     import torch
 
-    from hpo.config.sweep_file import load_sweep
-    from hpo.run.sweep import trial_recipe
+    try:
+        from hpo.config.sweep_file import load_sweep
+        from hpo.run.sweep import trial_recipe
+    except ModuleNotFoundError:  # a checkout from before hpo/ was split into subpackages
+        from hpo.sweep import trial_recipe
+
+        from hpo.config import load_sweep
     from trainers import rungs, sft
     from trainers.models import load_base
 
