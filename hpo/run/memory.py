@@ -15,17 +15,15 @@ measured peaks is in benchmarks/README.md ("Memory of one trial").
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpo.config.sweep_file import SweepConfig
-from trainers.model_store import default_cache_dir
+from hpo.run.baseline import cache_root, cached
 from trainers.recipe import Recipe
 from trainers.shared import LOSS_TILE_BYTES as TILE_BYTES
 from trainers.stages import STAGES
@@ -102,30 +100,26 @@ def model_shape(ref: str) -> ModelShape | None:
         source = path
     else:
         return None
-    cached = shape_cache_file(source)
-    if cached.is_file():
-        with contextlib.suppress(ValueError, TypeError, KeyError):
-            found = json.loads(cached.read_text())
-            return ModelShape(**{**found, "linear_dims": tuple(tuple(d) for d in found["linear_dims"])})
-    shape = build_shape(path)
-    with contextlib.suppress(OSError):
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(dataclasses.asdict(shape)))
-        temporary.replace(cached)
-    return shape
+
+    def compute() -> dict:
+        return dataclasses.asdict(build_shape(path))
+
+    try:
+        found, _ = cached(cache_root() / "model_shapes", shape_key(source), compute)
+    except OSError:  # a cache folder that cannot be written: the shape is built each time
+        found = compute()
+    return ModelShape(**{**found, "linear_dims": tuple(tuple(d) for d in found["linear_dims"])})
 
 
-def shape_cache_file(source: Path) -> Path:
-    """Where a model's shape is kept: by the config file's bytes (a GGUF file by its path, size and time,
-    as its header alone decides the shape) and the estimate's version."""
+def shape_key(source: Path) -> str:
+    """A model's shape is kept by the config file's bytes (a GGUF file by its path, size and time, as its
+    header alone decides the shape) and the estimate's version."""
     if source.suffix.lower() == ".gguf":
         info = source.stat()
         content = f"{source.resolve()}:{info.st_size}:{info.st_mtime_ns}".encode()
     else:
         content = source.read_bytes()
-    digest = hashlib.sha256(content + f"shape-v{SHAPE_VERSION}".encode()).hexdigest()[:20]
-    return default_cache_dir().parent / "model_shapes" / f"{digest}.json"
+    return hashlib.sha256(content + f"shape-v{SHAPE_VERSION}".encode()).hexdigest()[:20]
 
 
 def build_shape(path: Path) -> ModelShape:
